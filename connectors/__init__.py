@@ -1,0 +1,1 @@
+"""Channel connectors: one module per platform behind the protocol in base.py."""

@@ -1,0 +1,227 @@
+"""The one small protocol every channel module implements, and the shapes it speaks.
+
+A channel module (whatsapp.py, messenger.py, line.py, wechat.py, x.py) exports a `Connector` class
+built from its configured accounts. The generic webhook handler (webhooks.py) and the outbox sender
+(outbox.py) only ever talk to this protocol.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, ClassVar, Literal, Protocol
+
+import aiohttp
+from aiohttp import web
+
+from warehouse.model import InboundMessage, StatusUpdate
+
+
+class ConfigError(ValueError):
+    """A missing or invalid configuration key; the message names the account and the key."""
+
+
+class WebhookError(Exception):
+    """A request we refuse; `status` is the HTTP answer, the message is safe to log (no secrets)."""
+
+    status: int = 400
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        if status is not None:
+            self.status = status
+
+
+class BadSignature(WebhookError):
+    status = 401
+
+
+class UnknownAccount(WebhookError):
+    status = 404
+
+
+class MalformedPayload(WebhookError):
+    status = 400
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """One webhook request as the protocol sees it: raw body bytes, never re-serialized."""
+
+    headers: Mapping[str, str]
+    query: Mapping[str, str]
+    body: bytes
+    name: str | None = None  # the account name in /webhooks/line/{name} and /webhooks/wechat/{name}
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundFile:
+    filename: str
+    mime_type: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """A WhatsApp message template, which the platform delivers outside the 24-hour window (B1)."""
+
+    name: str
+    language: str = "en_US"
+    parameters: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundReply:
+    outbox_id: int
+    channel: str
+    account: str  # the business account's platform id: the reply leaves from here (R2, R20)
+    to: str  # the end user's platform id
+    text: str = ""
+    file: OutboundFile | None = None
+    template: Template | None = None
+    # Stable per outbox row, so a retried send is recognized by platforms that dedupe (LINE).
+    retry_key: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryResult:
+    """What one send attempt came to.
+
+    `sent`: the platform took it (`platform_message_id` set). `retry`: a transient failure
+    (connection error, timeout, 429, 5xx), try again later, after `retry_after` seconds if the
+    platform said so. `failed`: permanent; `window_closed` when the platform refused because the
+    messaging window is closed (WhatsApp 131047, Messenger code 10, WeChat 45015).
+    """
+
+    state: Literal["sent", "retry", "failed"]
+    platform_message_id: str | None = None
+    reason: str = ""
+    retry_after: float | None = None
+    window_closed: bool = False
+
+    @classmethod
+    def sent(cls, platform_message_id: str) -> DeliveryResult:
+        return cls("sent", platform_message_id=platform_message_id)
+
+    @classmethod
+    def retry(cls, reason: str, retry_after: float | None = None) -> DeliveryResult:
+        return cls("retry", reason=reason, retry_after=retry_after)
+
+    @classmethod
+    def failed(cls, reason: str, window_closed: bool = False) -> DeliveryResult:
+        return cls("failed", reason=reason, window_closed=window_closed)
+
+
+@dataclass(frozen=True, slots=True)
+class Media:
+    data: bytes
+    mime_type: str
+    filename: str | None = None
+
+
+class Connector(Protocol):
+    channel: ClassVar[str]  # one of warehouse.model.CHANNELS
+    window: ClassVar[timedelta | None]  # free-form reply window after the end user's last message
+
+    def account_ids(self) -> list[str]:
+        """The platform ids of the configured business accounts."""
+        ...
+
+    def account_info(self, account_id: str) -> dict[str, Any]:
+        """What agents should know about the business account (R8), no secrets."""
+        ...
+
+    def handshake(self, request: Incoming) -> web.Response | None:
+        """The platform's verification request (GET), answered; None if this is not one."""
+        ...
+
+    def verify(self, request: Incoming) -> None:
+        """Raise BadSignature / UnknownAccount unless the request is authentic. Constant-time."""
+        ...
+
+    def parse(self, request: Incoming) -> list[InboundMessage | StatusUpdate]:
+        """Pure: the verified request's messages and receipts. Raise MalformedPayload."""
+        ...
+
+    def acknowledge(self, request: Incoming) -> web.Response:
+        """The 200 answer once what the request carried is stored."""
+        ...
+
+    async def send(self, session: aiohttp.ClientSession, reply: OutboundReply) -> DeliveryResult:
+        ...
+
+    async def fetch_media(self, session: aiohttp.ClientSession, account_id: str, media_id: str) -> Media:
+        ...
+
+
+# Helpers the channel modules share -----------------------------------------------------------
+
+def hmac_sha256(key: str | bytes, msg: bytes) -> bytes:
+    return hmac.new(key.encode() if isinstance(key, str) else key, msg, hashlib.sha256).digest()
+
+
+def same(a: str | bytes, b: str | bytes) -> bool:
+    """Constant-time comparison of two signatures."""
+    a = a.encode() if isinstance(a, str) else a
+    b = b.encode() if isinstance(b, str) else b
+    return hmac.compare_digest(a, b)
+
+
+def header(request: Incoming, name: str) -> str:
+    """A header, case-insensitively (tests may hand in a plain dict)."""
+    value = request.headers.get(name)
+    if value is None:
+        lowered = name.lower()
+        value = next((v for k, v in request.headers.items() if k.lower() == lowered), "")
+    return value
+
+
+def require(table: Mapping[str, Any], key: str, section: str, *, default: Any = None) -> Any:
+    """A configuration value, or a ConfigError naming the account and the key."""
+    value = table.get(key, default)
+    if value is None or value == "":
+        name = table.get("name", "?")
+        raise ConfigError(f"[[{section}]] account {name!r}: missing key {key!r}")
+    return value
+
+
+SEND_TIMEOUT = aiohttp.ClientTimeout(total=15, sock_connect=5)
+
+
+@dataclass(slots=True)
+class HttpAnswer:
+    status: int
+    body: Any = None  # parsed JSON, or text
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+async def call_api(session: aiohttp.ClientSession, method: str, url: str, **kwargs: Any) -> HttpAnswer | DeliveryResult:
+    """One HTTP call to a platform API: its answer, or a `retry` result for transient failures.
+
+    Transient: connection errors, timeouts, 429 and 5xx (with Retry-After when given). Anything
+    else is returned for the channel module to read in its platform's terms.
+    """
+    try:
+        async with session.request(method, url, timeout=SEND_TIMEOUT, **kwargs) as resp:
+            try:
+                body: Any = await resp.json(content_type=None)
+            except ValueError:
+                body = await resp.text()
+            if resp.status == 429 or resp.status >= 500:
+                return DeliveryResult.retry(f"HTTP {resp.status} from the platform",
+                                            retry_after_seconds(resp.headers.get("Retry-After")))
+            return HttpAnswer(resp.status, body, resp.headers)
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        return DeliveryResult.retry(f"could not reach the platform: {type(exc).__name__}")
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None

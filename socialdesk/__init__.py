@@ -1,0 +1,1 @@
+"""SocialDesk: the composition root (configuration, CLI, service, demo) over bot, connectors, warehouse."""

@@ -1,0 +1,133 @@
+"""Configuration: one TOML file, any value may be `${ENV_VAR}` so secrets stay in the environment.
+
+Path: `--config`, else `SOCIALDESK_CONFIG`, else `socialdesk.toml`; built-in defaults when absent.
+Channel sections (`[[whatsapp]]`, ...) are handed as they are to the channel modules, which validate
+their own keys.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from connectors.base import ConfigError
+from warehouse.model import CHANNELS
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _expand(value: Any, where: str) -> Any:
+    if isinstance(value, str):
+        def sub(m: re.Match[str]) -> str:
+            name = m.group(1)
+            if name not in os.environ:
+                raise ConfigError(f"{where}: environment variable {name} is not set")
+            return os.environ[name]
+        return _ENV.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: _expand(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+@dataclass(slots=True)
+class StoreConfig:
+    path: str = "data/socialdesk.duckdb"
+    memory_limit: str = "1GB"
+    threads: int = 2
+    quack_port: int = 0  # 0: no live attach for notebooks
+    quack_host: str = "127.0.0.1"
+    quack_token: str = ""
+
+
+@dataclass(slots=True)
+class ServerConfig:
+    port: int = 3000
+    host: str = "0.0.0.0"
+    max_body_bytes: int = 1024 * 1024
+    admin_token: str = ""  # loopback admin routes used by the CLI while the service runs
+    public_url: str = "http://localhost:3000"
+    json_logs: bool = False
+
+
+@dataclass(slots=True)
+class SlackConfig:
+    bot_token: str = ""
+    signing_secret: str = ""
+    api_url: str = "https://slack.com/api/"
+    team_id: str = ""
+    triage_channel: str = ""
+    agents: list[str] = field(default_factory=list)
+    agent_group: str = ""
+    command: str = "/social"
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.bot_token and self.signing_secret)
+
+
+@dataclass(slots=True)
+class Config:
+    store: StoreConfig = field(default_factory=StoreConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
+    slack: SlackConfig = field(default_factory=SlackConfig)
+    channels: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    assignment: dict[str, Any] = field(default_factory=dict)
+    rules_dir: str = "rules"
+    source: str = "built-in defaults"
+
+
+def _section(cls: type, raw: dict[str, Any], name: str) -> Any:
+    known = set(cls.__dataclass_fields__)
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"[{name}]: unknown key {unknown[0]!r}")
+    obj = cls(**raw)
+    for key, f in cls.__dataclass_fields__.items():
+        value = getattr(obj, key)
+        if f.type in ("int",) and not isinstance(value, int):
+            try:
+                setattr(obj, key, int(value))
+            except (TypeError, ValueError):
+                raise ConfigError(f"[{name}] {key}: expected a whole number") from None
+    return obj
+
+
+def load(path: str | os.PathLike[str] | None = None) -> Config:
+    """The configuration from `path`, `SOCIALDESK_CONFIG` or `socialdesk.toml`, with env overrides."""
+    explicit = path or os.environ.get("SOCIALDESK_CONFIG")
+    file = Path(explicit or "socialdesk.toml")
+    raw: dict[str, Any] = {}
+    if file.exists():
+        try:
+            raw = tomllib.loads(file.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{file}: {exc}") from None
+    elif explicit:
+        raise ConfigError(f"configuration file {file} not found")
+    raw = _expand(raw, file.name)
+    cfg = Config(
+        store=_section(StoreConfig, raw.pop("store", {}), "store"),
+        server=_section(ServerConfig, raw.pop("server", {}), "server"),
+        slack=_section(SlackConfig, raw.pop("slack", {}), "slack"),
+        assignment=raw.pop("assignment", {}),
+        rules_dir=raw.pop("rules", {}).get("dir", "rules"),
+        source=str(file) if file.exists() else "built-in defaults",
+    )
+    for channel in CHANNELS:
+        tables = raw.pop(channel, [])
+        if not isinstance(tables, list):
+            raise ConfigError(f"[[{channel}]] must be an array of tables")
+        cfg.channels[channel] = tables
+    if raw:
+        raise ConfigError(f"{file}: unknown section [{sorted(raw)[0]}]")
+    if os.environ.get("SOCIALDESK_DB"):
+        cfg.store.path = os.environ["SOCIALDESK_DB"]
+    if os.environ.get("PORT"):
+        cfg.server.port = int(os.environ["PORT"])
+    return cfg

@@ -1,0 +1,94 @@
+"""The base of every fake platform API: an aiohttp server on loopback that records each request
+and can be scripted to answer the next requests with the platform's own errors.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: bytes
+    form: dict[str, Any] = field(default_factory=dict)  # multipart / urlencoded fields (files as bytes)
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class Scripted:
+    status: int
+    body: Any
+    headers: dict[str, str]
+    path_contains: str
+
+
+class FakeAPI:
+    """Subclasses add routes in `routes()`; handlers call `await self.record(request)` first and
+    return `self.scripted(request)` if it is not None."""
+
+    def __init__(self) -> None:
+        self.requests: list[Recorded] = []
+        self._script: deque[Scripted] = deque()
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    def routes(self) -> list[web.RouteDef]:
+        raise NotImplementedError  # each fake lists its platform's routes
+
+    def fail_next(self, count: int, status: int, body: Any = None, headers: dict[str, str] | None = None,
+                  path_contains: str = "") -> None:
+        """Answer the next `count` requests (whose path contains `path_contains`) with this."""
+        for _ in range(count):
+            self._script.append(Scripted(status, body, headers or {}, path_contains))
+
+    async def record(self, request: web.Request) -> Recorded:
+        form: dict[str, Any] = {}
+        body = b""
+        ctype = request.headers.get("Content-Type", "")
+        if ctype.startswith(("multipart/", "application/x-www-form-urlencoded")):
+            for key, value in (await request.post()).items():
+                form[key] = value.file.read() if isinstance(value, web.FileField) else value
+        else:
+            body = await request.read()
+        rec = Recorded(request.method, request.path, dict(request.query), dict(request.headers), body, form)
+        self.requests.append(rec)
+        return rec
+
+    def scripted(self, request: web.Request) -> web.Response | None:
+        for i, item in enumerate(self._script):
+            if item.path_contains in request.path:
+                del self._script[i]
+                if isinstance(item.body, (dict, list)):
+                    return web.json_response(item.body, status=item.status, headers=item.headers)
+                return web.Response(status=item.status, text=item.body or "", headers=item.headers)
+        return None
+
+    def sent(self, path_contains: str = "") -> list[Recorded]:
+        return [r for r in self.requests if path_contains in r.path and r.method == "POST"]
+
+    async def start(self, port: int = 0) -> str:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.add_routes(self.routes())
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
+        await site.start()
+        sock = site._server.sockets[0]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        return self.url
+
+    async def stop(self) -> None:
+        if self._runner:
+            await self._runner.cleanup()

@@ -1,0 +1,122 @@
+"""The normalized shapes that cross the warehouse boundary.
+
+Connectors turn each platform's payload into these; the warehouse stores them. Nothing here knows
+a platform's wire format.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+CHANNELS = ("whatsapp", "messenger", "line", "wechat", "x")
+# R7: the tag a channel's tickets carry. Messenger tickets say "facebook", X tickets "twitter".
+CHANNEL_TAGS = {"whatsapp": "whatsapp", "messenger": "facebook", "line": "line", "wechat": "wechat",
+                "x": "twitter"}
+SOCIAL_TAG = "messaging_support"
+STATUSES = ("new", "open", "pending", "hold", "solved", "closed")
+UNSOLVED = ("new", "open", "pending", "hold")
+DeliveryState = Literal["sent", "delivered", "read", "failed"]
+
+
+class InvalidMessage(ValueError):
+    """A normalized message that cannot be stored as it is (missing key, unknown channel, ...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    type: str  # image, file, audio, video, sticker, location
+    media_id: str | None = None
+    url: str | None = None
+    mime_type: str | None = None
+    filename: str | None = None
+    caption: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    title: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """One end-user message, keyed by (channel, account, message_id)."""
+
+    channel: str
+    account: str  # business account platform id: phone_number_id, page id, bot user id, gh_..., user id
+    user_id: str  # the end user's platform id
+    message_id: str
+    sent_at: datetime
+    text: str = ""
+    attachments: tuple[Attachment, ...] = ()
+    profile: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> InboundMessage:
+        """The JSON form used by `socialdesk ingest` (issue 2)."""
+        if not isinstance(data, dict):
+            raise InvalidMessage("a message must be a JSON object")
+        missing = [k for k in ("channel", "account", "user_id", "message_id") if not data.get(k)]
+        if missing:
+            raise InvalidMessage(f"missing {', '.join(missing)}")
+        channel = str(data["channel"])
+        if channel not in CHANNELS:
+            raise InvalidMessage(f"unknown channel {channel!r} (one of {', '.join(CHANNELS)})")
+        try:
+            sent_at = parse_time(data.get("sent_at")) if data.get("sent_at") else datetime.now(UTC)
+            attachments = tuple(Attachment(**a) for a in data.get("attachments") or ())
+        except (TypeError, ValueError) as exc:
+            raise InvalidMessage(str(exc)) from exc
+        profile = data.get("profile") or {}
+        if not isinstance(profile, dict):
+            raise InvalidMessage("profile must be an object")
+        return cls(channel, str(data["account"]), str(data["user_id"]), str(data["message_id"]), sent_at,
+                   str(data.get("text") or ""), attachments, profile)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"channel": self.channel, "account": self.account, "user_id": self.user_id,
+                "message_id": self.message_id, "sent_at": self.sent_at.isoformat(), "text": self.text,
+                "attachments": [a.to_dict() for a in self.attachments], "profile": self.profile}
+
+
+@dataclass(frozen=True, slots=True)
+class StatusUpdate:
+    """A delivery, read or failure receipt for one of our replies (B2).
+
+    Either `message_id` names the reply (WhatsApp statuses, Messenger delivery `mids`), or
+    `watermark` says everything sent to `user_id` up to then has reached that state (Messenger
+    watermarks, X read events).
+    """
+
+    channel: str
+    account: str
+    user_id: str
+    status: DeliveryState
+    at: datetime
+    message_id: str | None = None
+    watermark: datetime | None = None
+    error: str | None = None
+
+
+def parse_time(value: Any) -> datetime:
+    """ISO 8601 text or a datetime, as an aware UTC datetime."""
+    if isinstance(value, datetime):
+        dt = value
+    else:
+        dt = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+def from_unix(seconds: float | str) -> datetime:
+    return datetime.fromtimestamp(float(seconds), UTC)
+
+
+def from_unix_ms(ms: float | str) -> datetime:
+    return datetime.fromtimestamp(float(ms) / 1000, UTC)
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
