@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 CHANNELS = ("whatsapp", "messenger", "line", "wechat", "x")
@@ -16,6 +16,13 @@ CHANNELS = ("whatsapp", "messenger", "line", "wechat", "x")
 CHANNEL_TAGS = {"whatsapp": "whatsapp", "messenger": "facebook", "line": "line", "wechat": "wechat",
                 "x": "twitter"}
 SOCIAL_TAG = "messaging_support"
+# Free-form replies are allowed this long after the end user's last message (R22, B1); None: no window.
+MESSAGING_WINDOWS: dict[str, timedelta | None] = {
+    "whatsapp": timedelta(hours=24), "messenger": timedelta(hours=24), "wechat": timedelta(hours=48),
+    "line": None, "x": None,
+}
+CHANNEL_LABELS = {"whatsapp": "WhatsApp", "messenger": "Facebook Messenger", "line": "LINE", "wechat": "WeChat",
+                  "x": "X"}
 STATUSES = ("new", "open", "pending", "hold", "solved", "closed")
 UNSOLVED = ("new", "open", "pending", "hold")
 DeliveryState = Literal["sent", "delivered", "read", "failed"]

@@ -1,0 +1,211 @@
+"""What WhatsApp and Messenger share because both are Meta apps on the Graph API.
+
+Owns: the `hub.challenge` verification handshake, the `X-Hub-Signature-256` check and signing
+(the one implementation both `verify()` and `simulate()` use), reading webhook JSON, reading Graph
+API error bodies into safe reasons, account-table checks, and media downloads. Channel specifics
+(payload shapes, send formats, error codes) stay in whatsapp.py and messenger.py.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from connectors.base import (
+    SEND_TIMEOUT,
+    BadSignature,
+    ConfigError,
+    DeliveryResult,
+    HttpAnswer,
+    Incoming,
+    MalformedPayload,
+    Media,
+    header,
+    hmac_sha256,
+    require,
+    same,
+)
+
+GRAPH_API_URL = "https://graph.facebook.com/v21.0"
+SIGNATURE_HEADER = "X-Hub-Signature-256"
+MAX_MEDIA_BYTES = 100 * 1024 * 1024  # WhatsApp documents go up to 100 MB, Messenger files to 25 MB
+
+
+# Webhook side ---------------------------------------------------------------------------------
+
+def handshake(request: Incoming, verify_tokens: Iterable[str]) -> web.Response | None:
+    """Meta's subscription check: echo `hub.challenge` when the verify token is one of ours."""
+    if not any(key.startswith("hub.") for key in request.query):
+        return None
+    mode = request.query.get("hub.mode", "")
+    token = request.query.get("hub.verify_token", "")
+    # Compare against every token so the time taken does not reveal which one (or none) matched.
+    matched = [same(token, candidate) for candidate in verify_tokens]
+    if mode == "subscribe" and token and any(matched):
+        return web.Response(status=200, text=request.query.get("hub.challenge", ""), content_type="text/plain")
+    return web.Response(status=403, text="verification refused")
+
+
+def sign(app_secret: str, body: bytes) -> str:
+    """The `X-Hub-Signature-256` value Meta sends for `body`."""
+    return "sha256=" + hmac_sha256(app_secret, body).hex()
+
+
+def matching_secrets(request: Incoming, app_secrets: Iterable[str]) -> set[str]:
+    """The app secrets whose signature matches the raw body; BadSignature when there are none."""
+    given = header(request, SIGNATURE_HEADER).strip()
+    if not given:
+        raise BadSignature(f"missing {SIGNATURE_HEADER} header")
+    # Meta sends lowercase hex; accept an uppercase digest too, the prefix must be exact.
+    if given.startswith("sha256="):
+        given = "sha256=" + given[len("sha256="):].lower()
+    matched = {secret for secret in set(app_secrets) if same(given, sign(secret, request.body))}
+    if not matched:
+        raise BadSignature(f"{SIGNATURE_HEADER} does not match")
+    return matched
+
+
+def load_json(body: bytes, expected_object: str) -> dict[str, Any]:
+    """The webhook JSON with `object` == expected and `entry` a list, else MalformedPayload."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise MalformedPayload("body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise MalformedPayload("body is not a JSON object")
+    if data.get("object") != expected_object:
+        raise MalformedPayload(f"object is not {expected_object!r}")
+    if not isinstance(data.get("entry"), list):
+        raise MalformedPayload("entry is not a list")
+    return data
+
+
+def as_list(value: Any, what: str) -> list[Any]:
+    """An optional list field: absent means empty, anything else but a list is malformed."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise MalformedPayload(f"{what} is not a list")
+    return value
+
+
+def as_dict(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise MalformedPayload(f"{what} is not an object")
+    return value
+
+
+def text_field(obj: Mapping[str, Any], key: str, what: str) -> str:
+    """A required id-like field as text (Meta sends some ids as numbers)."""
+    value = obj.get(key)
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or value == "":
+        raise MalformedPayload(f"{what} has no {key}")
+    return str(value)
+
+
+# Configuration --------------------------------------------------------------------------------
+
+def check_table(table: Any, section: str, keys: Iterable[str], optional: Iterable[str] = ("api_url",)) -> None:
+    """Refuse a non-table or a key we do not know (a typo would otherwise be silently ignored)."""
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"[[{section}]] entries must be tables")
+    known = {"name", *keys, *optional}
+    for key in table:
+        if key not in known:
+            raise ConfigError(f"[[{section}]] account {table.get('name', '?')!r}: unknown key {key!r}")
+
+
+def text_value(table: Mapping[str, Any], key: str, section: str, *, default: str | None = None,
+               allow_int: bool = False) -> str:
+    """A required text value; numeric ids written unquoted in TOML are accepted when `allow_int`."""
+    value = require(table, key, section, default=default)
+    if allow_int and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"[[{section}]] account {table.get('name', '?')!r}: key {key!r} must be text")
+    return value.strip()
+
+
+def api_url_value(table: Mapping[str, Any], section: str) -> str:
+    url = text_value(table, "api_url", section, default=GRAPH_API_URL)
+    if not url.startswith(("https://", "http://")):
+        raise ConfigError(f"[[{section}]] account {table.get('name', '?')!r}: key 'api_url' must be an http(s) URL")
+    return url.rstrip("/")
+
+
+def check_unique(section: str, names: list[str], ids: list[str], id_key: str) -> None:
+    for label, values in (("name", names), (id_key, ids)):
+        seen: set[str] = set()
+        for value in values:
+            if value in seen:
+                raise ConfigError(f"[[{section}]] account {value!r}: duplicate {label}" if label == "name"
+                                  else f"[[{section}]]: duplicate {id_key} {value!r}")
+            seen.add(value)
+
+
+# Send side ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class GraphError:
+    status: int
+    code: int | None
+    subcode: int | None
+    message: str
+
+
+def graph_error(answer: HttpAnswer) -> GraphError:
+    """The `{"error": {...}}` body the Graph API answers with, whatever shape it actually came in."""
+    error = answer.body.get("error") if isinstance(answer.body, dict) else None
+    if not isinstance(error, dict):
+        return GraphError(answer.status, None, None, f"HTTP {answer.status}")
+    return GraphError(answer.status, _int(error.get("code")), _int(error.get("error_subcode")),
+                      str(error.get("message") or error.get("error_user_msg") or f"HTTP {answer.status}"))
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def safe_reason(text: str, *secrets: str) -> str:
+    """A reason fit for agents and logs: no token, no URL (Messenger URLs carry the token)."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[redacted]")
+    return re.sub(r"https?://\S+", "[url]", text)[:500]
+
+
+def after_first_part(first_id: str, second: DeliveryResult) -> DeliveryResult:
+    """The text went out but the file did not: retrying the whole reply would repeat the text, so
+    this is a permanent failure that says what the customer did receive."""
+    if second.state == "sent":
+        return second
+    return DeliveryResult.failed(f"the text was sent (message {first_id}) but the file was not: {second.reason}",
+                                 window_closed=second.window_closed)
+
+
+async def download(session: aiohttp.ClientSession, url: str, *, headers: Mapping[str, str] | None = None,
+                   what: str, mime_type: str | None = None) -> Media:
+    """GET a media file; LookupError with a safe message (no URL, no token) when it cannot be had."""
+    if not url.startswith(("https://", "http://")):
+        raise LookupError(f"{what}: not an http(s) media URL")
+    try:
+        async with session.get(url, headers=dict(headers or {}), timeout=SEND_TIMEOUT) as resp:
+            if resp.status != 200:
+                raise LookupError(f"{what}: the platform answered HTTP {resp.status}")
+            data = await resp.content.read(MAX_MEDIA_BYTES + 1)
+            if len(data) > MAX_MEDIA_BYTES:
+                raise LookupError(f"{what}: larger than {MAX_MEDIA_BYTES} bytes")
+            disposition = resp.content_disposition
+            filename = disposition.filename if disposition else None
+            return Media(data, mime_type or resp.content_type or "application/octet-stream", filename)
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        raise LookupError(f"{what}: could not reach the platform ({type(exc).__name__})") from None

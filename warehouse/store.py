@@ -1,0 +1,210 @@
+"""The DuckDB ticket store: one file, numbered migrations, one writer thread with group commit.
+
+DuckDB lets one process write a file, and a commit costs about the same for one row as for a
+thousand. So every write is a function queued to a single writer thread, which takes everything
+queued since its last commit, runs it in one transaction and commits once (group commit). Jobs of
+the same batch kind (ingestion) are merged into one set-based call. Reads use their own cursors and
+see only committed data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import re
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+import duckdb
+
+from warehouse import clock
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+MIGRATION_FILE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
+
+
+class StoreBusy(RuntimeError):
+    """Another process (the running service) holds the store."""
+
+
+@dataclass
+class _Job:
+    fn: Callable[[duckdb.DuckDBPyConnection], Any] | None
+    future: Future[Any]
+    # Jobs with the same batch kind in one round are merged: batch_fn(con, [payload, ...]) -> [result, ...]
+    batch_fn: Callable[[duckdb.DuckDBPyConnection, list[Any]], list[Any]] | None = None
+    payload: Any = None
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """(version, name, sql) for every migration shipped, in order."""
+    found = []
+    for entry in resources.files("warehouse.migrations").iterdir():
+        m = MIGRATION_FILE.match(entry.name)
+        if m:
+            found.append((int(m.group(1)), m.group(2), entry.read_text()))
+    return sorted(found)
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
+    """Apply the migrations this store has not seen; returns the versions applied."""
+    con.execute("CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)")
+    done = {v for (v,) in con.execute("SELECT version FROM schema_migrations").fetchall()}
+    applied = []
+    for version, name, sql in migrations():
+        if version in done:
+            continue
+        con.execute("BEGIN")
+        try:
+            con.execute(sql)
+            con.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)", [version, name, clock.now()])
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+        applied.append(version)
+        log.info("store migrated to %03d_%s", version, name)
+    return applied
+
+
+def open_connection(path: str | Path, *, read_only: bool = False, memory_limit: str = "1GB",
+                    threads: int = 2) -> duckdb.DuckDBPyConnection:
+    path = str(path)
+    if path != ":memory:" and not read_only:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return duckdb.connect(path, read_only=read_only,
+                              config={"memory_limit": memory_limit, "threads": threads})
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            raise StoreBusy(f"the store {path} is in use by another process (is `socialdesk serve` running?)") from None
+        raise
+
+
+class Store:
+    """The open store. Writes go through `write`/`awrite`/`batch`, reads through `cursor()`."""
+
+    def __init__(self, path: str | Path = "data/socialdesk.duckdb", *, memory_limit: str = "1GB",
+                 threads: int = 2) -> None:
+        self.path = str(path)
+        self._con = open_connection(path, memory_limit=memory_limit, threads=threads)
+        migrate(self._con)
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._writer = threading.Thread(target=self._run, name="store-writer", daemon=True)
+        self._writer.start()
+        self.commits = 0  # for metrics and tests of group commit
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def submit(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> Future[T]:
+        job = _Job(fn, Future())
+        self._queue.put(job)
+        return job.future
+
+    def submit_batch(self, batch_fn: Callable[[duckdb.DuckDBPyConnection, list[Any]], list[Any]],
+                     payload: Any) -> Future[Any]:
+        job = _Job(None, Future(), batch_fn, payload)
+        self._queue.put(job)
+        return job.future
+
+    def write(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        """Run `fn` in the writer's transaction and wait for its commit."""
+        return self.submit(fn).result()
+
+    async def awrite(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        return await asyncio.wrap_future(self.submit(fn))
+
+    def _run(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            jobs = [job]
+            while True:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._queue.put(None)  # finish this round, then stop
+                    break
+                jobs.append(nxt)
+            self._commit_round(jobs)
+
+    def _commit_round(self, jobs: list[_Job]) -> None:
+        con = self._con
+        try:
+            con.execute("BEGIN")
+            results = self._execute(con, jobs)
+            con.execute("COMMIT")
+        except Exception as exc:
+            with suppress(duckdb.Error):
+                con.execute("ROLLBACK")
+            if len(jobs) == 1:
+                jobs[0].future.set_exception(exc)
+                return
+            # One job failed and took the round with it: rerun each alone so only it fails.
+            for job in jobs:
+                self._commit_round([job])
+            return
+        self.commits += 1
+        for job, result in zip(jobs, results, strict=True):
+            job.future.set_result(result)
+
+    @staticmethod
+    def _execute(con: duckdb.DuckDBPyConnection, jobs: list[_Job]) -> list[Any]:
+        results: list[Any] = [None] * len(jobs)
+        batches: dict[Any, list[int]] = {}
+        for i, job in enumerate(jobs):
+            if job.batch_fn is not None:
+                batches.setdefault(job.batch_fn, []).append(i)
+        for batch_fn, idx in batches.items():
+            for i, result in zip(idx, batch_fn(con, [jobs[i].payload for i in idx]), strict=True):
+                results[i] = result
+        for i, job in enumerate(jobs):
+            if job.fn is not None:
+                results[i] = job.fn(con)
+        return results
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    @contextmanager
+    def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        cur = self._con.cursor()
+        try:
+            yield cur
+        finally:
+            cur.close()
+
+    def read(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        with self.cursor() as cur:
+            return fn(cur)
+
+    async def aread(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        return await asyncio.to_thread(self.read, fn)
+
+    @property
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        """The writer's connection, for things that must run beside it (Quack serving)."""
+        return self._con
+
+    def close(self) -> None:
+        if self._writer.is_alive():
+            self._queue.put(None)
+            self._writer.join()
+        self._con.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
