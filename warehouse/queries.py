@@ -1,0 +1,205 @@
+"""Reads: the notifier (R10-R16), views (R16, R18, R19), search (R25-R27), tickets and users.
+
+All take a cursor and return JSON-ready dicts. Social tickets are selected by their tags, through the
+view definitions (R9), never by a hidden flag.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from importlib import resources
+from typing import Any
+
+import duckdb
+
+from warehouse import clock
+from warehouse.conditions import Context, compile_conditions
+from warehouse.phones import looks_like_phone, to_e164
+from warehouse.tickets import OperationError, agent_id, window_state
+
+PAGE_SIZE = 20
+ASSIGNED_VIEW = "Your social messaging tickets"
+UNASSIGNED_VIEW = "Unassigned social messaging tickets"
+TABS = {"assigned": ASSIGNED_VIEW, "unassigned": UNASSIGNED_VIEW}
+STARTED = "Started a new chat"
+REPLIED = "Replied to the conversation"
+
+
+def shipped_views() -> list[dict[str, Any]]:
+    return json.loads(resources.files("warehouse.defaults").joinpath("views.json").read_text())["views"]
+
+
+def find_view(cur: duckdb.DuckDBPyConnection, title: str, owner: int | None = None) -> dict[str, Any]:
+    """A view by title (or id): the agent's own first, then shared ones."""
+    rows = cur.execute(
+        "SELECT id, title, owner_id, conditions, execution FROM views "
+        "WHERE (lower(title) = lower(?) OR CAST(id AS VARCHAR) = ?) AND (owner_id IS NULL OR owner_id = ?) "
+        "ORDER BY owner_id NULLS LAST LIMIT 1", [title, title, owner]).fetchall()
+    if not rows:
+        raise OperationError(f"no view named {title!r}")
+    vid, vtitle, owner_id, conditions, execution = rows[0]
+    return {"id": vid, "title": vtitle, "owner_id": owner_id, "conditions": json.loads(conditions),
+            "execution": json.loads(execution)}
+
+
+def list_views(cur: duckdb.DuckDBPyConnection, owner: int | None = None) -> list[dict[str, Any]]:
+    return [{"id": i, "title": t, "shared": o is None} for i, t, o in cur.execute(
+        "SELECT id, title, owner_id FROM views WHERE owner_id IS NULL OR owner_id = ? ORDER BY owner_id NULLS FIRST, "
+        "position, id", [owner]).fetchall()]
+
+
+_ROW_SQL = """
+SELECT t.id, t.status, t.channel, t.account, t.requester_id, u.name, t.subject, t.updated_at, t.assignee_id,
+       t.channel_info->>'account_name' AS account_name
+FROM tickets t JOIN users u ON u.id = t.requester_id
+WHERE {where}
+ORDER BY t.updated_at DESC, t.id DESC
+LIMIT {limit} OFFSET {offset}
+"""
+
+
+def ticket_row(r: tuple[Any, ...]) -> dict[str, Any]:
+    tid, status, channel, account, rid, name, subject, updated_at, assignee, account_name = r
+    return {"id": tid, "status": status, "channel": channel, "account": account, "account_name": account_name,
+            "requester": {"id": rid, "name": name}, "subject": subject, "assignee_id": assignee,
+            "updated_at": updated_at.isoformat() if isinstance(updated_at, datetime) else updated_at,
+            # R13: a new ticket "Started a new chat"; every other one "Replied to the conversation".
+            "conversation_status": STARTED if status == "new" else REPLIED}
+
+
+def run_view(cur: duckdb.DuckDBPyConnection, view: dict[str, Any], agent: int | None, page: int = 1,
+             per_page: int = PAGE_SIZE, now: datetime | None = None) -> dict[str, Any]:
+    """One page of a view, in its fixed order (R14), and whether more follow (R16)."""
+    if page < 1:
+        raise OperationError("pages start at 1")
+    compiled = compile_conditions(view["conditions"], Context(now=now or clock.now(), current_user=agent),
+                                  f"view {view['title']!r}")
+    sql = _ROW_SQL.format(where=compiled.sql, limit=per_page + 1, offset=(page - 1) * per_page)
+    rows = [ticket_row(r) for r in cur.execute(sql, compiled.params).fetchall()]
+    return {"view": view["title"], "page": page, "has_more": len(rows) > per_page, "tickets": rows[:per_page]}
+
+
+def view(cur: duckdb.DuckDBPyConnection, title: str, slack_user_id: str | None = None,
+         page: int = 1) -> dict[str, Any]:
+    agent = agent_id(cur, slack_user_id) if slack_user_id else None
+    return run_view(cur, find_view(cur, title, agent), agent, page)
+
+
+def red_dot(cur: duckdb.DuckDBPyConnection) -> bool:
+    """R15: new, unassigned social tickets wait."""
+    v = find_view(cur, UNASSIGNED_VIEW)
+    compiled = compile_conditions(v["conditions"], Context(now=clock.now()))
+    return cur.execute(f"SELECT EXISTS (SELECT 1 FROM tickets t WHERE t.status = 'new' AND {compiled.sql})",
+                       compiled.params).fetchone()[0]
+
+
+def notifier(cur: duckdb.DuckDBPyConnection, slack_user_id: str, tab: str = "assigned",
+             page: int = 1) -> dict[str, Any]:
+    """R10-R16: one tab of the notifier, 20 rows, fixed order, `has_more` for "Load more tickets"."""
+    if tab not in TABS:
+        raise OperationError(f"unknown tab {tab!r} (assigned or unassigned)")
+    agent = agent_id(cur, slack_user_id)
+    result = run_view(cur, find_view(cur, TABS[tab]), agent, page)
+    return {"tab": tab, "view": result["view"], "red_dot": red_dot(cur), "has_more": result["has_more"],
+            "page": page, "tickets": result["tickets"]}
+
+
+# -- search (R25-R27) ------------------------------------------------------------------------------
+
+def _user_summaries(cur: duckdb.DuckDBPyConnection, where: str, params: list[Any]) -> list[dict[str, Any]]:
+    rows = cur.execute(
+        f"SELECT u.id, u.name, u.phone, list(t.id ORDER BY t.id) FILTER (WHERE t.id IS NOT NULL) "
+        f"FROM users u LEFT JOIN tickets t ON t.requester_id = u.id "
+        f"WHERE u.role = 'end-user' AND u.merged_into IS NULL AND ({where}) GROUP BY u.id, u.name, u.phone "
+        f"ORDER BY u.id LIMIT 50", params).fetchall()
+    return [{"id": i, "name": n, "phone": p, "ticket_ids": list(ts or [])} for i, n, p, ts in rows]
+
+
+def search(cur: duckdb.DuckDBPyConnection, query: str) -> dict[str, Any]:
+    """End users by phone (any common format, R25) or by their social messaging info (R26); tickets by
+    their channel info (R27)."""
+    q = query.strip()
+    if not q:
+        raise OperationError("search needs a query")
+    phone = to_e164(q) if looks_like_phone(q) else None
+    like = f"%{q}%"
+    if phone:
+        users = _user_summaries(cur, "u.phone = ?", [phone])
+    else:
+        users = _user_summaries(cur, "u.name ILIKE ? OR CAST(u.social_messaging_info AS VARCHAR) ILIKE ?",
+                                [like, like])
+    tickets = [ticket_row(r) for r in cur.execute(
+        _ROW_SQL.format(where="CAST(t.channel_info AS VARCHAR) ILIKE ? OR CAST(t.id AS VARCHAR) = ?",
+                        limit=50, offset=0), [like, q.lstrip("#")]).fetchall()]
+    return {"query": q, "phone": phone, "users": users, "tickets": tickets}
+
+
+# -- one ticket, one user --------------------------------------------------------------------------
+
+def _iso(v: Any) -> Any:
+    return v.isoformat() if isinstance(v, datetime) else v
+
+
+def ticket(cur: duckdb.DuckDBPyConnection, ticket_id: int) -> dict[str, Any]:
+    c = cur.execute("SELECT * FROM tickets WHERE id = ?", [ticket_id])
+    row = c.fetchone()
+    if row is None:
+        raise OperationError(f"ticket {ticket_id} not found")
+    t = dict(zip([d[0] for d in c.description], row, strict=True))
+    requester = cur.execute("SELECT id, name, phone FROM users WHERE id = ?", [t["requester_id"]]).fetchone()
+    assignee = None
+    if t["assignee_id"] is not None:
+        a = cur.execute("SELECT id, name, slack_user_id FROM users WHERE id = ?", [t["assignee_id"]]).fetchone()
+        assignee = {"id": a[0], "name": a[1], "slack_user_id": a[2]}
+    comments = [{"id": i, "author_id": a, "author": n, "author_role": role, "public": p, "body": b,
+                 "attachments": json.loads(att), "platform_message_id": pm, "created_at": _iso(at),
+                 "delivery": ({"state": st, "reason": err, "outbox_id": oid} if oid is not None else None)}
+                for i, a, n, role, p, b, att, pm, at, oid, st, err in cur.execute(
+        "SELECT c.id, c.author_id, u.name, u.role, c.public, c.body, c.attachments, c.platform_message_id, "
+        "c.created_at, o.id, o.state, o.last_error FROM comments c JOIN users u ON u.id = c.author_id "
+        "LEFT JOIN outbox o ON o.comment_id = c.id WHERE c.ticket_id = ? ORDER BY c.created_at, c.id",
+        [ticket_id]).fetchall()]
+    events = [{"id": i, "kind": k, "actor": {"type": at, "id": aid}, "data": json.loads(d), "created_at": _iso(ts)}
+              for i, k, at, aid, d, ts in cur.execute(
+        "SELECT id, kind, actor_type, actor_id, data, created_at FROM events WHERE ticket_id = ? ORDER BY id",
+        [ticket_id]).fetchall()]
+    return {
+        "id": t["id"], "subject": t["subject"], "status": t["status"], "channel": t["channel"],
+        "account": t["account"], "recipient": t["recipient"], "tags": list(t["tags"]),
+        "requester": {"id": requester[0], "name": requester[1], "phone": requester[2]},
+        "assignee": assignee, "priority": t["priority"], "group_id": t["group_id"],
+        "fields": {"social_messaging_channel_info": json.loads(t["channel_info"]),
+                   **json.loads(t["custom_fields"])},
+        "window": window_state(t), "created_at": _iso(t["created_at"]), "updated_at": _iso(t["updated_at"]),
+        "last_end_user_message_at": _iso(t["last_end_user_message_at"]),
+        "comments": comments, "events": events,
+    }
+
+
+def user(cur: duckdb.DuckDBPyConnection, user_id: int) -> dict[str, Any]:
+    row = cur.execute("SELECT id, role, name, phone, social_messaging_info, slack_user_id, merged_into, created_at "
+                      "FROM users WHERE id = ?", [user_id]).fetchone()
+    if row is None:
+        raise OperationError(f"user {user_id} not found")
+    uid, role, name, phone, info, slack, merged_into, created = row
+    identities = [{"channel": c, "account": a, "platform_user_id": p, "profile": json.loads(pr)}
+                  for c, a, p, pr in cur.execute(
+        "SELECT channel, account, platform_user_id, profile FROM identities WHERE user_id = ? "
+        "ORDER BY created_at, channel", [user_id]).fetchall()]
+    ticket_ids = [r[0] for r in cur.execute("SELECT id FROM tickets WHERE requester_id = ? ORDER BY id",
+                                            [user_id]).fetchall()]
+    return {"id": uid, "role": role, "name": name, "phone": phone, "social_messaging_info": json.loads(info),
+            "slack_user_id": slack, "merged_into": merged_into, "identities": identities,
+            "ticket_ids": ticket_ids, "created_at": _iso(created),
+            "merge_suggestions": merge_suggestions(cur, uid) if role == "end-user" and merged_into is None else []}
+
+
+def merge_suggestions(cur: duckdb.DuckDBPyConnection, user_id: int) -> list[dict[str, Any]]:
+    """B5: other live accounts that share this user's phone number or name-and-phone identity."""
+    rows = cur.execute(
+        "SELECT o.id, o.name, o.phone, count(t.id) FROM users u JOIN users o ON o.phone = u.phone AND o.id <> u.id "
+        "LEFT JOIN tickets t ON t.requester_id = o.id "
+        "WHERE u.id = ? AND u.phone IS NOT NULL AND o.role = 'end-user' AND o.merged_into IS NULL "
+        "GROUP BY o.id, o.name, o.phone ORDER BY o.id", [user_id]).fetchall()
+    return [{"id": i, "name": n, "phone": p, "tickets": c, "reason": "same phone number"} for i, n, p, c in rows]
