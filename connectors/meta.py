@@ -139,14 +139,17 @@ def api_url_value(table: Mapping[str, Any], section: str) -> str:
     return url.rstrip("/")
 
 
-def check_unique(section: str, names: list[str], ids: list[str], id_key: str) -> None:
-    for label, values in (("name", names), (id_key, ids)):
-        seen: set[str] = set()
-        for value in values:
-            if value in seen:
-                raise ConfigError(f"[[{section}]] account {value!r}: duplicate {label}" if label == "name"
-                                  else f"[[{section}]]: duplicate {id_key} {value!r}")
-            seen.add(value)
+def check_unique(section: str, accounts: Iterable[tuple[str, str]], id_key: str) -> None:
+    """Refuse two accounts with one name or one platform id: routing would be ambiguous."""
+    names: set[str] = set()
+    ids: set[str] = set()
+    for name, account_id in accounts:
+        if name in names:
+            raise ConfigError(f"[[{section}]] account {name!r}: duplicate key 'name'")
+        if account_id in ids:
+            raise ConfigError(f"[[{section}]] account {name!r}: duplicate key {id_key!r} ({account_id})")
+        names.add(name)
+        ids.add(account_id)
 
 
 # Send side ------------------------------------------------------------------------------------
@@ -201,11 +204,13 @@ async def download(session: aiohttp.ClientSession, url: str, *, headers: Mapping
         async with session.get(url, headers=dict(headers or {}), timeout=SEND_TIMEOUT) as resp:
             if resp.status != 200:
                 raise LookupError(f"{what}: the platform answered HTTP {resp.status}")
-            data = await resp.content.read(MAX_MEDIA_BYTES + 1)
-            if len(data) > MAX_MEDIA_BYTES:
-                raise LookupError(f"{what}: larger than {MAX_MEDIA_BYTES} bytes")
+            data = bytearray()
+            async for chunk in resp.content.iter_chunked(64 * 1024):
+                data += chunk
+                if len(data) > MAX_MEDIA_BYTES:
+                    raise LookupError(f"{what}: larger than {MAX_MEDIA_BYTES} bytes")
             disposition = resp.content_disposition
             filename = disposition.filename if disposition else None
-            return Media(data, mime_type or resp.content_type or "application/octet-stream", filename)
+            return Media(bytes(data), mime_type or resp.content_type or "application/octet-stream", filename)
     except (TimeoutError, aiohttp.ClientError) as exc:
         raise LookupError(f"{what}: could not reach the platform ({type(exc).__name__})") from None

@@ -58,9 +58,10 @@ class LineAPI(FakeAPI):
                                      headers={"x-line-accepted-request-id": self._accepted_id(retry_key)})
         try:
             body = rec.json
-            messages = body["messages"]
-            assert isinstance(body["to"], str) and body["to"]
-        except (ValueError, KeyError, AssertionError, TypeError):
+        except ValueError:
+            body = None
+        messages = body.get("messages") if isinstance(body, dict) else None
+        if not isinstance(messages, list) or not isinstance(body.get("to"), str) or not body["to"]:
             return web.json_response({"message": "The request body has 1 error(s)",
                                       "details": [{"message": "must be specified", "property": "to"}]}, status=400)
         details = [{"message": "May not be empty", "property": f"messages[{i}].text"}

@@ -1,0 +1,347 @@
+"""X (Twitter) Direct Messages connector over the Account Activity API: CRC, webhook signature,
+DM and read-receipt parsing, v2 DM sends (with one uploaded image) and DM media download.
+
+Owns the `[[x]]` configuration section. One callback URL per X app, `/webhooks/x`; the business
+account is the payload's `for_user_id`. The CRC answer is computed with the FIRST configured account's
+consumer secret, because X's CRC request does not say which account it is for: configure accounts of
+one X app on one SocialDesk (accounts of a second app would need their own callback URL).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+import aiohttp
+from aiohttp import web
+
+from connectors.base import (
+    SEND_TIMEOUT,
+    BadSignature,
+    ConfigError,
+    DeliveryResult,
+    HttpAnswer,
+    Incoming,
+    MalformedPayload,
+    Media,
+    OutboundReply,
+    UnknownAccount,
+    header,
+    hmac_sha256,
+    require,
+    retry_after_seconds,
+    same,
+)
+from warehouse.model import Attachment, InboundMessage, StatusUpdate, from_unix_ms
+
+log = logging.getLogger(__name__)
+
+SECTION = "x"
+KEYS = ("name", "user_id", "screen_name", "consumer_secret", "access_token", "api_url")
+# The one-shot v2 upload takes these image types; videos and GIFs need the chunked upload, and
+# X DMs carry no other files.
+UPLOADABLE = {"image/jpeg", "image/png", "image/webp", "image/bmp", "image/pjpeg", "image/tiff"}
+MEDIA_TYPES = {"photo": "image", "video": "video", "animated_gif": "video"}
+MEDIA_HOSTS = ("ton.twitter.com", "ton.x.com", "pbs.twimg.com", "video.twimg.com")
+PROFILE_KEYS = ("name", "screen_name", "location", "description", "verified", "protected",
+                "followers_count", "profile_image_url_https")
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    name: str
+    user_id: str
+    screen_name: str
+    consumer_secret: str = field(repr=False)
+    access_token: str = field(repr=False)
+    api_url: str = "https://api.x.com"
+
+
+def signature(consumer_secret: str, data: bytes) -> str:
+    """X's `sha256=` + base64 HMAC-SHA256, used for webhook bodies and CRC tokens alike."""
+    return "sha256=" + base64.b64encode(hmac_sha256(consumer_secret, data)).decode()
+
+
+def _text(table: dict[str, Any], key: str, default: str | None = None) -> str:
+    value = require(table, key, SECTION, default=default)
+    if not isinstance(value, str):
+        raise ConfigError(f"[[{SECTION}]] account {table.get('name', '?')!r}: {key!r} must be a string")
+    return value
+
+
+def _load(body: bytes) -> dict[str, Any]:
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise MalformedPayload("X webhook body is not JSON") from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("for_user_id"), str):
+        raise MalformedPayload("X webhook body has no 'for_user_id'")
+    for key in ("direct_message_events", "direct_message_mark_read_events"):
+        if not isinstance(payload.get(key, []), list):
+            raise MalformedPayload(f"X webhook {key!r} is not a list")
+    return payload
+
+
+class Connector:
+    channel: ClassVar[str] = "x"
+    window: ClassVar[timedelta | None] = None
+
+    def __init__(self, accounts: list[Account]) -> None:
+        self._accounts = list(accounts)
+        self._by_id = {a.user_id: a for a in accounts}
+        if len(self._by_id) != len(accounts) or len({a.name for a in accounts}) != len(accounts):
+            raise ConfigError(f"[[{SECTION}]]: two accounts share a name or user_id")
+
+    @classmethod
+    def from_config(cls, tables: list[dict[str, Any]]) -> Connector:
+        accounts: list[Account] = []
+        for table in tables:
+            name = _text(table, "name")
+            unknown = sorted(set(table) - set(KEYS))
+            if unknown:
+                raise ConfigError(f"[[{SECTION}]] account {name!r}: unknown key {unknown[0]!r}")
+            api_url = _text(table, "api_url", Account.api_url)
+            if not api_url.startswith(("http://", "https://")):
+                raise ConfigError(f"[[{SECTION}]] account {name!r}: 'api_url' must be an http(s) URL")
+            account = Account(name=name, user_id=_text(table, "user_id"),
+                              screen_name=_text(table, "screen_name").lstrip("@"),
+                              consumer_secret=_text(table, "consumer_secret"),
+                              access_token=_text(table, "access_token"), api_url=api_url.rstrip("/"))
+            if any(a.name == name for a in accounts):
+                raise ConfigError(f"[[{SECTION}]] account {name!r}: duplicate account name")
+            if any(a.user_id == account.user_id for a in accounts):
+                raise ConfigError(f"[[{SECTION}]] account {name!r}: 'user_id' is used by another account")
+            accounts.append(account)
+        return cls(accounts)
+
+    # -- accounts -------------------------------------------------------------------------------
+
+    def account_ids(self) -> list[str]:
+        return list(self._by_id)
+
+    def account(self, account_id: str) -> Account:
+        try:
+            return self._by_id[account_id]
+        except KeyError:
+            raise UnknownAccount(f"no X account with user id {account_id!r}") from None
+
+    def account_info(self, account_id: str) -> dict[str, Any]:
+        a = self.account(account_id)
+        return {"channel": self.channel, "account_name": a.name, "user_id": a.user_id, "screen_name": a.screen_name}
+
+    # -- webhooks -------------------------------------------------------------------------------
+
+    def handshake(self, request: Incoming) -> web.Response | None:
+        token = request.query.get("crc_token")
+        if not token:
+            return None
+        if not self._accounts:
+            return web.Response(status=404, text="no X account is configured")
+        return web.json_response({"response_token": signature(self._accounts[0].consumer_secret, token.encode())})
+
+    def verify(self, request: Incoming) -> None:
+        given = header(request, "x-twitter-webhooks-signature")
+        if not given:
+            raise BadSignature("X webhook without x-twitter-webhooks-signature")
+        # Check every secret (no early exit) so timing says nothing about which one matched.
+        matched = {a.consumer_secret for a in self._accounts
+                   if same(given, signature(a.consumer_secret, request.body))}
+        if not matched:
+            raise BadSignature("X webhook signature matches no configured consumer secret")
+        for_user_id = _load(request.body)["for_user_id"]
+        account = self._by_id.get(for_user_id)
+        if account is None:
+            raise UnknownAccount(f"no X account with user id {for_user_id!r}")
+        if account.consumer_secret not in matched:
+            raise BadSignature(f"X webhook for account {account.name!r} signed by another app")
+
+    def parse(self, request: Incoming) -> list[InboundMessage | StatusUpdate]:
+        payload = _load(request.body)
+        me = payload["for_user_id"]
+        users = payload.get("users") if isinstance(payload.get("users"), dict) else {}
+        out: list[InboundMessage | StatusUpdate] = []
+        for event in payload.get("direct_message_events", []):
+            message = self._message(me, users, event)
+            if message is not None:
+                out.append(message)
+        for event in payload.get("direct_message_mark_read_events", []):
+            receipt = self._read(me, event)
+            if receipt is not None:
+                out.append(receipt)
+        skipped = sorted(k for k in payload if k.endswith("_events") and k not in
+                         ("direct_message_events", "direct_message_mark_read_events"))
+        if skipped:
+            log.info("X %s skipped", ", ".join(skipped))
+        return out
+
+    def _message(self, me: str, users: dict[str, Any], event: Any) -> InboundMessage | None:
+        if not isinstance(event, dict):
+            raise MalformedPayload("X direct message event is not an object")
+        if event.get("type") != "message_create":
+            log.info("X direct message event %s skipped", event.get("type"))
+            return None
+        try:
+            create = event["message_create"]
+            sender = str(create["sender_id"])
+            data = create.get("message_data") or {}
+            message_id = str(event["id"])
+            sent_at = from_unix_ms(event["created_timestamp"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MalformedPayload(f"X message_create event without {exc}") from None
+        if sender == me:
+            return None  # our own reply, echoed back
+        text = str(data.get("text") or "")
+        attachments: tuple[Attachment, ...] = ()
+        media = (data.get("attachment") or {}).get("media")
+        if isinstance(media, dict):
+            attachment = _attachment(media)
+            attachments = (attachment,)
+            # X appends the media's t.co link to the text; it points at the attachment we already keep.
+            link = media.get("url")
+            if link and text.endswith(link):
+                text = text[: -len(link)].rstrip()
+        user = users.get(sender) if isinstance(users.get(sender), dict) else {}
+        profile = {k: user[k] for k in PROFILE_KEYS if user.get(k) is not None}
+        return InboundMessage(channel=self.channel, account=me, user_id=sender, message_id=message_id,
+                              sent_at=sent_at, text=text, attachments=attachments, profile=profile)
+
+    def _read(self, me: str, event: Any) -> StatusUpdate | None:
+        if not isinstance(event, dict) or not event.get("sender_id"):
+            raise MalformedPayload("X mark-read event without sender_id")
+        reader = str(event["sender_id"])
+        if reader == me:
+            return None  # we read the user's messages on another client
+        try:
+            at = from_unix_ms(event["created_timestamp"])
+        except (KeyError, TypeError, ValueError):
+            at = datetime.now(UTC)  # the field is undocumented; the receipt still counts
+        last = event.get("last_read_event_id")
+        return StatusUpdate(channel=self.channel, account=me, user_id=reader, status="read", at=at,
+                            message_id=str(last) if last else None, watermark=at)
+
+    def acknowledge(self, request: Incoming) -> web.Response:
+        return web.Response(text="OK")
+
+    def simulate(self, account_id: str, body: bytes) -> tuple[dict[str, str], dict[str, str], bytes]:
+        """What X would POST to /webhooks/x for this body."""
+        account = self.account(account_id)
+        return ({"Content-Type": "application/json; charset=utf-8",
+                 "x-twitter-webhooks-signature": signature(account.consumer_secret, body)}, {}, body)
+
+    # -- sending --------------------------------------------------------------------------------
+
+    async def send(self, session: aiohttp.ClientSession, reply: OutboundReply) -> DeliveryResult:
+        account = self._by_id.get(reply.account)
+        if account is None:
+            return DeliveryResult.failed(f"no X account with user id {reply.account!r} is configured")
+        if not reply.text and reply.file is None:
+            return DeliveryResult.failed("nothing to send: X direct messages need text or a file")
+        auth = {"Authorization": f"Bearer {account.access_token}"}
+        body: dict[str, Any] = {"text": reply.text} if reply.text else {}
+        if reply.file is not None:
+            if reply.file.mime_type not in UPLOADABLE:
+                return DeliveryResult.failed(
+                    f"X direct messages from SocialDesk can carry one image (JPEG, PNG, WebP, BMP or TIFF); "
+                    f"{reply.file.filename} is {reply.file.mime_type}")
+            form = aiohttp.FormData()
+            form.add_field("media", reply.file.data, filename=reply.file.filename,
+                           content_type=reply.file.mime_type)
+            form.add_field("media_category", "dm_image")
+            form.add_field("media_type", reply.file.mime_type)
+            answer = await _call(session, "POST", f"{account.api_url}/2/media/upload", headers=auth, data=form)
+            if isinstance(answer, DeliveryResult):
+                return answer
+            media_id = _data(answer).get("id")
+            if answer.status not in (200, 201) or not media_id:
+                return _refused(answer, "X refused the image upload")
+            body["attachments"] = [{"media_id": str(media_id)}]
+        answer = await _call(session, "POST", f"{account.api_url}/2/dm_conversations/with/{reply.to}/messages",
+                             headers=auth, json=body)
+        if isinstance(answer, DeliveryResult):
+            return answer
+        event_id = _data(answer).get("dm_event_id")
+        if answer.status in (200, 201) and event_id:
+            return DeliveryResult.sent(str(event_id))
+        return _refused(answer, "X refused the message")
+
+    async def fetch_media(self, session: aiohttp.ClientSession, account_id: str, media_id: str) -> Media:
+        """Download DM media. X serves it by URL, so `media_id` is the attachment's `url`
+        (media_url_https); the token is only ever sent to X's media hosts or the configured api_url."""
+        account = self.account(account_id)
+        parts = urlsplit(media_id)
+        own = urlsplit(account.api_url)
+        if not ((parts.scheme == "https" and parts.hostname in MEDIA_HOSTS)
+                or (parts.scheme, parts.netloc) == (own.scheme, own.netloc)):
+            raise LookupError("X media is downloaded by its URL (the attachment's url from ton.twitter.com), "
+                              f"not by id {media_id!r}")
+        headers = {"Authorization": f"Bearer {account.access_token}"}
+        async with session.get(media_id, headers=headers, timeout=SEND_TIMEOUT) as resp:
+            if resp.status != 200:
+                raise LookupError(f"X did not return the media (HTTP {resp.status})")
+            mime_type = resp.headers.get("Content-Type", "application/octet-stream").split(";")[0]
+            return Media(await resp.read(), mime_type, parts.path.rsplit("/", 1)[-1] or None)
+
+
+async def _call(session: aiohttp.ClientSession, method: str, url: str, **kwargs: Any) -> HttpAnswer | DeliveryResult:
+    """`call_api`, except that X's 429 says when to come back in `x-rate-limit-reset` (epoch seconds),
+    a header `call_api` does not hand back."""
+    try:
+        async with session.request(method, url, timeout=SEND_TIMEOUT, **kwargs) as resp:
+            if resp.status == 429 or resp.status >= 500:
+                wait = _reset_in(resp.headers.get("x-rate-limit-reset")) if resp.status == 429 else None
+                if wait is None:
+                    wait = retry_after_seconds(resp.headers.get("Retry-After"))
+                return DeliveryResult.retry(f"HTTP {resp.status} from X", wait)
+            try:
+                body: Any = await resp.json(content_type=None)
+            except ValueError:
+                body = await resp.text()
+            return HttpAnswer(resp.status, body, resp.headers)
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        return DeliveryResult.retry(f"could not reach X: {type(exc).__name__}")
+
+
+def _attachment(media: dict[str, Any]) -> Attachment:
+    kind = MEDIA_TYPES.get(str(media.get("type")), "file")
+    url = media.get("media_url_https") or media.get("media_url")
+    mime_type = None
+    if kind == "video":
+        # media_url_https is only the poster frame; the playable file is the best mp4 variant.
+        variants = [v for v in (media.get("video_info") or {}).get("variants") or []
+                    if isinstance(v, dict) and v.get("content_type") == "video/mp4" and v.get("url")]
+        if variants:
+            best = max(variants, key=lambda v: v.get("bitrate") or 0)
+            url, mime_type = best["url"], "video/mp4"
+    media_id = media.get("id_str") or media.get("id")
+    return Attachment(type=kind, media_id=str(media_id) if media_id else None, url=url, mime_type=mime_type)
+
+
+def _data(answer: HttpAnswer) -> dict[str, Any]:
+    body = answer.body if isinstance(answer.body, dict) else {}
+    data = body.get("data")
+    return data if isinstance(data, dict) else {}
+
+
+def _refused(answer: HttpAnswer, what: str) -> DeliveryResult:
+    body = answer.body if isinstance(answer.body, dict) else {}
+    errors = [e.get("message") for e in body.get("errors") or [] if isinstance(e, dict) and e.get("message")]
+    detail = body.get("detail") or "; ".join(errors) or body.get("title") or f"HTTP {answer.status}"
+    if answer.status == 401:
+        return DeliveryResult.failed(f"{what}: X rejected the account's access token (HTTP 401)")
+    if answer.status == 403:
+        return DeliveryResult.failed(f"{what}: the recipient's DM settings do not accept messages from this "
+                                     f"account, or it may not message them ({detail})")
+    return DeliveryResult.failed(f"{what}: {detail} (HTTP {answer.status})")
+
+
+def _reset_in(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value) - time.time()) if value else None
+    except ValueError:
+        return None

@@ -1,0 +1,138 @@
+"""The desk: every operation people and channels perform, as one write each, with triggers after it.
+
+Slack, the CLI, the admin route and the webhooks all go through a `Desk`, so a ticket changed from
+anywhere fires the same triggers (R3) in the same transaction, and nobody writes behind the
+writer's back. Reads run on their own cursors in a thread, off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+import duckdb
+
+from warehouse import queries, tickets
+from warehouse.ingest import Delivery, IngestResult, ingest_batch
+from warehouse.store import Store
+from warehouse.tickets import Actor
+
+T = TypeVar("T")
+Con = duckdb.DuckDBPyConnection
+
+
+class TriggerRunner(Protocol):
+    def __call__(self, con: Con, ticket_ids: list[int], update_type: str, actor: Actor,
+                 comment_is_public: bool | None = None) -> Any: ...
+
+
+def _no_triggers(con: Con, ticket_ids: list[int], update_type: str, actor: Actor,
+                 comment_is_public: bool | None = None) -> None:
+    return None
+
+
+class Desk:
+    def __init__(self, store: Store, triggers: TriggerRunner = _no_triggers) -> None:
+        self.store = store
+        self.triggers = triggers
+
+    # -- plumbing ----------------------------------------------------------------------------------
+
+    def _ingest_with_triggers(self, con: Con, deliveries: list[Delivery]) -> list[IngestResult]:
+        results = ingest_batch(con, deliveries)
+        created = [t for r in results for t in r.created_tickets]
+        updated = [t for r in results for t in r.updated_tickets if t not in created]
+        if created:
+            self.triggers(con, created, "Create", Actor("end-user"), True)
+        if updated:
+            self.triggers(con, updated, "Change", Actor("end-user"), True)
+        return results
+
+    async def ingest(self, delivery: Delivery) -> IngestResult:
+        """Store what one webhook carried; returns once it is committed (group commit with others)."""
+        return await asyncio.wrap_future(self.store.submit_batch(self._ingest_with_triggers, delivery))
+
+    def ingest_sync(self, delivery: Delivery) -> IngestResult:
+        return self.store.submit_batch(self._ingest_with_triggers, delivery).result()
+
+    def _change(self, ticket_id: int, actor: Actor, op: Callable[[Con], T],
+                public: bool | None = None) -> Callable[[Con], T]:
+        def run(con: Con) -> T:
+            result = op(con)
+            self.triggers(con, [ticket_id], "Change", actor, public)
+            return result
+        return run
+
+    async def write(self, fn: Callable[[Con], T]) -> T:
+        return await self.store.awrite(fn)
+
+    async def read(self, fn: Callable[[Con], T]) -> T:
+        return await self.store.aread(fn)
+
+    # -- agents ------------------------------------------------------------------------------------
+
+    async def agent(self, slack_user_id: str, name: str | None = None) -> int:
+        existing = await self.read(lambda con: tickets.agent_id(con, slack_user_id))
+        if existing is not None and not name:
+            return existing
+        return await self.write(lambda con: tickets.ensure_agent(con, slack_user_id, name))
+
+    # -- ticket operations -------------------------------------------------------------------------
+
+    async def claim(self, ticket_id: int, agent: int) -> dict[str, Any]:
+        actor = Actor.agent(agent)
+        return await self.write(self._change(ticket_id, actor, lambda con: tickets.claim(con, ticket_id, agent)))
+
+    async def assign(self, ticket_id: int, assignee: int | None, actor: Actor) -> dict[str, Any]:
+        return await self.write(self._change(ticket_id, actor,
+                                             lambda con: tickets.assign(con, ticket_id, assignee, actor)))
+
+    async def set_status(self, ticket_id: int, status: str, actor: Actor) -> dict[str, Any]:
+        return await self.write(self._change(ticket_id, actor,
+                                             lambda con: tickets.set_status(con, ticket_id, status, actor)))
+
+    async def change_tags(self, ticket_id: int, add: list[str], remove: list[str], actor: Actor) -> dict[str, Any]:
+        return await self.write(self._change(ticket_id, actor,
+                                             lambda con: tickets.change_tags(con, ticket_id, add, remove, actor)))
+
+    async def note(self, ticket_id: int, author: int, text: str) -> dict[str, Any]:
+        actor = Actor.agent(author)
+        return await self.write(self._change(ticket_id, actor,
+                                             lambda con: tickets.internal_note(con, ticket_id, author, text), False))
+
+    async def reply(self, ticket_id: int, agent: int, text: str, *, status: str | None = None,
+                    file: tuple[str, str, bytes] | None = None, template: dict[str, Any] | None = None,
+                    before: Callable[[Con], Any] | None = None) -> dict[str, Any]:
+        """A public reply (R20-R23); `before` runs first in the same transaction (a macro's other actions)."""
+        actor = Actor.agent(agent)
+
+        def op(con: Con) -> dict[str, Any]:
+            if before is not None:
+                before(con)
+            return tickets.reply(con, ticket_id, agent, text, status=status, file=file, template=template)
+        return await self.write(self._change(ticket_id, actor, op, True))
+
+    # Merges never fire triggers (as in Zendesk).
+    async def merge(self, source: int, target: int, actor: Actor) -> dict[str, Any]:
+        return await self.write(lambda con: tickets.merge_users(con, source, target, actor))
+
+    async def unmerge(self, source: int, actor: Actor) -> dict[str, Any]:
+        return await self.write(lambda con: tickets.unmerge_user(con, source, actor))
+
+    # -- reads -------------------------------------------------------------------------------------
+
+    async def notifier(self, slack_user_id: str, tab: str = "assigned", page: int = 1) -> dict[str, Any]:
+        return await self.read(lambda con: queries.notifier(con, slack_user_id, tab, page))
+
+    async def view(self, title: str, slack_user_id: str | None = None, page: int = 1) -> dict[str, Any]:
+        return await self.read(lambda con: queries.view(con, title, slack_user_id, page))
+
+    async def search(self, query: str) -> dict[str, Any]:
+        return await self.read(lambda con: queries.search(con, query))
+
+    async def ticket(self, ticket_id: int) -> dict[str, Any]:
+        return await self.read(lambda con: queries.ticket(con, ticket_id))
+
+    async def user(self, user_id: int) -> dict[str, Any]:
+        return await self.read(lambda con: queries.user(con, user_id))
