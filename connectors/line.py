@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 
 SECTION = "line"
 KEYS = ("name", "bot_user_id", "channel_secret", "channel_access_token", "api_url", "data_api_url")
+API_URL = "https://api.line.me"
+DATA_API_URL = "https://api-data.line.me"  # binary content lives on its own host
 TEXT_LIMIT = 5000  # characters per LINE text message
 MESSAGES_PER_PUSH = 5
 MEDIA_TYPES = {"image", "video", "audio"}
@@ -59,8 +61,8 @@ class Account:
     bot_user_id: str
     channel_secret: str = field(repr=False)
     channel_access_token: str = field(repr=False)
-    api_url: str = "https://api.line.me"
-    data_api_url: str = "https://api-data.line.me"
+    api_url: str = API_URL
+    data_api_url: str = DATA_API_URL
 
 
 def signature(channel_secret: str, body: bytes) -> str:
@@ -121,8 +123,8 @@ class Connector:
                 bot_user_id=_text(table, "bot_user_id"),
                 channel_secret=_text(table, "channel_secret"),
                 channel_access_token=_text(table, "channel_access_token"),
-                api_url=_url(table, "api_url", Account.api_url),
-                data_api_url=_url(table, "data_api_url", Account.data_api_url),
+                api_url=_url(table, "api_url", API_URL),
+                data_api_url=_url(table, "data_api_url", DATA_API_URL),
             )
             if name in seen_names:
                 raise ConfigError(f"[[{SECTION}]] account {name!r}: duplicate account name")

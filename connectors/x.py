@@ -43,6 +43,7 @@ from warehouse.model import Attachment, InboundMessage, StatusUpdate, from_unix_
 log = logging.getLogger(__name__)
 
 SECTION = "x"
+API_URL = "https://api.x.com"
 KEYS = ("name", "user_id", "screen_name", "consumer_secret", "access_token", "api_url")
 # The one-shot v2 upload takes these image types; videos and GIFs need the chunked upload, and
 # X DMs carry no other files.
@@ -60,7 +61,7 @@ class Account:
     screen_name: str
     consumer_secret: str = field(repr=False)
     access_token: str = field(repr=False)
-    api_url: str = "https://api.x.com"
+    api_url: str = API_URL
 
 
 def signature(consumer_secret: str, data: bytes) -> str:
@@ -70,6 +71,8 @@ def signature(consumer_secret: str, data: bytes) -> str:
 
 def _text(table: dict[str, Any], key: str, default: str | None = None) -> str:
     value = require(table, key, SECTION, default=default)
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)  # TOML users may write a numeric user_id unquoted
     if not isinstance(value, str):
         raise ConfigError(f"[[{SECTION}]] account {table.get('name', '?')!r}: {key!r} must be a string")
     return value
@@ -106,7 +109,7 @@ class Connector:
             unknown = sorted(set(table) - set(KEYS))
             if unknown:
                 raise ConfigError(f"[[{SECTION}]] account {name!r}: unknown key {unknown[0]!r}")
-            api_url = _text(table, "api_url", Account.api_url)
+            api_url = _text(table, "api_url", API_URL)
             if not api_url.startswith(("http://", "https://")):
                 raise ConfigError(f"[[{SECTION}]] account {name!r}: 'api_url' must be an http(s) URL")
             account = Account(name=name, user_id=_text(table, "user_id"),

@@ -1,0 +1,370 @@
+"""X (Twitter) DM connector: CRC, signature, Account Activity parsing, v2 DM sends against the fake."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from connectors.base import (
+    BadSignature,
+    ConfigError,
+    Incoming,
+    MalformedPayload,
+    OutboundFile,
+    OutboundReply,
+    UnknownAccount,
+)
+from connectors.x import Connector
+from socialdesk.fakes import x_api
+from socialdesk.fakes.x_api import XAPI
+from warehouse.model import Attachment, InboundMessage, StatusUpdate
+
+FIXTURES = Path(__file__).parent / "fixtures" / "x"
+ME = "835740314006511618"
+OTHER = "1529398240126005248"
+USER = "272953809"
+SECRET = "consumer-secret-of-the-app"
+
+
+def tables(api_url: str = "https://api.x.com", other_secret: str = SECRET) -> list[dict[str, str]]:
+    return [
+        {"name": "resistbot", "user_id": ME, "screen_name": "resistbot", "consumer_secret": SECRET,
+         "access_token": "token-resistbot", "api_url": api_url},
+        {"name": "help", "user_id": OTHER, "screen_name": "@acme_help", "consumer_secret": other_secret,
+         "access_token": "token-help", "api_url": api_url},
+    ]
+
+
+@pytest.fixture
+def connector() -> Connector:
+    return Connector.from_config(tables())
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[XAPI]:
+    api = XAPI({"token-resistbot": ME, "token-help": OTHER})
+    await api.start()
+    yield api
+    await api.stop()
+
+
+@pytest.fixture
+async def live(fake: XAPI) -> Connector:
+    return Connector.from_config(tables(fake.url))
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+def body(name: str) -> bytes:
+    return (FIXTURES / name).read_bytes()
+
+
+def x_signature(secret: str, data: bytes) -> str:
+    """Computed independently, as X documents it."""
+    return "sha256=" + base64.b64encode(hmac.new(secret.encode(), data, hashlib.sha256).digest()).decode()
+
+
+def signed(raw: bytes, secret: str = SECRET) -> Incoming:
+    return Incoming({"X-Twitter-Webhooks-Signature": x_signature(secret, raw)}, {}, raw)
+
+
+def reply(**kw: object) -> OutboundReply:
+    base: dict[str, object] = {"outbox_id": 3, "channel": "x", "account": ME, "to": USER, "text": "On its way!"}
+    base.update(kw)
+    return OutboundReply(**base)  # type: ignore[arg-type]
+
+
+# -- CRC and signature ----------------------------------------------------------------------------
+
+def test_crc_answers_with_the_hmac_of_the_token(connector: Connector) -> None:
+    """R1: response_token = sha256= + base64 HMAC-SHA256(consumer secret, crc_token)."""
+    response = connector.handshake(Incoming({}, {"crc_token": "challenge-123"}, b""))
+    assert response is not None and response.status == 200
+    assert json.loads(response.text) == {"response_token": x_signature(SECRET, b"challenge-123")}
+
+
+def test_get_without_crc_token_is_not_a_handshake(connector: Connector) -> None:
+    assert connector.handshake(Incoming({}, {}, b"")) is None
+    assert connector.handshake(Incoming({}, {"crc_token": ""}, b"")) is None
+
+
+def test_crc_without_accounts_is_refused() -> None:
+    response = Connector.from_config([]).handshake(Incoming({}, {"crc_token": "t"}, b""))
+    assert response is not None and response.status == 404
+
+
+def test_signature_as_x_computes_it_is_accepted(connector: Connector) -> None:
+    """R6"""
+    connector.verify(signed(body("text.json")))
+
+
+def test_wrong_signature_is_refused(connector: Connector) -> None:
+    with pytest.raises(BadSignature):
+        connector.verify(signed(body("text.json"), secret="not-the-secret"))
+
+
+def test_missing_signature_is_refused(connector: Connector) -> None:
+    with pytest.raises(BadSignature):
+        connector.verify(Incoming({}, {}, body("text.json")))
+
+
+def test_signature_of_a_modified_body_is_refused(connector: Connector) -> None:
+    raw = body("text.json")
+    tampered = Incoming({"x-twitter-webhooks-signature": x_signature(SECRET, raw)}, {},
+                        raw.replace(b"Hello", b"Jello"))
+    with pytest.raises(BadSignature):
+        connector.verify(tampered)
+
+
+def test_unconfigured_for_user_id_is_unknown_account(connector: Connector) -> None:
+    """R2: signed by our app, but for a user we do not serve."""
+    raw = body("text.json").replace(ME.encode(), b"999")
+    with pytest.raises(UnknownAccount) as err:
+        connector.verify(signed(raw))
+    assert err.value.status == 404
+
+
+def test_event_for_one_app_signed_by_another_app_is_refused() -> None:
+    """Accounts of two apps: a body for app A's user must carry app A's signature."""
+    two_apps = Connector.from_config(tables(other_secret="second-app-secret"))
+    with pytest.raises(BadSignature):
+        two_apps.verify(signed(body("text.json"), secret="second-app-secret"))
+
+
+def test_secrets_never_appear_in_errors_or_reprs(connector: Connector) -> None:
+    with pytest.raises(BadSignature) as err:
+        connector.verify(signed(body("text.json"), secret="wrong"))
+    assert SECRET not in str(err.value)
+    assert SECRET not in repr(connector.account(ME)) and "token-resistbot" not in repr(connector.account(ME))
+
+
+def test_simulate_output_passes_verify(connector: Connector) -> None:
+    raw = x_api.message_payload(OTHER, USER, "hello there", "1001")
+    headers, query, sent = connector.simulate(OTHER, raw)
+    request = Incoming(headers, query, sent)
+    connector.verify(request)
+    [msg] = connector.parse(request)
+    assert isinstance(msg, InboundMessage) and (msg.account, msg.text) == (OTHER, "hello there")
+
+
+# -- parsing --------------------------------------------------------------------------------------
+
+def test_text_dm_is_normalized_with_profile(connector: Connector) -> None:
+    """R7, R22"""
+    [msg] = connector.parse(signed(body("text.json")))
+    assert isinstance(msg, InboundMessage)
+    assert (msg.channel, msg.account, msg.user_id, msg.message_id, msg.text) == (
+        "x", ME, USER, "958501034212564996", "Hello World")
+    assert msg.sent_at == datetime(2018, 1, 31, 0, 43, 49, 301000, tzinfo=UTC)
+    assert msg.profile["name"] == "Nicolas Pottier" and msg.profile["screen_name"] == "nicpottier"
+
+
+def test_photo_becomes_an_image_and_its_link_leaves_the_text(connector: Connector) -> None:
+    [msg] = connector.parse(signed(body("image.json")))
+    assert isinstance(msg, InboundMessage)
+    assert msg.text == "Broken box"
+    assert msg.attachments == (Attachment(
+        type="image", media_id="958501022123452417",
+        url="https://ton.twitter.com/1.1/ton/data/dm/958501034212564996/958501022123452417/xWnPCz7K.jpg"),)
+
+
+def test_video_points_at_the_best_mp4(connector: Connector) -> None:
+    [msg] = connector.parse(signed(body("video.json")))
+    assert isinstance(msg, InboundMessage) and msg.text == ""
+    [att] = msg.attachments
+    assert (att.type, att.mime_type) == ("video", "video/mp4")
+    assert att.url is not None and att.url.endswith("/1280x720/high.mp4")
+
+
+def test_our_own_echo_is_skipped(connector: Connector) -> None:
+    assert connector.parse(signed(body("echo.json"))) == []
+
+
+def test_several_dms_in_one_request_all_count_except_echoes(connector: Connector) -> None:
+    messages = connector.parse(signed(body("multiple.json")))
+    assert [(m.message_id, m.user_id) for m in messages] == [
+        ("958501034212565001", USER), ("958501034212565002", "1093845021746688001")]
+    assert messages[1].profile["screen_name"] == "aiko_t"  # type: ignore[union-attr]
+
+
+def test_read_event_is_a_read_receipt_up_to_then(connector: Connector) -> None:
+    """B2: the user read our DMs up to last_read_event_id; our own read marker is skipped."""
+    [receipt] = connector.parse(signed(body("read.json")))
+    at = datetime(2018, 1, 31, 0, 44, 59, 301000, tzinfo=UTC)
+    assert receipt == StatusUpdate(channel="x", account=ME, user_id=USER, status="read", at=at,
+                                   message_id="958501034212565000", watermark=at)
+
+
+def test_typing_and_other_events_are_skipped(connector: Connector, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="connectors.x")
+    assert connector.parse(signed(body("typing.json"))) == []
+    assert connector.parse(signed(body("unknown_events.json"))) == []
+    assert "favorite_events" in caplog.text
+
+
+@pytest.mark.parametrize("raw", [b"not json", b"[]", b"{}", b'{"for_user_id": 5}',
+                                 b'{"for_user_id": "1", "direct_message_events": {}}',
+                                 b'{"for_user_id": "1", "direct_message_events": [{"type": "message_create"}]}',
+                                 b'{"for_user_id": "1", "direct_message_mark_read_events": [{}]}'])
+def test_malformed_body_is_refused(connector: Connector, raw: bytes) -> None:
+    with pytest.raises(MalformedPayload):
+        connector.parse(Incoming({}, {}, raw))
+
+
+# -- configuration --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("key", ["user_id", "screen_name", "consumer_secret", "access_token"])
+def test_missing_key_names_account_and_key(key: str) -> None:
+    table = dict(tables()[0])
+    del table[key]
+    with pytest.raises(ConfigError, match=rf"\[\[x\]\].*'resistbot'.*'{key}'"):
+        Connector.from_config([table])
+
+
+def test_duplicates_and_unknown_keys_are_errors() -> None:
+    first, second = tables()
+    with pytest.raises(ConfigError, match="'user_id'"):
+        Connector.from_config([first, {**second, "user_id": ME}])
+    with pytest.raises(ConfigError, match="duplicate account name"):
+        Connector.from_config([first, {**second, "name": "resistbot"}])
+    with pytest.raises(ConfigError, match="unknown key 'bearer'"):
+        Connector.from_config([{**first, "bearer": "x"}])
+
+
+def test_numeric_user_id_is_accepted_as_text() -> None:
+    connector = Connector.from_config([{**tables()[0], "user_id": int(ME)}])
+    assert connector.account_ids() == [ME]
+
+
+def test_account_info_and_default_url() -> None:
+    """R8"""
+    table = {k: v for k, v in tables()[1].items() if k != "api_url"}
+    connector = Connector.from_config([table])
+    assert connector.account_info(OTHER) == {"channel": "x", "account_name": "help", "user_id": OTHER,
+                                             "screen_name": "acme_help"}
+    assert connector.account(OTHER).api_url == "https://api.x.com"
+    assert connector.window is None
+
+
+# -- sending --------------------------------------------------------------------------------------
+
+async def test_text_dm_leaves_from_the_replying_account(live: Connector, fake: XAPI,
+                                                        session: aiohttp.ClientSession) -> None:
+    """R2, R20"""
+    result = await live.send(session, reply(account=OTHER))
+    assert result.state == "sent" and result.platform_message_id
+    [req] = fake.sent("/2/dm_conversations")
+    assert req.path == f"/2/dm_conversations/with/{USER}/messages"
+    assert req.headers["Authorization"] == "Bearer token-help"
+    assert req.json == {"text": "On its way!"}
+
+
+async def test_image_is_uploaded_then_attached(live: Connector, fake: XAPI, session: aiohttp.ClientSession) -> None:
+    file = OutboundFile("label.png", "image/png", b"\x89PNG-bytes")
+    result = await live.send(session, reply(file=file))
+    assert result.state == "sent"
+    upload, dm = fake.requests
+    assert upload.path == "/2/media/upload" and upload.headers["Authorization"] == "Bearer token-resistbot"
+    assert upload.form == {"media": b"\x89PNG-bytes", "media_category": "dm_image", "media_type": "image/png"}
+    media_id = next(iter(fake.uploads))
+    assert dm.json == {"text": "On its way!", "attachments": [{"media_id": media_id}]}
+
+
+async def test_image_without_text_is_sent(live: Connector, fake: XAPI, session: aiohttp.ClientSession) -> None:
+    result = await live.send(session, reply(text="", file=OutboundFile("a.jpg", "image/jpeg", b"jpg")))
+    assert result.state == "sent"
+    assert "text" not in fake.sent("/2/dm_conversations")[0].json
+
+
+async def test_unsupported_file_type_is_failed_before_any_call(live: Connector, fake: XAPI,
+                                                               session: aiohttp.ClientSession) -> None:
+    result = await live.send(session, reply(file=OutboundFile("invoice.pdf", "application/pdf", b"%PDF")))
+    assert result.state == "failed" and "invoice.pdf" in result.reason
+    assert fake.requests == []
+
+
+async def test_recipient_dm_settings_refusal_is_failed_plainly(live: Connector, fake: XAPI,
+                                                               session: aiohttp.ClientSession) -> None:
+    fake.fail_next(1, 403, {"title": "Forbidden", "type": "about:blank", "status": 403,
+                            "detail": "You are not permitted to send this message."})
+    result = await live.send(session, reply())
+    assert result.state == "failed" and not result.window_closed
+    assert "DM settings" in result.reason and "not permitted" in result.reason
+
+
+async def test_rate_limit_retries_when_the_window_resets(live: Connector, fake: XAPI,
+                                                         session: aiohttp.ClientSession) -> None:
+    """B4: X says when to come back in x-rate-limit-reset (epoch seconds)."""
+    reset = int(time.time()) + 120
+    fake.fail_next(1, 429, {"title": "Too Many Requests"}, headers={"x-rate-limit-reset": str(reset)})
+    result = await live.send(session, reply())
+    assert result.state == "retry"
+    assert result.retry_after is not None and 110 <= result.retry_after <= 121
+
+
+async def test_rate_limit_with_retry_after_is_honoured(live: Connector, fake: XAPI,
+                                                       session: aiohttp.ClientSession) -> None:
+    fake.fail_next(1, 429, "", headers={"Retry-After": "7"})
+    assert (await live.send(session, reply())).retry_after == 7.0
+
+
+async def test_server_error_and_failed_upload_are_retried(live: Connector, fake: XAPI,
+                                                          session: aiohttp.ClientSession) -> None:
+    """B4"""
+    fake.fail_next(1, 503, "Service Unavailable")
+    assert (await live.send(session, reply())).state == "retry"
+    fake.fail_next(1, 503, "", path_contains="/media/upload")
+    result = await live.send(session, reply(file=OutboundFile("a.png", "image/png", b"png")))
+    assert result.state == "retry" and len(fake.sent("/2/dm_conversations")) == 1  # only the first attempt
+
+
+async def test_wrong_token_is_failed_without_the_token(fake: XAPI, session: aiohttp.ClientSession) -> None:
+    bad = Connector.from_config([{**tables(fake.url)[0], "access_token": "revoked-token"}])
+    result = await bad.send(session, reply())
+    assert result.state == "failed" and "401" in result.reason and "revoked-token" not in result.reason
+
+
+async def test_invalid_request_reason_comes_from_x(live: Connector, fake: XAPI,
+                                                   session: aiohttp.ClientSession) -> None:
+    fake.fail_next(1, 400, {"title": "Invalid Request", "errors": [{"message": "text is too long"}]})
+    result = await live.send(session, reply())
+    assert result.state == "failed" and "text is too long" in result.reason
+
+
+async def test_fetch_media_downloads_by_url_with_the_account_token(live: Connector, fake: XAPI,
+                                                                   session: aiohttp.ClientSession) -> None:
+    url = fake.add_media("958501034212564996/958501022123452417/xWnPCz7K.jpg", b"jpeg-bytes")
+    raw = x_api.message_payload(ME, USER, "look https://t.co/Sk9vN2dMcQ", "55",
+                                media=x_api.photo("958501022123452417", url))
+    [msg] = live.parse(Incoming({}, {}, raw))
+    assert isinstance(msg, InboundMessage) and msg.text == "look"
+    [att] = msg.attachments
+    assert att.url == url
+    media = await live.fetch_media(session, ME, att.url)
+    assert (media.data, media.mime_type, media.filename) == (b"jpeg-bytes", "image/jpeg", "xWnPCz7K.jpg")
+    assert fake.requests[-1].headers["Authorization"] == "Bearer token-resistbot"
+
+
+async def test_fetch_media_never_sends_the_token_elsewhere(live: Connector, session: aiohttp.ClientSession) -> None:
+    with pytest.raises(LookupError):
+        await live.fetch_media(session, ME, "https://evil.example.com/steal.jpg")
+    with pytest.raises(LookupError):
+        await live.fetch_media(session, ME, "958501022123452417")
+
+
+def test_fake_read_payload_parses_to_a_receipt(connector: Connector) -> None:
+    [receipt] = connector.parse(Incoming({}, {}, x_api.read_payload(ME, USER, "42", created_ms=1_700_000_000_000)))
+    assert isinstance(receipt, StatusUpdate) and (receipt.status, receipt.message_id) == ("read", "42")
