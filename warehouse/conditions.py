@@ -108,11 +108,13 @@ def compile_condition(cond: Mapping[str, Any], ctx: Context, where: str = "condi
         if value not in STATUSES and op not in ("present", "not_present"):
             raise ConditionError(f"{where}: status {value!r} is not one of {', '.join(STATUSES)}")
         rank = STATUSES.index(value) if value in STATUSES else 0
-        sql = {"is": f"t.status = {param(value)}", "is_not": f"t.status <> {param(value)}",
-               "less_than": f"{_STATUS_RANK} < {rank}", "greater_than": f"{_STATUS_RANK} > {rank}"}.get(op)
-        if sql is None:
-            raise ConditionError(f"{where}: status does not take {op!r}")
-        return Compiled(sql, params)
+        if op == "is":
+            return Compiled("t.status = ?", [value])
+        if op == "is_not":
+            return Compiled("t.status <> ?", [value])
+        if op in ("less_than", "greater_than"):
+            return Compiled(f"{_STATUS_RANK} {'<' if op == 'less_than' else '>'} {rank}")
+        raise ConditionError(f"{where}: status does not take {op!r}")
     if name == "via" and value is not None and op in ("is", "is_not") and value not in CHANNELS:
         raise ConditionError(f"{where}: via {value!r} is not one of {', '.join(CHANNELS)}")
     if name == "business_account":

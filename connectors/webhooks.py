@@ -1,0 +1,86 @@
+"""The one webhook handler every channel route goes through.
+
+GET -> the platform's handshake. POST -> size limit -> signature -> parse -> durable store -> 200.
+A client can cause 400, 401/403, 404 or 413, never a 5xx; 503 only when the store itself fails, so
+the platform retries later and nothing acknowledged is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from aiohttp import web
+
+from connectors.base import Connector, Incoming, WebhookError
+from warehouse.desk import Desk
+from warehouse.ingest import Delivery
+
+log = logging.getLogger(__name__)
+Observer = Callable[[str, int, float], None]  # (channel, HTTP status, seconds) for metrics
+
+
+def _ignore(channel: str, status: int, seconds: float) -> None:
+    return None
+
+
+async def _read_limited(request: web.Request, limit: int) -> bytes | None:
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    body = await request.content.read(limit + 1)
+    return None if len(body) > limit else body
+
+
+def handler(connector: Connector, desk: Desk, max_body_bytes: int,
+            observe: Observer = _ignore) -> Callable[[web.Request], object]:
+    channel = connector.channel
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        response = await _handle(request)
+        observe(channel, response.status, time.perf_counter() - started)
+        return response
+
+    async def _handle(request: web.Request) -> web.StreamResponse:
+        name = request.match_info.get("name")
+        try:
+            if request.method == "GET":
+                incoming = Incoming(request.headers, request.query, b"", name)
+                answer = connector.handshake(incoming)
+                if answer is None:
+                    return web.Response(status=400, text="not a verification request")
+                return answer
+            body = await _read_limited(request, max_body_bytes)
+            if body is None:
+                log.warning("%s webhook refused: body over %d bytes", channel, max_body_bytes)
+                return web.Response(status=413, text=f"body larger than {max_body_bytes} bytes")
+            incoming = Incoming(request.headers, request.query, body, name)
+            connector.verify(incoming)
+            items = connector.parse(incoming)
+        except WebhookError as exc:
+            log.warning("%s webhook refused (%d): %s", channel, exc.status, exc)
+            return web.Response(status=exc.status, text=str(exc))
+        except Exception:  # a connector bug must not become a 5xx that platforms count against us
+            log.exception("%s webhook could not be read", channel)
+            return web.Response(status=400, text="the payload could not be read")
+        try:
+            result = await desk.ingest(Delivery(items, channel, body))
+        except Exception:
+            log.exception("%s webhook could not be stored; the platform will retry", channel)
+            return web.Response(status=503, text="temporarily unable to store the message")
+        if result.duplicates:
+            log.info("%s webhook: %d duplicate message(s) ignored", channel, result.duplicates)
+        return connector.acknowledge(incoming)
+
+    return handle
+
+
+def add_routes(app: web.Application, registry: dict[str, Connector], desk: Desk, max_body_bytes: int,
+               observe: Observer = _ignore) -> None:
+    """/webhooks/{whatsapp,messenger,x} (account from the payload), /webhooks/{line,wechat}/{name}."""
+    for channel, connector in registry.items():
+        path = f"/webhooks/{channel}/{{name}}" if channel in ("line", "wechat") else f"/webhooks/{channel}"
+        handle = handler(connector, desk, max_body_bytes, observe)
+        app.router.add_route("GET", path, handle)
+        app.router.add_route("POST", path, handle)

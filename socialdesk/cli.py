@@ -1,0 +1,196 @@
+"""`socialdesk`: the service, and ops and scripting commands over the same store.
+
+Every command exits non-zero with a one-line error on bad input and prints JSON with `--json`.
+While the service holds the store, commands run inside it through its loopback admin route.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from connectors.base import ConfigError
+from socialdesk import config as config_module
+from socialdesk.operations import OPERATIONS, file_argument, parse_jsonl
+from warehouse.conditions import ConditionError
+from warehouse.store import StoreBusy
+from warehouse.tickets import OperationError
+
+CHANNEL_ICONS = {"whatsapp": "WA", "messenger": "FB", "line": "LINE", "wechat": "WC", "x": "X"}
+
+
+class CommandError(Exception):
+    pass
+
+
+def _parser() -> argparse.ArgumentParser:
+    # The common options are accepted before or after the command.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", default=argparse.SUPPRESS,
+                        help="configuration file (default: $SOCIALDESK_CONFIG or socialdesk.toml)")
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
+    p = argparse.ArgumentParser(prog="socialdesk", description=__doc__.splitlines()[0], parents=[common])
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add = sub.add_parser
+
+    def add_parser(name: str, **kw: Any) -> argparse.ArgumentParser:
+        return add(name, parents=[common], **kw)
+    sub.add_parser = add_parser  # type: ignore[method-assign]
+
+    sub.add_parser("serve", help="run the service (webhooks, Slack app, outbox, rules clock)")
+    s = sub.add_parser("ingest", help="ingest normalized messages from a JSON-lines file")
+    s.add_argument("file")
+    s = sub.add_parser("notifier", help="the notifier as an agent sees it (R10-R16)")
+    s.add_argument("--agent", required=True, help="the agent's Slack user id")
+    s.add_argument("--tab", choices=["assigned", "unassigned"], default="assigned")
+    s.add_argument("--page", type=int, default=1)
+    s = sub.add_parser("view", help="one page of a view (R16, R18, R19)")
+    s.add_argument("name")
+    s.add_argument("--agent")
+    s.add_argument("--page", type=int, default=1)
+    s = sub.add_parser("search", help="end users by phone or social info, tickets by channel info (R25-R27)")
+    s.add_argument("query")
+    s = sub.add_parser("ticket", help="one ticket with its comments and events")
+    s.add_argument("id", type=int)
+    s = sub.add_parser("user", help="one user with identities and tickets")
+    s.add_argument("id", type=int)
+    s = sub.add_parser("claim", help="assign a ticket to an agent")
+    s.add_argument("ticket", type=int)
+    s.add_argument("--agent", required=True)
+    s = sub.add_parser("status", help="set a ticket's status")
+    s.add_argument("ticket", type=int)
+    s.add_argument("status", choices=["new", "open", "pending", "hold", "solved", "closed"])
+    s = sub.add_parser("tag", help="add or remove a ticket tag")
+    s.add_argument("ticket", type=int)
+    s.add_argument("action", choices=["add", "remove"])
+    s.add_argument("tag")
+    s = sub.add_parser("reply", help="reply on the ticket's channel, from its business account (R20)")
+    s.add_argument("ticket", type=int)
+    s.add_argument("--agent", required=True)
+    s.add_argument("--text", default="")
+    s.add_argument("--status", choices=["new", "open", "pending", "hold", "solved"])
+    s.add_argument("--file")
+    s = sub.add_parser("merge", help="merge an end user into another (R5)")
+    s.add_argument("source", type=int)
+    s.add_argument("target", type=int)
+    s = sub.add_parser("unmerge", help="undo a merge")
+    s.add_argument("source", type=int)
+    return p
+
+
+def _kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    c = args.command
+    if c == "notifier":
+        return {"agent": args.agent, "tab": args.tab, "page": args.page}
+    if c == "view":
+        return {"name": args.name, "agent": args.agent, "page": args.page}
+    if c == "search":
+        return {"query": args.query}
+    if c in ("ticket", "user"):
+        return {"id": args.id}
+    if c == "claim":
+        return {"ticket": args.ticket, "agent": args.agent}
+    if c == "status":
+        return {"ticket": args.ticket, "status": args.status}
+    if c == "tag":
+        return {"ticket": args.ticket, "action": args.action, "tag": args.tag}
+    if c == "reply":
+        return {"ticket": args.ticket, "agent": args.agent, "text": args.text, "status": args.status,
+                "file": file_argument(args.file) if args.file else None}
+    if c == "merge":
+        return {"source": args.source, "target": args.target}
+    if c == "unmerge":
+        return {"source": args.source}
+    raise CommandError(f"unknown command {c}")
+
+
+def run_operation(cfg: config_module.Config, op: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Run an operation on the store, or inside the running service when it holds the store."""
+    from socialdesk.service import admin_call, admin_file, open_desk
+    try:
+        desk = open_desk(cfg)
+    except StoreBusy:
+        if admin_file(cfg.store.path).exists():
+            return admin_call(cfg.store.path, op, kwargs)
+        raise
+    try:
+        return asyncio.run(OPERATIONS[op](desk, **kwargs))
+    finally:
+        desk.store.close()
+
+
+def _ingest(cfg: config_module.Config, path: str) -> dict[str, Any]:
+    file = Path(path)
+    if not file.is_file():
+        raise CommandError(f"no such file: {path}")
+    messages, errors = parse_jsonl(file.read_text().splitlines())
+    for error in errors:
+        print(f"skipped {error}", file=sys.stderr)
+    totals: dict[str, Any] = {"stored": 0, "duplicates": 0, "created_tickets": [], "updated_tickets": [],
+                              "skipped": len(errors), "errors": errors}
+    for start in range(0, len(messages), 1000):
+        result = run_operation(cfg, "ingest", {"messages": messages[start:start + 1000]})
+        for key in ("stored", "duplicates"):
+            totals[key] += result[key]
+        totals["created_tickets"] += result["created_tickets"]
+        totals["updated_tickets"] += [t for t in result["updated_tickets"] if t not in totals["updated_tickets"]]
+    return totals
+
+
+def _rows(tickets: list[dict[str, Any]]) -> list[str]:
+    return [f"  #{t['id']:<6} [{t['status']}] {t['requester']['name']}  ({t['conversation_status']})"
+            f"  {CHANNEL_ICONS.get(t['channel'], t['channel'])}" for t in tickets]
+
+
+def render(command: str, result: dict[str, Any]) -> str:
+    """A person's reading of a result; --json prints it whole."""
+    if command == "notifier":
+        head = f"{'Assigned to you' if result['tab'] == 'assigned' else 'Unassigned'}" + (
+            "  (red dot: new unassigned tickets wait)" if result["red_dot"] else "")
+        lines = [head, *(_rows(result["tickets"]) or ["  (no tickets)"])]
+        if result["has_more"]:
+            lines.append("  [Load more tickets]")
+        return "\n".join(lines)
+    if command == "view":
+        lines = [f"{result['view']} (page {result['page']})", *(_rows(result["tickets"]) or ["  (no tickets)"])]
+        return "\n".join(lines + (["  (more on the next page)"] if result["has_more"] else []))
+    if command == "search":
+        lines = [f"users ({len(result['users'])}):"]
+        lines += [f"  {u['id']}: {u['name']} {u['phone'] or ''}  tickets {u['ticket_ids']}" for u in result["users"]]
+        lines += [f"tickets ({len(result['tickets'])}):", *_rows(result["tickets"])]
+        return "\n".join(lines)
+    return json.dumps(result, indent=2, ensure_ascii=False, default=str)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    for name, default in (("config", None), ("json", False), ("verbose", False)):
+        if not hasattr(args, name):
+            setattr(args, name, default)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = config_module.load(args.config)
+        if args.command == "serve":
+            from socialdesk.service import serve
+            serve(cfg)
+            return 0
+        if args.command == "ingest":
+            result = _ingest(cfg, args.file)
+        else:
+            result = run_operation(cfg, args.command, _kwargs(args))
+    except (CommandError, ConfigError, OperationError, ConditionError, StoreBusy, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, ensure_ascii=False, default=str) if args.json else render(args.command, result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

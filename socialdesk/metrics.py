@@ -1,0 +1,37 @@
+"""Prometheus metrics for /metrics: webhooks by channel and answer, ingest latency, outbox, store size."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.webhooks = Counter("socialdesk_webhooks_total", "Webhook requests by channel and HTTP answer",
+                                ["channel", "status"], registry=self.registry)
+        self.webhook_seconds = Histogram("socialdesk_webhook_seconds", "Webhook answer latency (verify+store)",
+                                         ["channel"], registry=self.registry,
+                                         buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5))
+        self.send_attempts = Counter("socialdesk_outbox_attempts_total", "Reply send attempts by outcome",
+                                     ["channel", "outcome"], registry=self.registry)
+        self.slack_ack_seconds = Histogram("socialdesk_slack_ack_seconds", "Slack request answer latency",
+                                           registry=self.registry, buckets=(.01, .05, .1, .25, .5, 1, 2, 3))
+        self.outbox_depth = Gauge("socialdesk_outbox_depth", "Replies waiting to be sent", registry=self.registry)
+        self.store_bytes = Gauge("socialdesk_store_bytes", "Size of the DuckDB file", registry=self.registry)
+
+    def observe_webhook(self, channel: str, status: int, seconds: float) -> None:
+        self.webhooks.labels(channel, str(status)).inc()
+        self.webhook_seconds.labels(channel).observe(seconds)
+
+    def observe_attempt(self, channel: str, outcome: str) -> None:
+        self.send_attempts.labels(channel, outcome).inc()
+
+    def render(self, outbox_depth: Callable[[], int], store_path: str) -> bytes:
+        self.outbox_depth.set(outbox_depth())
+        if os.path.exists(store_path):
+            self.store_bytes.set(os.path.getsize(store_path))
+        return generate_latest(self.registry)

@@ -1,0 +1,109 @@
+"""The operations the CLI offers, by name, run on a Desk: locally, or inside the running service.
+
+While `socialdesk serve` holds the store no other process may open it, so the CLI sends the same
+operation to the service's loopback admin route, which runs it here on the service's own Desk.
+"""
+
+from __future__ import annotations
+
+import base64
+import mimetypes
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from warehouse.desk import Desk
+from warehouse.ingest import Delivery
+from warehouse.model import InboundMessage, InvalidMessage
+from warehouse.tickets import Actor
+
+CLI = Actor("system", "cli")
+Operation = Callable[..., Awaitable[dict[str, Any]]]
+
+
+async def notifier(desk: Desk, agent: str, tab: str = "assigned", page: int = 1) -> dict[str, Any]:
+    result = await desk.notifier(agent, tab, page)
+    return {k: result[k] for k in ("tab", "red_dot", "has_more", "page", "tickets")}
+
+
+async def view(desk: Desk, name: str, agent: str | None = None, page: int = 1) -> dict[str, Any]:
+    return await desk.view(name, agent, page)
+
+
+async def search(desk: Desk, query: str) -> dict[str, Any]:
+    return await desk.search(query)
+
+
+async def ticket(desk: Desk, id: int) -> dict[str, Any]:
+    return await desk.ticket(id)
+
+
+async def user(desk: Desk, id: int) -> dict[str, Any]:
+    return await desk.user(id)
+
+
+async def claim(desk: Desk, ticket: int, agent: str) -> dict[str, Any]:
+    return await desk.claim(ticket, await desk.agent(agent))
+
+
+async def status(desk: Desk, ticket: int, status: str) -> dict[str, Any]:
+    return await desk.set_status(ticket, status, CLI)
+
+
+async def tag(desk: Desk, ticket: int, action: str, tag: str) -> dict[str, Any]:
+    if action not in ("add", "remove"):
+        raise ValueError("tag takes add or remove")
+    add, remove = ([tag], []) if action == "add" else ([], [tag])
+    return await desk.change_tags(ticket, add, remove, CLI)
+
+
+async def reply(desk: Desk, ticket: int, agent: str, text: str, status: str | None = None,
+                file: dict[str, str] | None = None) -> dict[str, Any]:
+    attachment = (file["name"], file["mime_type"], base64.b64decode(file["data"])) if file else None
+    return await desk.reply(ticket, await desk.agent(agent), text, status=status, file=attachment)
+
+
+async def merge(desk: Desk, source: int, target: int) -> dict[str, Any]:
+    return await desk.merge(source, target, CLI)
+
+
+async def unmerge(desk: Desk, source: int) -> dict[str, Any]:
+    return await desk.unmerge(source, CLI)
+
+
+async def ingest(desk: Desk, messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """Normalized messages (the JSON form of `socialdesk ingest`), already validated by the caller."""
+    items: list[InboundMessage | Any] = [InboundMessage.from_dict(m) for m in messages]
+    result = await desk.ingest(Delivery(items, "import"))
+    return {"stored": result.stored, "duplicates": result.duplicates, "created_tickets": result.created_tickets,
+            "updated_tickets": result.updated_tickets}
+
+
+OPERATIONS: dict[str, Operation] = {
+    "notifier": notifier, "view": view, "search": search, "ticket": ticket, "user": user, "claim": claim,
+    "status": status, "tag": tag, "reply": reply, "merge": merge, "unmerge": unmerge, "ingest": ingest,
+}
+
+
+def file_argument(path: str) -> dict[str, str]:
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"no such file: {path}")
+    mime = mimetypes.guess_type(p.name)[0] or "application/octet-stream"
+    return {"name": p.name, "mime_type": mime, "data": base64.b64encode(p.read_bytes()).decode()}
+
+
+def parse_jsonl(lines: list[str]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Valid messages, and one error per malformed line with its line number."""
+    import json
+    good, errors = [], []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+            InboundMessage.from_dict(data)
+            good.append(data)
+        except (ValueError, InvalidMessage) as exc:
+            errors.append(f"line {n}: {exc}")
+    return good, errors

@@ -1,0 +1,164 @@
+"""The service: one aiohttp process that owns the store (design.md, "One service process owns the store").
+
+It serves the channel webhooks, the Slack app at /slack/events, /healthz, /metrics and a loopback
+admin route for the CLI, and runs the background tasks: the outbox sender and the rules clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import os
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from connectors import registry as connector_registry
+from connectors import webhooks
+from connectors.outbox import OutboxSender
+from socialdesk.config import Config
+from socialdesk.metrics import Metrics
+from socialdesk.operations import OPERATIONS
+from warehouse import open_store, register_accounts
+from warehouse import outbox as box
+from warehouse.desk import Desk
+from warehouse.store import Store
+from warehouse.tickets import OperationError
+
+log = logging.getLogger(__name__)
+DESK = web.AppKey("desk", Desk)
+STORE = web.AppKey("store", Store)
+CONFIG = web.AppKey("config", Config)
+METRICS = web.AppKey("metrics", Metrics)
+SENDER = web.AppKey("sender", OutboxSender)
+SESSION = web.AppKey("session", aiohttp.ClientSession)
+REGISTRY = web.AppKey("registry", dict)
+
+
+def admin_file(store_path: str) -> Path:
+    """Where the running service tells the CLI its port and admin token (readable by its owner only)."""
+    return Path(f"{store_path}.admin.json")
+
+
+async def healthz(request: web.Request) -> web.Response:
+    store = request.app[STORE]
+    await store.aread(lambda con: con.execute("SELECT 1").fetchone())
+    return web.json_response({"ok": True})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    store = request.app[STORE]
+    depth = await store.aread(box.depth)
+    body = request.app[METRICS].render(lambda: depth, store.path)
+    return web.Response(body=body, content_type="text/plain", charset="utf-8")
+
+
+async def admin(request: web.Request) -> web.Response:
+    """Run a CLI operation on the service's own Desk (loopback callers with the admin token only)."""
+    if request.remote not in ("127.0.0.1", "::1"):
+        return web.json_response({"error": "admin routes answer loopback only"}, status=403)
+    token = request.app["admin_token"]
+    given = request.headers.get("Authorization", "").removeprefix("Bearer ")
+    if not hmac.compare_digest(given.encode(), token.encode()):
+        return web.json_response({"error": "bad admin token"}, status=401)
+    name = request.match_info["op"]
+    op = OPERATIONS.get(name)
+    if op is None:
+        return web.json_response({"error": f"unknown operation {name!r}"}, status=404)
+    try:
+        kwargs = await request.json()
+        return web.json_response(await op(request.app[DESK], **kwargs), dumps=lambda v: json.dumps(v, default=str))
+    except (OperationError, ValueError, TypeError) as exc:
+        return web.json_response({"error": str(exc)}, status=400)
+
+
+def open_desk(cfg: Config, store: Store | None = None, registry: dict[str, Any] | None = None) -> Desk:
+    """The store (opened, migrated, accounts recorded) behind a Desk."""
+    registry = connector_registry.build(cfg.channels) if registry is None else registry
+    store = store or open_store(cfg.store.path, memory_limit=cfg.store.memory_limit, threads=cfg.store.threads)
+    register_accounts(store, connector_registry.accounts(registry))
+    return Desk(store)
+
+
+def build_app(cfg: Config, *, store: Store | None = None) -> web.Application:
+    """The whole service as an aiohttp application (tests run it with pytest-aiohttp)."""
+    registry = connector_registry.build(cfg.channels)
+    app = web.Application()
+    app[CONFIG] = cfg
+    app[REGISTRY] = registry
+    app[METRICS] = Metrics()
+    app[DESK] = open_desk(cfg, store, registry)
+    app[STORE] = app[DESK].store
+    app["admin_token"] = cfg.server.admin_token or secrets.token_urlsafe(24)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_post("/admin/ops/{op}", admin)
+    webhooks.add_routes(app, registry, app[DESK], cfg.server.max_body_bytes, app[METRICS].observe_webhook)
+    if cfg.slack.enabled:
+        import bot
+        bot.install(app, cfg.slack, app[DESK])
+    app.cleanup_ctx.append(_background)
+    if store is None:
+        app.on_cleanup.append(_close_store)
+    return app
+
+
+async def _background(app: web.Application) -> AsyncIterator[None]:
+    session = aiohttp.ClientSession()
+    app[SESSION] = session
+    sender = OutboxSender(app[STORE], app[REGISTRY], session, on_attempt=app[METRICS].observe_attempt)
+    app[SENDER] = sender
+    tasks = [asyncio.create_task(sender.run(), name="outbox-sender")]
+    yield
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    await session.close()
+
+
+async def _close_store(app: web.Application) -> None:
+    app[STORE].close()
+
+
+def serve(cfg: Config) -> None:
+    """`socialdesk serve`: run until SIGTERM/SIGINT, then stop cleanly (aiohttp drains and runs cleanups)."""
+    app = build_app(cfg)
+    info = admin_file(app[STORE].path)
+
+    async def announce(app: web.Application) -> None:
+        info.write_text(json.dumps({"port": cfg.server.port, "token": app["admin_token"]}))
+        os.chmod(info, 0o600)
+
+    async def forget(app: web.Application) -> None:
+        info.unlink(missing_ok=True)
+
+    app.on_startup.append(announce)
+    app.on_shutdown.append(forget)
+    log.info("SocialDesk listening on %s:%d (store %s, config %s)", cfg.server.host, cfg.server.port,
+             app[STORE].path, cfg.source)
+    web.run_app(app, host=cfg.server.host, port=cfg.server.port, access_log=None, print=None)
+
+
+def admin_call(store_path: str, op: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Run `op` inside the running service (the CLI's path while the service holds the store)."""
+    import urllib.error
+    import urllib.request
+    info = json.loads(admin_file(store_path).read_text())
+    req = urllib.request.Request(f"http://127.0.0.1:{info['port']}/admin/ops/{op}",
+                                 data=json.dumps(kwargs).encode(), method="POST",
+                                 headers={"Authorization": f"Bearer {info['token']}",
+                                          "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        raise OperationError(json.loads(exc.read() or b"{}").get("error", f"HTTP {exc.code}")) from None
