@@ -1,0 +1,75 @@
+"""The store: migrations, group commit, isolation of failing writes."""
+
+from __future__ import annotations
+
+import threading
+
+import duckdb
+import pytest
+
+from warehouse import open_store
+from warehouse.store import Store, StoreBusy, migrate, migrations
+
+
+def test_a_new_store_has_every_migration_recorded(store: Store) -> None:
+    versions = store.read(lambda c: [v for (v,) in c.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall()])
+    assert versions == [v for v, _, _ in migrations()]
+
+
+def test_an_old_store_is_upgraded_at_start_up_and_keeps_its_data(tmp_path) -> None:
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, "
+                "applied_at TIMESTAMP NOT NULL)")
+    version, name, sql = migrations()[0]
+    con.execute(sql)
+    con.execute("INSERT INTO schema_migrations VALUES (?, ?, now())", [version, name])
+    con.execute("INSERT INTO users VALUES (1, 'end-user', 'Old', NULL, '{}', NULL, NULL, now(), now())")
+    con.close()
+    with open_store(path) as store:
+        assert store.read(lambda c: c.execute("SELECT name FROM users").fetchall()) == [("Old",)]
+        assert store.read(lambda c: c.execute("SELECT count(*) FROM schema_migrations").fetchone()[0]) == len(migrations())
+        assert store.read(lambda c: c.execute("SELECT count(*) FROM views").fetchone()[0]) == 2
+
+
+def test_migrating_twice_applies_nothing(store: Store) -> None:
+    assert store.write(migrate) == []
+
+
+def test_concurrent_writes_share_commits(store: Store) -> None:
+    store.write(lambda c: c.execute("CREATE TABLE t (i INTEGER)"))
+    before = store.commits
+    gate = threading.Event()
+    store.submit(lambda c: gate.wait(5))  # holds the writer so the next writes queue up together
+    futures = [store.submit(lambda c, i=i: c.execute("INSERT INTO t VALUES (?)", [i])) for i in range(200)]
+    gate.set()
+    for f in futures:
+        f.result()
+    assert store.read(lambda c: c.execute("SELECT count(*) FROM t").fetchone()[0]) == 200
+    assert store.commits - before <= 3
+
+
+def test_a_failing_write_fails_alone(store: Store) -> None:
+    store.write(lambda c: c.execute("CREATE TABLE t (i INTEGER)"))
+    gate = threading.Event()
+    store.submit(lambda c: gate.wait(5))
+    good = store.submit(lambda c: c.execute("INSERT INTO t VALUES (1)"))
+    bad = store.submit(lambda c: c.execute("INSERT INTO nowhere VALUES (1)"))
+    gate.set()
+    good.result()
+    with pytest.raises(duckdb.CatalogException):
+        bad.result()
+    assert store.read(lambda c: c.execute("SELECT count(*) FROM t").fetchone()[0]) == 1
+
+
+def test_a_second_process_cannot_open_a_held_store(tmp_path) -> None:
+    import subprocess
+    import sys
+    path = tmp_path / "held.duckdb"
+    with open_store(path):
+        code = ("import sys\nfrom warehouse.store import Store, StoreBusy\ntry:\n    Store(sys.argv[1])\n"
+                "except StoreBusy as e:\n    print(e)\n    sys.exit(3)\n")
+        out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True)
+    assert out.returncode == 3, out.stderr
+    assert "in use by another process" in out.stdout
+    assert StoreBusy.__doc__
