@@ -1,0 +1,484 @@
+"""WeChat Official Accounts (公众号): the `[[wechat]]` accounts, their webhooks and customer-service sends.
+
+Owns: the `echostr` handshake, the SHA-1 query signature on every request, safe mode (AES, via
+wechat_crypto), parsing the pushed XML (with defusedxml only) into InboundMessages, the `success`
+acknowledgement, the access-token cache, customer-service text/image sends, and media download.
+One webhook URL per account, `/webhooks/wechat/{name}`: the configured name picks the account.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, ClassVar
+
+import aiohttp
+import defusedxml.ElementTree as DET
+from aiohttp import web
+from defusedxml import DefusedXmlException
+
+from connectors import wechat_crypto
+from connectors.base import (
+    SEND_TIMEOUT,
+    BadSignature,
+    ConfigError,
+    DeliveryResult,
+    HttpAnswer,
+    Incoming,
+    MalformedPayload,
+    Media,
+    OutboundReply,
+    UnknownAccount,
+    call_api,
+    require,
+    same,
+)
+from warehouse.model import Attachment, InboundMessage, StatusUpdate, from_unix
+
+log = logging.getLogger(__name__)
+
+SECTION = "wechat"
+DEFAULT_API_URL = "https://api.weixin.qq.com"
+TOKEN_ERRORS = (40001, 40014, 42001)  # invalid / not latest / expired access_token: fetch a new one once
+WINDOW_CLOSED = 45015
+QUOTA_REACHED = 45047
+SYSTEM_BUSY = -1
+IMAGE_TYPES = {"image/jpeg": "jpg", "image/jpg": "jpg", "image/png": "png", "image/gif": "gif"}
+MAX_IMAGE_BYTES = 10 * 1024 * 1024  # temporary image media limit
+VOICE_MIME = {"amr": "audio/amr", "speex": "audio/speex", "mp3": "audio/mpeg"}
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """One configured Official Account. Secrets stay out of repr so they never reach a log."""
+
+    name: str
+    original_id: str  # gh_...: ToUserName of every message, our routing key
+    app_id: str
+    app_secret: str = field(repr=False)
+    token: str = field(repr=False)
+    encoding_aes_key: str | None = field(default=None, repr=False)  # set only for safe/compatibility mode
+    api_url: str = DEFAULT_API_URL
+
+    @property
+    def aes_key(self) -> bytes | None:
+        return wechat_crypto.aes_key(self.encoding_aes_key) if self.encoding_aes_key else None
+
+
+def _account_from_table(table: dict[str, Any]) -> Account:
+    name = str(require(table, "name", SECTION))
+    values = {key: str(require(table, key, SECTION))
+              for key in ("original_id", "app_id", "app_secret", "token")}
+    if not values["original_id"].startswith("gh_"):
+        raise ConfigError(f"[[{SECTION}]] account {name!r}: key 'original_id' must be the gh_... original ID")
+    key = table.get("encoding_aes_key") or None
+    if key is not None:
+        try:
+            wechat_crypto.aes_key(str(key))
+        except ValueError as exc:
+            # The reason says what is wrong with the key, never the key itself.
+            raise ConfigError(f"[[{SECTION}]] account {name!r}: invalid key 'encoding_aes_key' ({exc})") from None
+    api_url = str(table.get("api_url") or DEFAULT_API_URL).rstrip("/")
+    return Account(name=name, encoding_aes_key=None if key is None else str(key), api_url=api_url, **values)
+
+
+def _text(root: ET.Element, tag: str) -> str:
+    return (root.findtext(tag) or "").strip()
+
+
+def _xml(body: bytes) -> ET.Element:
+    """A WeChat `<xml>` document; DTDs, entities and external references are refused."""
+    try:
+        root = DET.fromstring(body, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except (ET.ParseError, DefusedXmlException, ValueError) as exc:
+        raise MalformedPayload(f"body is not acceptable XML: {type(exc).__name__}") from None
+    if root.tag != "xml":
+        raise MalformedPayload("body is not a WeChat <xml> document")
+    return root
+
+
+def _scrub(text: str, *secrets_: str) -> str:
+    for secret in secrets_:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+class Connector:
+    channel: ClassVar[str] = "wechat"
+    window: ClassVar[timedelta | None] = timedelta(hours=48)
+
+    def __init__(self, accounts: list[Account]) -> None:
+        self._by_name = {a.name: a for a in accounts}
+        self._by_id = {a.original_id: a for a in accounts}
+        self._tokens: dict[str, tuple[str, float]] = {}  # original_id -> (access_token, refresh after)
+        self._locks = {a.original_id: asyncio.Lock() for a in accounts}
+
+    @classmethod
+    def from_config(cls, tables: list[dict[str, Any]]) -> Connector:
+        accounts: list[Account] = []
+        for table in tables:
+            account = _account_from_table(table)
+            for other in accounts:
+                if other.name == account.name:
+                    raise ConfigError(f"[[{SECTION}]] account {account.name!r}: duplicate key 'name'")
+                if other.original_id == account.original_id:
+                    raise ConfigError(f"[[{SECTION}]] account {account.name!r}: duplicate key 'original_id' "
+                                      f"(also used by {other.name!r})")
+            accounts.append(account)
+        return cls(accounts)
+
+    # Accounts ---------------------------------------------------------------------------------
+
+    def account_ids(self) -> list[str]:
+        return list(self._by_id)
+
+    def account_info(self, account_id: str) -> dict[str, Any]:
+        account = self._account_by_id(account_id)
+        return {"channel": self.channel, "account_name": account.name, "original_id": account.original_id,
+                "app_id": account.app_id}
+
+    def _account_by_id(self, account_id: str) -> Account:
+        account = self._by_id.get(account_id)
+        if account is None:
+            raise UnknownAccount(f"no WeChat account with original ID {account_id!r} is configured")
+        return account
+
+    def _account_for(self, request: Incoming) -> Account:
+        account = self._by_name.get(request.name or "")
+        if account is None:
+            raise UnknownAccount(f"no WeChat account named {request.name!r} is configured")
+        return account
+
+    # Webhooks ---------------------------------------------------------------------------------
+
+    def _query_signed(self, account: Account, request: Incoming) -> bool:
+        sig, ts, nonce = (request.query.get(k, "") for k in ("signature", "timestamp", "nonce"))
+        if not (sig and ts and nonce):
+            raise BadSignature("WeChat request without signature, timestamp or nonce")
+        return same(wechat_crypto.signature(account.token, ts, nonce), sig)
+
+    def handshake(self, request: Incoming) -> web.Response | None:
+        if "echostr" not in request.query:
+            return None
+        account = self._account_for(request)
+        try:
+            ok = self._query_signed(account, request)
+        except BadSignature:
+            ok = False
+        if not ok:
+            log.warning("wechat: refused the handshake for account %r (bad signature)", account.name)
+            return web.Response(status=403, text="forbidden")
+        return web.Response(text=request.query["echostr"], content_type="text/plain")
+
+    def verify(self, request: Incoming) -> None:
+        account = self._account_for(request)
+        if not self._query_signed(account, request):
+            raise BadSignature(f"WeChat signature mismatch for account {account.name!r}")
+        self._open(account, request)  # msg_signature, decryption, appid and ToUserName
+
+    def _open(self, account: Account, request: Incoming) -> ET.Element:
+        """The message XML this request carries, decrypted when it came in safe mode."""
+        safe = request.query.get("encrypt_type", "") == "aes"
+        key = account.aes_key
+        if safe and key is None:
+            raise MalformedPayload(f"account {account.name!r} has no encoding_aes_key but got an encrypted message")
+        if key is not None and not safe:
+            # A keyed account only takes signed ciphertext: plain-mode signatures do not cover the body.
+            raise BadSignature(f"account {account.name!r} expects safe mode but the message is not encrypted")
+        root = _xml(request.body)
+        if key is not None:
+            encrypted = _text(root, "Encrypt")  # in compatibility mode the plaintext copy is ignored
+            msg_sig = request.query.get("msg_signature", "")
+            if not (encrypted and msg_sig):
+                raise BadSignature("WeChat safe-mode request without Encrypt or msg_signature")
+            expected = wechat_crypto.signature(account.token, request.query.get("timestamp", ""),
+                                               request.query.get("nonce", ""), encrypted)
+            if not same(expected, msg_sig):
+                raise BadSignature(f"WeChat msg_signature mismatch for account {account.name!r}")
+            try:
+                root = _xml(wechat_crypto.decrypt(key, account.app_id, encrypted))
+            except wechat_crypto.WrongAppId:
+                raise BadSignature(f"WeChat message for account {account.name!r} was sealed for another app"
+                                   ) from None
+            except wechat_crypto.BadCiphertext as exc:
+                raise MalformedPayload(f"WeChat Encrypt field: {exc}") from None
+        if _text(root, "ToUserName") != account.original_id:
+            raise UnknownAccount(f"WeChat message is not addressed to account {account.name!r}")
+        return root
+
+    def parse(self, request: Incoming) -> list[InboundMessage | StatusUpdate]:
+        account = self._account_for(request)
+        root = self._open(account, request)
+        msg_type, user, created = _text(root, "MsgType"), _text(root, "FromUserName"), _text(root, "CreateTime")
+        if not (msg_type and user and created):
+            raise MalformedPayload("WeChat message without MsgType, FromUserName or CreateTime")
+        try:
+            sent_at = from_unix(created)
+        except (ValueError, OverflowError, OSError):
+            raise MalformedPayload("WeChat CreateTime is not a unix time") from None
+        if msg_type == "event":
+            log.info("wechat: skipped %s event for account %s", _text(root, "Event") or "?", account.original_id)
+            return []
+        try:
+            text, attachments = _content(root, msg_type)
+        except KeyError:
+            log.info("wechat: skipped unknown MsgType %r for account %s", msg_type[:40], account.original_id)
+            return []
+        except ValueError:
+            raise MalformedPayload(f"WeChat {msg_type} message with unreadable fields") from None
+        message_id = _text(root, "MsgId") or f"{user}:{created}"
+        return [InboundMessage(channel=self.channel, account=account.original_id, user_id=user,
+                               message_id=message_id, sent_at=sent_at, text=text,
+                               attachments=tuple(attachments), profile={"openid": user})]
+
+    def acknowledge(self, request: Incoming) -> web.Response:
+        # WeChat wants the literal `success`; anything else (even JSON) shows the user an error.
+        return web.Response(text="success", content_type="text/plain")
+
+    def simulate(self, account_id: str, body: bytes) -> tuple[dict[str, str], dict[str, str], bytes]:
+        """(headers, query, body) as WeChat would POST `body` (a message XML) to this account's URL."""
+        account = self._account_by_id(account_id)
+        timestamp, nonce = str(int(time.time())), str(secrets.randbelow(10**10))
+        query = {"signature": wechat_crypto.signature(account.token, timestamp, nonce),
+                 "timestamp": timestamp, "nonce": nonce}
+        key = account.aes_key
+        if key is not None:
+            encrypted = wechat_crypto.encrypt(key, account.app_id, body)
+            query |= {"openid": _text(_xml(body), "FromUserName"), "encrypt_type": "aes",
+                      "msg_signature": wechat_crypto.signature(account.token, timestamp, nonce, encrypted)}
+            body = (f"<xml><ToUserName><![CDATA[{account.original_id}]]></ToUserName>"
+                    f"<Encrypt><![CDATA[{encrypted}]]></Encrypt></xml>").encode()
+        return {"Content-Type": "text/xml"}, query, body
+
+    def handshake_query(self, account_id: str, echostr: str) -> dict[str, str]:
+        """The query of WeChat's verification GET for this account (for the demo and tests)."""
+        account = self._account_by_id(account_id)
+        timestamp, nonce = str(int(time.time())), str(secrets.randbelow(10**10))
+        return {"signature": wechat_crypto.signature(account.token, timestamp, nonce), "timestamp": timestamp,
+                "nonce": nonce, "echostr": echostr}
+
+    # Sending ----------------------------------------------------------------------------------
+
+    async def _token(self, session: aiohttp.ClientSession, account: Account) -> str | DeliveryResult:
+        """A cached access token, fetched once however many sends ask at the same moment."""
+        async with self._locks[account.original_id]:
+            cached = self._tokens.get(account.original_id)
+            if cached and time.monotonic() < cached[1]:
+                return cached[0]
+            params = {"grant_type": "client_credential", "appid": account.app_id, "secret": account.app_secret}
+            answer = await call_api(session, "GET", f"{account.api_url}/cgi-bin/token", params=params)
+            if isinstance(answer, DeliveryResult):
+                return answer
+            body = answer.body if isinstance(answer.body, dict) else {}
+            token = body.get("access_token")
+            if not isinstance(token, str) or not token:
+                code, errmsg = self._error(account, body)
+                if code == SYSTEM_BUSY:
+                    return DeliveryResult.retry("WeChat is busy (errcode -1)")
+                detail = f"errcode {code}: {errmsg}" if code else f"HTTP {answer.status}, no access_token"
+                return DeliveryResult.failed(f"WeChat refused the app credentials of {account.name!r} ({detail})")
+            try:
+                expires_in = float(body.get("expires_in", 7200))
+            except (TypeError, ValueError):
+                expires_in = 7200.0
+            # Refresh a little early so a token never expires between our check and WeChat's.
+            self._tokens[account.original_id] = (token, time.monotonic() + expires_in - min(300.0, expires_in / 2))
+            return token
+
+    def _drop_token(self, account: Account, token: str) -> None:
+        # Only if still current: a concurrent send may already have fetched a fresh one.
+        cached = self._tokens.get(account.original_id)
+        if cached and cached[0] == token:
+            del self._tokens[account.original_id]
+
+    async def _call(self, session: aiohttp.ClientSession, account: Account, method: str, path: str,
+                    params: dict[str, str], make_kwargs: Callable[[], dict[str, Any]]) -> HttpAnswer | DeliveryResult:
+        """One API call with the account's token; a rejected token is replaced and the call made once more."""
+        for attempt in range(2):
+            token = await self._token(session, account)
+            if isinstance(token, DeliveryResult):
+                return token
+            answer = await call_api(session, method, f"{account.api_url}{path}",
+                                    params={**params, "access_token": token}, **make_kwargs())
+            if (attempt == 0 and isinstance(answer, HttpAnswer) and isinstance(answer.body, dict)
+                    and answer.body.get("errcode") in TOKEN_ERRORS):
+                self._drop_token(account, token)
+                continue
+            return answer
+        raise AssertionError("unreachable")
+
+    def _error(self, account: Account, body: dict[str, Any]) -> tuple[int, str]:
+        """WeChat's (errcode, errmsg), the message cut short and scrubbed of our credentials."""
+        try:
+            code = int(body.get("errcode", 0))
+        except (TypeError, ValueError):
+            code = 0
+        cached = self._tokens.get(account.original_id)
+        return code, _scrub(str(body.get("errmsg", ""))[:200], account.app_secret, cached[0] if cached else "")
+
+    def _problem(self, account: Account, answer: HttpAnswer) -> DeliveryResult | None:
+        """WeChat's error in an answer, as a delivery result; None when the call succeeded."""
+        if not isinstance(answer.body, dict):
+            return DeliveryResult.failed(f"WeChat answered HTTP {answer.status} without a JSON body")
+        code, errmsg = self._error(account, answer.body)
+        if code == 0:
+            return None if answer.status == 200 else DeliveryResult.failed(f"WeChat answered HTTP {answer.status}")
+        if code == WINDOW_CLOSED:
+            return DeliveryResult.failed("WeChat refused: the customer last wrote more than 48 hours ago, or has "
+                                         "unfollowed the account (errcode 45015)", window_closed=True)
+        if code == QUOTA_REACHED:
+            return DeliveryResult.failed("WeChat refused: at most 5 replies are allowed per customer message within "
+                                         "48 hours; wait for the customer to write again (errcode 45047)")
+        if code == SYSTEM_BUSY:
+            return DeliveryResult.retry("WeChat is busy (errcode -1)")
+        if code in TOKEN_ERRORS:
+            return DeliveryResult.failed(f"WeChat rejected the access token twice (errcode {code})")
+        return DeliveryResult.failed(f"WeChat error {code}: {errmsg}" if errmsg else f"WeChat error {code}")
+
+    async def send(self, session: aiohttp.ClientSession, reply: OutboundReply) -> DeliveryResult:
+        account = self._by_id.get(reply.account)
+        if account is None:
+            return DeliveryResult.failed(f"no WeChat account with original ID {reply.account!r} is configured")
+        if not reply.text and reply.file is None:
+            return DeliveryResult.failed("nothing to send: the reply has neither text nor a file")
+        if reply.file is not None:
+            # Checked before anything leaves, so a refused file never follows a delivered text.
+            if reply.file.mime_type.lower() not in IMAGE_TYPES:
+                return DeliveryResult.failed(
+                    f"WeChat customer-service messages can carry only JPEG, PNG or GIF images, not "
+                    f"{reply.file.mime_type or 'this file type'}; share the file as a link in the text instead")
+            if len(reply.file.data) > MAX_IMAGE_BYTES:
+                return DeliveryResult.failed("WeChat accepts images up to 10 MB; this one is larger")
+        sent_text = False
+        if reply.text:
+            result = await self._send_message(session, account, {"touser": reply.to, "msgtype": "text",
+                                                                 "text": {"content": reply.text}})
+            if result is not None:
+                return result
+            sent_text = True
+        if reply.file is not None:
+            result = await self._send_image(session, account, reply)
+            if result is not None:
+                if sent_text:
+                    # Retrying would send the text again and spend another of the 5 allowed replies.
+                    return DeliveryResult.failed(f"the text was delivered but the image was not ({result.reason}); "
+                                                 f"send the image again", window_closed=result.window_closed)
+                return result
+        return DeliveryResult.sent(f"wechat:{reply.outbox_id}")
+
+    async def _send_message(self, session: aiohttp.ClientSession, account: Account,
+                            payload: dict[str, Any]) -> DeliveryResult | None:
+        data = json.dumps(payload, ensure_ascii=False).encode()  # WeChat shows \u escapes literally
+        answer = await self._call(session, account, "POST", "/cgi-bin/message/custom/send", {},
+                                  lambda: {"data": data,
+                                           "headers": {"Content-Type": "application/json; charset=utf-8"}})
+        return answer if isinstance(answer, DeliveryResult) else self._problem(account, answer)
+
+    async def _send_image(self, session: aiohttp.ClientSession, account: Account,
+                          reply: OutboundReply) -> DeliveryResult | None:
+        file = reply.file
+        assert file is not None
+
+        def form() -> dict[str, Any]:
+            data = aiohttp.FormData()
+            data.add_field("media", file.data, filename=file.filename or f"image.{IMAGE_TYPES[file.mime_type.lower()]}",
+                           content_type=file.mime_type)
+            return {"data": data}
+
+        answer = await self._call(session, account, "POST", "/cgi-bin/media/upload", {"type": "image"}, form)
+        if isinstance(answer, DeliveryResult):
+            return answer
+        problem = self._problem(account, answer)
+        if problem is not None:
+            return problem
+        media_id = answer.body.get("media_id") if isinstance(answer.body, dict) else None
+        if not media_id:
+            return DeliveryResult.failed("WeChat accepted the image upload but returned no media_id")
+        return await self._send_message(session, account, {"touser": reply.to, "msgtype": "image",
+                                                           "image": {"media_id": media_id}})
+
+    # Media ------------------------------------------------------------------------------------
+
+    async def fetch_media(self, session: aiohttp.ClientSession, account_id: str, media_id: str) -> Media:
+        account = self._by_id.get(account_id)
+        if account is None:
+            raise LookupError(f"no WeChat account with original ID {account_id!r} is configured")
+        for attempt in range(2):
+            token = await self._token(session, account)
+            if isinstance(token, DeliveryResult):
+                raise LookupError(f"cannot download WeChat media: {token.reason}")
+            media, error = await self._download(session, f"{account.api_url}/cgi-bin/media/get",
+                                                {"access_token": token, "media_id": media_id})
+            if media is not None:
+                return media
+            assert error is not None
+            if attempt == 0 and error.get("errcode") in TOKEN_ERRORS:
+                self._drop_token(account, token)
+                continue
+            if isinstance(error.get("video_url"), str):
+                # Video media answer with a download address instead of the bytes.
+                media, _ = await self._download(session, error["video_url"], {})
+                if media is not None:
+                    return Media(media.data, media.mime_type or "video/mp4", media.filename)
+                raise LookupError("WeChat gave a video address that could not be downloaded")
+            answer = HttpAnswer(200, error)
+            problem = self._problem(account, answer)
+            reason = problem.reason if problem else "WeChat returned no media"
+            raise LookupError(f"cannot download WeChat media {media_id!r}: {reason}")
+        raise AssertionError("unreachable")
+
+    async def _download(self, session: aiohttp.ClientSession, url: str,
+                        params: dict[str, str]) -> tuple[Media | None, dict[str, Any] | None]:
+        """The bytes at url, or the JSON WeChat answered instead. Errors never echo the URL (token)."""
+        try:
+            async with session.get(url, params=params, timeout=SEND_TIMEOUT) as resp:
+                data = await resp.read()
+                ctype = resp.content_type or "application/octet-stream"
+                if resp.status != 200:
+                    raise LookupError(f"WeChat answered HTTP {resp.status} for the media")
+                if ctype in ("application/json", "text/plain") or data[:1] == b"{":
+                    try:
+                        parsed = json.loads(data)
+                    except ValueError:
+                        parsed = None
+                    if isinstance(parsed, dict):
+                        return None, parsed
+                filename = resp.content_disposition.filename if resp.content_disposition else None
+                return Media(data, ctype, filename), None
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise LookupError(f"could not reach WeChat: {type(exc).__name__}") from None
+
+
+def _content(root: ET.Element, msg_type: str) -> tuple[str, list[Attachment]]:
+    """Text and attachments of one message; KeyError for a type we do not know, ValueError for bad fields."""
+    media_id = _text(root, "MediaId") or None
+    if msg_type == "text":
+        return root.findtext("Content") or "", []
+    if msg_type == "image":
+        return "", [Attachment(type="image", media_id=media_id, url=_text(root, "PicUrl") or None)]
+    if msg_type == "voice":
+        fmt = _text(root, "Format").lower()
+        mime = VOICE_MIME.get(fmt, f"audio/{fmt}" if fmt else None)
+        return _text(root, "Recognition"), [Attachment(type="audio", media_id=media_id, mime_type=mime)]
+    if msg_type in ("video", "shortvideo"):
+        attachments = [Attachment(type="video", media_id=media_id)]
+        thumb = _text(root, "ThumbMediaId")
+        if thumb:
+            attachments.append(Attachment(type="image", media_id=thumb, caption="video thumbnail"))
+        return "", attachments
+    if msg_type == "location":
+        location = Attachment(type="location", latitude=float(_text(root, "Location_X")),
+                              longitude=float(_text(root, "Location_Y")), title=_text(root, "Label") or None)
+        return "", [location]
+    if msg_type == "link":
+        parts = (_text(root, "Title"), _text(root, "Description"), _text(root, "Url"))
+        return "\n".join(p for p in parts if p), []
+    raise KeyError(msg_type)
