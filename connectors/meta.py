@@ -12,6 +12,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import aiohttp
@@ -31,6 +32,7 @@ from connectors.base import (
     require,
     same,
 )
+from warehouse.model import from_unix, from_unix_ms
 
 GRAPH_API_URL = "https://graph.facebook.com/v21.0"
 SIGNATURE_HEADER = "X-Hub-Signature-256"
@@ -214,3 +216,18 @@ async def download(session: aiohttp.ClientSession, url: str, *, headers: Mapping
             return Media(bytes(data), mime_type or resp.content_type or "application/octet-stream", filename)
     except (TimeoutError, aiohttp.ClientError) as exc:
         raise LookupError(f"{what}: could not reach the platform ({type(exc).__name__})") from None
+
+
+def timestamp(value: Any, what: str, *, ms: bool = False) -> datetime:
+    """A unix time (seconds, or milliseconds for Messenger) as an aware UTC datetime."""
+    try:
+        return from_unix_ms(value) if ms else from_unix(value)
+    except (TypeError, ValueError, OverflowError, OSError):
+        raise MalformedPayload(f"{what} has no valid timestamp") from None
+
+
+def number(value: Any, what: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise MalformedPayload(f"{what} is not a number") from None
