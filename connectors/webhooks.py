@@ -28,8 +28,15 @@ def _ignore(channel: str, status: int, seconds: float) -> None:
 async def _read_limited(request: web.Request, limit: int) -> bytes | None:
     if request.content_length is not None and request.content_length > limit:
         return None
-    body = await request.content.read(limit + 1)
-    return None if len(body) > limit else body
+    # One read(n) may return less than is there; read to the end or just past the limit.
+    chunks, size = [], 0
+    while size <= limit:
+        chunk = await request.content.read(limit + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return None if size > limit else b"".join(chunks)
 
 
 def handler(connector: Connector, desk: Desk, max_body_bytes: int,
