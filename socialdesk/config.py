@@ -53,6 +53,9 @@ class ServerConfig:
     admin_token: str = ""  # loopback admin routes used by the CLI while the service runs
     public_url: str = "http://localhost:3000"
     json_logs: bool = False
+    retry_base_seconds: float = 2.0  # outbox backoff: base * 2**attempt, with jitter, capped
+    retry_max_seconds: float = 600.0
+    retry_max_attempts: int = 15
 
 
 @dataclass(slots=True)

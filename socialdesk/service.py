@@ -40,6 +40,7 @@ METRICS = web.AppKey("metrics", Metrics)
 SENDER = web.AppKey("sender", OutboxSender)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 REGISTRY = web.AppKey("registry", dict)
+ADMIN_TOKEN = web.AppKey("admin_token", str)
 
 
 def admin_file(store_path: str) -> Path:
@@ -64,7 +65,7 @@ async def admin(request: web.Request) -> web.Response:
     """Run a CLI operation on the service's own Desk (loopback callers with the admin token only)."""
     if request.remote not in ("127.0.0.1", "::1"):
         return web.json_response({"error": "admin routes answer loopback only"}, status=403)
-    token = request.app["admin_token"]
+    token = request.app[ADMIN_TOKEN]
     given = request.headers.get("Authorization", "").removeprefix("Bearer ")
     if not hmac.compare_digest(given.encode(), token.encode()):
         return web.json_response({"error": "bad admin token"}, status=401)
@@ -96,7 +97,7 @@ def build_app(cfg: Config, *, store: Store | None = None) -> web.Application:
     app[METRICS] = Metrics()
     app[DESK] = open_desk(cfg, store, registry)
     app[STORE] = app[DESK].store
-    app["admin_token"] = cfg.server.admin_token or secrets.token_urlsafe(24)
+    app[ADMIN_TOKEN] = cfg.server.admin_token or secrets.token_urlsafe(24)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/admin/ops/{op}", admin)
@@ -113,7 +114,10 @@ def build_app(cfg: Config, *, store: Store | None = None) -> web.Application:
 async def _background(app: web.Application) -> AsyncIterator[None]:
     session = aiohttp.ClientSession()
     app[SESSION] = session
-    sender = OutboxSender(app[STORE], app[REGISTRY], session, on_attempt=app[METRICS].observe_attempt)
+    server = app[CONFIG].server
+    sender = OutboxSender(app[STORE], app[REGISTRY], session, base_delay=server.retry_base_seconds,
+                          max_delay=server.retry_max_seconds, max_attempts=server.retry_max_attempts,
+                          on_attempt=app[METRICS].observe_attempt)
     app[SENDER] = sender
     tasks = [asyncio.create_task(sender.run(), name="outbox-sender")]
     yield
@@ -135,7 +139,7 @@ def serve(cfg: Config) -> None:
     info = admin_file(app[STORE].path)
 
     async def announce(app: web.Application) -> None:
-        info.write_text(json.dumps({"port": cfg.server.port, "token": app["admin_token"]}))
+        info.write_text(json.dumps({"port": cfg.server.port, "token": app[ADMIN_TOKEN]}))
         os.chmod(info, 0o600)
 
     async def forget(app: web.Application) -> None:

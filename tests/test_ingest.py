@@ -14,7 +14,8 @@ from warehouse.tickets import SYSTEM, set_status
 
 def tickets(store: Store) -> list[tuple]:
     return store.read(lambda c: c.execute(
-        "SELECT id, status, requester_id, channel, account, tags, end_user_messages FROM tickets ORDER BY id").fetchall())
+        "SELECT id, status, requester_id, channel, account, tags, end_user_messages FROM tickets ORDER BY id"
+    ).fetchall())
 
 
 def test_r1_a_first_message_opens_a_new_unassigned_ticket(store: Store) -> None:

@@ -12,7 +12,8 @@ from warehouse.store import Store, StoreBusy, migrate, migrations
 
 
 def test_a_new_store_has_every_migration_recorded(store: Store) -> None:
-    versions = store.read(lambda c: [v for (v,) in c.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall()])
+    rows = store.read(lambda c: c.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall())
+    versions = [v for (v,) in rows]
     assert versions == [v for v, _, _ in migrations()]
 
 
@@ -28,7 +29,8 @@ def test_an_old_store_is_upgraded_at_start_up_and_keeps_its_data(tmp_path) -> No
     con.close()
     with open_store(path) as store:
         assert store.read(lambda c: c.execute("SELECT name FROM users").fetchall()) == [("Old",)]
-        assert store.read(lambda c: c.execute("SELECT count(*) FROM schema_migrations").fetchone()[0]) == len(migrations())
+        applied = store.read(lambda c: c.execute("SELECT count(*) FROM schema_migrations").fetchone()[0])
+        assert applied == len(migrations())
         assert store.read(lambda c: c.execute("SELECT count(*) FROM views").fetchone()[0]) == 2
 
 

@@ -1,0 +1,240 @@
+"""Each channel against the running service: signed webhooks in, replies out through the real outbox.
+
+Issue 3's "done when", for all five channels: a signed webhook becomes a ticket with the right tags,
+fields and requester (R1, R2, R7, R8); a reply reaches the fake platform from the right account
+(R20); outside the window it fails with an event and never reaches it (R22, R23, B1); an outage
+delays a reply without losing or duplicating it (B4); forged, replayed, malformed and oversized
+requests get clear answers and the service keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from socialdesk.config import Config
+from socialdesk.sandbox import ACCOUNTS, WHATSAPP_LYON, WHATSAPP_PARIS, Sandbox
+from socialdesk.service import DESK, STORE, build_app
+from warehouse.model import CHANNEL_TAGS
+
+CHANNELS = ["whatsapp", "messenger", "line", "wechat", "x"]
+USERS = {"whatsapp": "33612345678", "messenger": "1254459154682919", "line": "U206d25c2ea6bd87c17655609a1c37cb8",
+         "wechat": "o9AgO5Kd5ggOC-bXrbNODIiE3bGY", "x": "272953809"}
+SEND_PATHS = {"whatsapp": "/messages", "messenger": "/messages", "line": "/v2/bot/message/push",
+              "wechat": "/cgi-bin/message/custom/send", "x": "/messages"}
+
+
+@pytest.fixture
+async def world(tmp_path: Any, aiohttp_client: Any) -> AsyncIterator[tuple[Sandbox, Any]]:
+    sandbox = await Sandbox().start()
+    cfg = sandbox.configure(Config())
+    cfg.store.path = str(tmp_path / "e2e.duckdb")
+    cfg.server.retry_base_seconds = 0.05
+    cfg.server.max_body_bytes = 64 * 1024
+    client = await aiohttp_client(build_app(cfg))
+    yield sandbox, client
+    await client.close()
+    await sandbox.stop()
+
+
+def now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+async def post(client: Any, sandbox: Sandbox, channel: str, text: str = "Hello", *, message_id: str = "m1",
+               account: str | None = None, at: datetime | None = None, name: str = "Amélie Dupont") -> Any:
+    account = account or ACCOUNTS[channel][0]
+    body = sandbox.message(channel, account, USERS[channel], text, message_id, at or now(), name)
+    req = sandbox.request(channel, account, body)
+    return await client.post(req.path, data=req.body, headers=req.headers, params=req.query)
+
+
+def sql(client: Any, query: str, *params: Any) -> list[tuple]:
+    return client.app[STORE].read(lambda c: c.execute(query, list(params)).fetchall())
+
+
+async def eventually(check: Callable[[], Any], timeout: float = 10.0) -> Any:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+
+
+def sends(sandbox: Sandbox, channel: str) -> list[Any]:
+    return [r for r in sandbox.fakes[channel].sent(SEND_PATHS[channel])
+            if channel not in ("whatsapp", "messenger") or
+            r.path.split("/")[-2] in ACCOUNTS[channel]]
+
+
+def recipient(channel: str, request: Any) -> str:
+    body = request.json
+    return {"whatsapp": lambda: body["to"], "messenger": lambda: body["recipient"]["id"],
+            "line": lambda: body["to"], "wechat": lambda: body["touser"],
+            "x": lambda: request.path.split("/")[-2]}[channel]()
+
+
+@pytest.mark.parametrize("channel", CHANNELS)
+async def test_a_signed_webhook_becomes_a_ticket_with_tags_fields_and_requester(world, channel: str) -> None:
+    sandbox, client = world
+    resp = await post(client, sandbox, channel, "Where is my parcel?")
+    assert resp.status == 200, await resp.text()
+    ticket = await client.app[DESK].ticket(1)
+    assert ticket["tags"] == [CHANNEL_TAGS[channel], "messaging_support"]
+    assert (ticket["channel"], ticket["account"], ticket["status"]) == (channel, ACCOUNTS[channel][0], "new")
+    info = ticket["fields"]["social_messaging_channel_info"]
+    assert info["channel"] == channel and info["account_name"]
+    assert ticket["comments"][0]["body"] == "Where is my parcel?"
+    user = await client.app[DESK].user(ticket["requester"]["id"])
+    assert user["identities"][0]["platform_user_id"] == USERS[channel]
+
+
+@pytest.mark.parametrize("channel", CHANNELS)
+async def test_a_reply_reaches_the_platform_from_the_tickets_account(world, channel: str) -> None:
+    sandbox, client = world
+    await post(client, sandbox, channel)
+    desk = client.app[DESK]
+    agent = await desk.agent("U1", "Ada")
+    result = await desk.reply(1, agent, "It ships today")
+    assert result["state"] == "queued"
+    await eventually(lambda: sql(client, "SELECT state FROM outbox WHERE id = ?", result["outbox_id"]) == [("sent",)])
+    [sent] = sends(sandbox, channel)
+    assert recipient(channel, sent) == USERS[channel]
+    assert "It ships today" in json.dumps(sent.json, ensure_ascii=False)
+    kinds = [e["kind"] for e in (await desk.ticket(1))["events"]]
+    assert "sent_to_channel" in kinds and "reply_sent" in kinds
+
+
+async def test_r2_r20_with_two_whatsapp_numbers_each_ticket_answers_from_its_own(world) -> None:
+    sandbox, client = world
+    await post(client, sandbox, "whatsapp", account=WHATSAPP_PARIS, message_id="a")
+    await post(client, sandbox, "whatsapp", account=WHATSAPP_LYON, message_id="b")
+    desk = client.app[DESK]
+    agent = await desk.agent("U1")
+    await desk.reply(1, agent, "from Paris")
+    await desk.reply(2, agent, "from Lyon")
+    await eventually(lambda: len(sends(sandbox, "whatsapp")) == 2)
+    by_number = {r.path.split("/")[-2]: r.json["text"]["body"] for r in sends(sandbox, "whatsapp")}
+    assert by_number == {WHATSAPP_PARIS: "from Paris", WHATSAPP_LYON: "from Lyon"}
+
+
+@pytest.mark.parametrize(("channel", "hours"), [("whatsapp", 25), ("messenger", 25), ("wechat", 49)])
+async def test_r22_b1_a_reply_outside_the_window_fails_with_an_event_and_never_leaves(world, channel: str,
+                                                                                       hours: int) -> None:
+    sandbox, client = world
+    await post(client, sandbox, channel, at=now() - timedelta(hours=hours))
+    desk = client.app[DESK]
+    result = await desk.reply(1, await desk.agent("U1"), "Sorry for the delay")
+    assert result["state"] == "failed" and "window closed" in result["reason"]
+    await asyncio.sleep(0.3)
+    assert sends(sandbox, channel) == []
+    assert "reply_failed" in [e["kind"] for e in (await desk.ticket(1))["events"]]
+
+
+async def test_r22_a_window_closed_answer_from_the_platform_is_recorded_the_same_way(world) -> None:
+    sandbox, client = world
+    await post(client, sandbox, "whatsapp")
+    from socialdesk.fakes.meta_api import whatsapp_window_closed
+    sandbox.meta.fail_next(1, 400, whatsapp_window_closed(), path_contains="/messages")
+    desk = client.app[DESK]
+    result = await desk.reply(1, await desk.agent("U1"), "hello")
+    rows = await eventually(lambda: sql(client, "SELECT state, window_closed, last_error FROM outbox WHERE id = ? "
+                                        "AND state = 'failed'", result["outbox_id"]))
+    assert rows[0][1] is True and rows[0][2]
+
+
+async def test_b4_an_outage_delays_a_reply_without_losing_or_duplicating_it(world) -> None:
+    sandbox, client = world
+    await post(client, sandbox, "whatsapp")
+    sandbox.meta.fail_next(3, 503, {"error": {"message": "Service unavailable", "code": 2}},
+                           path_contains="/messages")
+    desk = client.app[DESK]
+    result = await desk.reply(1, await desk.agent("U1"), "hello after the storm")
+    rows = await eventually(lambda: sql(client, "SELECT state, attempts FROM outbox WHERE id = ? AND state = 'sent'",
+                                        result["outbox_id"]))
+    assert rows == [("sent", 4)]
+    delivered = [r for r in sandbox.meta.requests if r.path.endswith("/messages") and r.json
+                 and r.json.get("text", {}).get("body") == "hello after the storm"]
+    assert len(delivered) == 4  # three refused by the outage, one accepted
+    kinds = [e["kind"] for e in (await desk.ticket(1))["events"]]
+    assert kinds.count("reply_retry") == 3 and kinds.count("reply_sent") == 1
+
+
+async def test_b2_delivery_and_read_receipts_become_ticket_events(world) -> None:
+    sandbox, client = world
+    await post(client, sandbox, "whatsapp")
+    desk = client.app[DESK]
+    result = await desk.reply(1, await desk.agent("U1"), "hi")
+    [(wamid,)] = await eventually(lambda: sql(client, "SELECT platform_message_id FROM outbox WHERE id = ? AND "
+                                              "state = 'sent'", result["outbox_id"]))
+    from socialdesk.fakes.meta_api import whatsapp_status_payload
+    for status in ("delivered", "read", "delivered"):  # a late duplicate changes nothing
+        body = whatsapp_status_payload(WHATSAPP_PARIS, USERS["whatsapp"], wamid, status)
+        req = sandbox.request("whatsapp", WHATSAPP_PARIS, body)
+        assert (await client.post(req.path, data=req.body, headers=req.headers)).status == 200
+    assert sql(client, "SELECT state FROM outbox") == [("read",)]
+    kinds = [e["kind"] for e in (await desk.ticket(1))["events"]]
+    assert kinds.count("reply_delivered") == 1 and kinds.count("reply_read") == 1
+
+
+@pytest.mark.parametrize("channel", CHANNELS)
+async def test_a_forged_signature_is_refused_and_nothing_is_stored(world, channel: str) -> None:
+    sandbox, client = world
+    account = ACCOUNTS[channel][0]
+    req = sandbox.request(channel, account, sandbox.message(channel, account, USERS[channel], "hi", "m1", now()))
+    tampered = req.body.replace(b"hi", b"HI") if channel != "wechat" else req.body
+    query = dict(req.query)
+    if channel == "wechat":
+        query["msg_signature"] = "0" * 40
+    resp = await client.post(req.path, data=tampered, headers=req.headers, params=query)
+    assert resp.status in (401, 403)
+    assert sql(client, "SELECT count(*) FROM inbox") == [(0,)]
+
+
+@pytest.mark.parametrize("channel", CHANNELS)
+async def test_a_replayed_webhook_changes_nothing(world, channel: str) -> None:
+    sandbox, client = world
+    account = ACCOUNTS[channel][0]
+    req = sandbox.request(channel, account, sandbox.message(channel, account, USERS[channel], "hi", "m1", now()))
+    for _ in range(3):
+        assert (await client.post(req.path, data=req.body, headers=req.headers, params=req.query)).status == 200
+    assert sql(client, "SELECT count(*) FROM comments") == [(1,)]
+    assert sql(client, "SELECT count(*) FROM tickets") == [(1,)]
+
+
+async def test_malformed_oversized_and_unknown_account_requests_get_clear_answers(world) -> None:
+    sandbox, client = world
+    bad = sandbox.request("whatsapp", WHATSAPP_PARIS, b"{not json")
+    assert (await client.post(bad.path, data=bad.body, headers=bad.headers)).status == 400
+    big = sandbox.request("whatsapp", WHATSAPP_PARIS, b'{"object":"whatsapp_business_account","x":"'
+                          + b"a" * 70_000 + b'"}')
+    assert (await client.post(big.path, data=big.body, headers=big.headers)).status == 413
+    assert (await client.post("/webhooks/line/nobody", data=b"{}")).status == 404
+    stranger = sandbox.message("whatsapp", "999999999", USERS["whatsapp"], "hi", "m1", now())
+    req = sandbox.request("whatsapp", WHATSAPP_PARIS, stranger)
+    assert (await client.post(req.path, data=req.body, headers=req.headers)).status == 404
+    assert (await client.get("/healthz")).status == 200
+    assert (await post(client, sandbox, "whatsapp")).status == 200
+
+
+async def test_the_handshakes_answer_through_the_service(world) -> None:
+    sandbox, client = world
+    token = sandbox.channels["whatsapp"][0]["verify_token"]
+    resp = await client.get("/webhooks/whatsapp", params={"hub.mode": "subscribe", "hub.verify_token": token,
+                                                          "hub.challenge": "1158201444"})
+    assert (resp.status, await resp.text()) == (200, "1158201444")
+    bad = await client.get("/webhooks/whatsapp", params={"hub.mode": "subscribe", "hub.verify_token": "nope",
+                                                         "hub.challenge": "1"})
+    assert bad.status == 403
+    query = sandbox.registry["wechat"].handshake_query(ACCOUNTS["wechat"][0], "echo123")  # type: ignore[attr-defined]
+    resp = await client.get("/webhooks/wechat/cn", params=query)
+    assert (resp.status, await resp.text()) == (200, "echo123")
+    crc = await client.get("/webhooks/x", params={"crc_token": "abc"})
+    assert crc.status == 200 and (await crc.json())["response_token"].startswith("sha256=")
