@@ -44,6 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser = add_parser  # type: ignore[method-assign]
 
     sub.add_parser("serve", help="run the service (webhooks, Slack app, outbox, rules clock)")
+    s = sub.add_parser("demo", help="the service with fake channels and demo traffic (no accounts needed)")
+    s.add_argument("--once", action="store_true", help="drive the demo, print the notifier and exit")
     s = sub.add_parser("ingest", help="ingest normalized messages from a JSON-lines file")
     s.add_argument("file")
     s = sub.add_parser("notifier", help="the notifier as an agent sees it (R10-R16)")
@@ -181,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
             from socialdesk.service import serve
             serve(cfg)
             return 0
+        if args.command == "demo":
+            from socialdesk import demo
+            return demo.main(cfg, once=args.once)
         if args.command == "ingest":
             result = _ingest(cfg, args.file)
         else:

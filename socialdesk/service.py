@@ -133,20 +133,21 @@ async def _close_store(app: web.Application) -> None:
     app[STORE].close()
 
 
-def serve(cfg: Config) -> None:
-    """`socialdesk serve`: run until SIGTERM/SIGINT, then stop cleanly (aiohttp drains and runs cleanups)."""
-    app = build_app(cfg)
+def advertise(app: web.Application, port: int) -> None:
+    """Tell CLI commands on this machine where the running service is (removed at shutdown)."""
     info = admin_file(app[STORE].path)
-
-    async def announce(app: web.Application) -> None:
-        info.write_text(json.dumps({"port": cfg.server.port, "token": app[ADMIN_TOKEN]}))
-        os.chmod(info, 0o600)
+    info.write_text(json.dumps({"port": port, "token": app[ADMIN_TOKEN]}))
+    os.chmod(info, 0o600)
 
     async def forget(app: web.Application) -> None:
         info.unlink(missing_ok=True)
-
-    app.on_startup.append(announce)
     app.on_shutdown.append(forget)
+
+
+def serve(cfg: Config) -> None:
+    """`socialdesk serve`: run until SIGTERM/SIGINT, then stop cleanly (aiohttp drains and runs cleanups)."""
+    app = build_app(cfg)
+    advertise(app, cfg.server.port)
     log.info("SocialDesk listening on %s:%d (store %s, config %s)", cfg.server.host, cfg.server.port,
              app[STORE].path, cfg.source)
     web.run_app(app, host=cfg.server.host, port=cfg.server.port, access_log=None, print=None)

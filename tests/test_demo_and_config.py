@@ -1,0 +1,66 @@
+"""The first run (`socialdesk demo`) and the configuration file."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from connectors import registry
+from connectors.base import ConfigError
+from socialdesk import config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_demo_drives_every_channel_and_shows_the_notifier(tmp_path: Path) -> None:
+    env = {**os.environ, "PORT": "0"}
+    env.pop("SOCIALDESK_DB", None)
+    out = subprocess.run([sys.executable, "-m", "socialdesk.cli", "demo", "--once"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    text = out.stdout
+    assert text.count("→ HTTP 200") == 14
+    assert "stored once" in text
+    assert "failed (The 24-hour messaging window closed" in text
+    assert "the outbox delivered 4 of 4 replies" in text
+    assert "Assigned to you" in text and "Unassigned  (red dot" in text
+    assert (tmp_path / "data" / "demo.duckdb").exists()
+
+
+def test_the_example_configuration_is_complete_and_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    text = (ROOT / "socialdesk.example.toml").read_text()
+    for name in {part.split("}")[0] for part in text.split("${")[1:]}:
+        monkeypatch.setenv(name, "x" * 43 if "AES" in name else "secret-" + name.lower())
+    monkeypatch.setenv("WECHAT_ENCODING_AES_KEY", "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG")
+    cfg = config.load(ROOT / "socialdesk.example.toml")
+    built = registry.build(cfg.channels)
+    assert sorted(built) == ["line", "messenger", "wechat", "whatsapp", "x"]
+    assert cfg.slack.enabled and cfg.store.threads == 2
+
+
+def test_a_missing_environment_variable_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
+    file = tmp_path / "c.toml"
+    file.write_text('[slack]\nbot_token = "${NOT_SET_ANYWHERE}"\n')
+    with pytest.raises(ConfigError, match="NOT_SET_ANYWHERE is not set"):
+        config.load(file)
+
+
+def test_a_missing_account_key_names_the_account_and_the_key(tmp_path: Path) -> None:
+    file = tmp_path / "c.toml"
+    file.write_text('[[whatsapp]]\nname = "paris"\nphone_number_id = "1"\n')
+    with pytest.raises(ConfigError, match=r"paris.*(app_secret|display_phone_number|verify_token|access_token)"):
+        registry.build(config.load(file).channels)
+
+
+def test_secrets_never_appear_in_a_configuration_error(tmp_path: Path) -> None:
+    file = tmp_path / "c.toml"
+    file.write_text('[[wechat]]\nname = "cn"\noriginal_id = "gh_1"\napp_id = "wx1"\napp_secret = "S3CR3T"\n'
+                    'token = "T0K3N"\nencoding_aes_key = "too-short-K3Y"\n')
+    with pytest.raises(ConfigError) as err:
+        registry.build(config.load(file).channels)
+    assert not any(s in str(err.value) for s in ("S3CR3T", "T0K3N", "too-short-K3Y"))
