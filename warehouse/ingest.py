@@ -29,7 +29,7 @@ from warehouse.model import (
 )
 from warehouse.phones import to_e164
 from warehouse.redact import redact_cards
-from warehouse.rows import event, insert, next_ids, record_events, registered
+from warehouse.rows import event, insert, next_ids, record_events, registered, sql_list
 
 DELIVERY_RANK = {"queued": 0, "sent": 1, "delivered": 2, "read": 3}
 
@@ -116,6 +116,13 @@ def _social_info(m: InboundMessage) -> dict[str, Any]:
     return {f"{m.channel}:{m.account}": {**m.profile, "platform_user_id": m.user_id}}
 
 
+def _changes(stored: str | None, profile: dict[str, Any]) -> bool:
+    if stored is None:
+        return True
+    before = json.loads(stored)
+    return any(before.get(k) != v for k, v in profile.items())
+
+
 def _store_messages(con: duckdb.DuckDBPyConnection, stored: list[tuple[int, InboundMessage]],
                     results: list[IngestResult], now: datetime) -> None:
     messages = [m for _, m in stored]
@@ -123,10 +130,15 @@ def _store_messages(con: duckdb.DuckDBPyConnection, stored: list[tuple[int, Inbo
 
     # End users: one per (channel, business account, platform user) (R4).
     idents = sorted({_identity_key(m) for m in messages})
-    with registered(con, [{"channel": c, "account": a, "platform_user_id": u} for c, a, u in idents]) as name:
-        known = {(c, a, u): uid for c, a, u, uid in con.execute(
-            f"SELECT i.channel, i.account, i.platform_user_id, i.user_id FROM identities i "
-            f"JOIN {name} k USING (channel, account, platform_user_id)").fetchall()}
+    wanted = set(idents)
+    known: dict[tuple[str, str, str], int] = {}
+    stored_profiles: dict[tuple[str, str, str], str] = {}
+    for c, a, u, uid, profile in con.execute(
+            "SELECT channel, account, platform_user_id, user_id, profile FROM identities "
+            f"WHERE platform_user_id IN {sql_list({k[2] for k in idents})}").fetchall():
+        if (c, a, u) in wanted:
+            known[(c, a, u)] = uid
+            stored_profiles[(c, a, u)] = profile
     latest: dict[tuple[str, str, str], InboundMessage] = {}
     for m in sorted(messages, key=lambda m: m.sent_at):
         latest[_identity_key(m)] = m
@@ -143,29 +155,33 @@ def _store_messages(con: duckdb.DuckDBPyConnection, stored: list[tuple[int, Inbo
         events.append(event(None, "user_created", "system", user_id=uid, at=now, channel=key[0], account=key[1]))
     insert(con, "users", new_users)
     insert(con, "identities", new_idents)
+    # Returning users mostly send the same profile again: only a changed one is written.
     updates = [{"id": known[k], "patch": dumps(_social_info(m)), "phone": to_e164(m.profile.get("phone")),
                 "name": m.profile.get("name"), "profile": dumps(m.profile), "channel": k[0], "account": k[1],
                 "platform_user_id": k[2]}
-               for k, m in latest.items() if k not in missing and m.profile]
+               for k, m in latest.items()
+               if k not in missing and m.profile and _changes(stored_profiles.get(k), m.profile)]
     if updates:
         with registered(con, updates) as name:
             con.execute(f"UPDATE users SET social_messaging_info = json_merge_patch(users.social_messaging_info, "
                         f"u.patch::JSON), phone = coalesce(users.phone, u.phone), "
                         f"name = coalesce(u.name, users.name), updated_at = ? FROM {name} u "
-                        f"WHERE users.id = u.id", [now])
+                        f"WHERE users.id = u.id AND users.id IN {sql_list(u['id'] for u in updates)}", [now])
             con.execute(f"UPDATE identities SET profile = json_merge_patch(identities.profile, u.profile::JSON) "
                         f"FROM {name} u WHERE identities.channel = u.channel AND identities.account = u.account "
-                        f"AND identities.platform_user_id = u.platform_user_id")
+                        f"AND identities.platform_user_id = u.platform_user_id "
+                        f"AND identities.platform_user_id IN {sql_list(u['platform_user_id'] for u in updates)}")
 
     # Tickets: the end user's unsolved ticket on that business account, else a new one (R1, R2).
     groups: dict[tuple[str, str, str], list[tuple[int, InboundMessage]]] = defaultdict(list)
     for n, m in sorted(stored, key=lambda nm: nm[1].sent_at):
         groups[_identity_key(m)].append((n, m))
-    with registered(con, [{"channel": c, "account": a, "recipient": u} for c, a, u in groups]) as name:
-        open_tickets = {(c, a, r): (tid, status) for c, a, r, tid, status in con.execute(
-            f"SELECT t.channel, t.account, t.recipient, max(t.id), arg_max(t.status, t.id) FROM tickets t "
-            f"JOIN {name} k USING (channel, account, recipient) WHERE t.status IN {UNSOLVED} "
-            f"GROUP BY ALL").fetchall()}
+    open_tickets: dict[tuple[str, str, str], tuple[int, str]] = {}
+    for c, a, r, tid, status in con.execute(
+            f"SELECT channel, account, recipient, id, status FROM tickets WHERE status IN {UNSOLVED} "
+            f"AND recipient IN {sql_list({k[2] for k in groups})} ORDER BY id").fetchall():
+        if (c, a, r) in groups:
+            open_tickets[(c, a, r)] = (tid, status)  # the newest unsolved one wins
     account_info = {(c, a): json.loads(info) for c, a, info in con.execute(
         "SELECT channel, account, info FROM accounts").fetchall()}
 
@@ -223,7 +239,8 @@ def _store_messages(con: duckdb.DuckDBPyConnection, stored: list[tuple[int, Inbo
                 f"status_changed_at = CASE WHEN tickets.status <> 'open' THEN ?::TIMESTAMP "
                 f"ELSE tickets.status_changed_at END, end_user_messages = end_user_messages + u.count, "
                 f"last_end_user_message_at = greatest(tickets.last_end_user_message_at, u.last), updated_at = ? "
-                f"FROM {name} u WHERE tickets.id = u.id", [now, now])
+                f"FROM {name} u WHERE tickets.id = u.id AND tickets.id IN {sql_list(u['id'] for u in ticket_updates)}",
+                [now, now])
     comment_ids = next_ids(con, "comment_ids", len(comments))
     for cid, c in zip(comment_ids, comments, strict=True):
         c["id"] = cid

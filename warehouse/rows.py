@@ -6,7 +6,7 @@ write in the warehouse goes through these.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from itertools import count
 from typing import Any
@@ -18,6 +18,20 @@ from warehouse import clock
 from warehouse.model import dumps
 
 _names = count()
+
+
+def sql_list(values: Iterable[str | int]) -> str:
+    """A literal SQL list, e.g. `('a', 'b')`, so that DuckDB can use an index (it does for constants only).
+
+    Strings are quoted the SQL way (a quote doubled); integers are written as integers.
+    """
+    parts = []
+    for v in values:
+        if isinstance(v, int):
+            parts.append(str(int(v)))
+        else:
+            parts.append("'" + str(v).replace("\x00", "").replace("'", "''") + "'")
+    return "(" + (", ".join(parts) or "NULL") + ")"
 
 
 def next_ids(con: duckdb.DuckDBPyConnection, sequence: str, n: int) -> list[int]:

@@ -63,8 +63,10 @@ CREATE TABLE tickets (
     first_reply_at TIMESTAMP
 );
 
+-- Append-only tables (comments, inbox, events) carry no index: ids come from sequences, and an ART
+-- index over tens of millions of rows would cost memory and every insert.
 CREATE TABLE comments (
-    id BIGINT PRIMARY KEY,
+    id BIGINT NOT NULL,
     ticket_id BIGINT NOT NULL,
     author_id BIGINT NOT NULL,
     public BOOLEAN NOT NULL,
@@ -84,7 +86,7 @@ CREATE TABLE inbound_keys (
 
 -- Raw verified webhook bodies, kept for audit and reprocessing.
 CREATE TABLE inbox (
-    id BIGINT PRIMARY KEY,
+    id BIGINT NOT NULL,
     channel VARCHAR NOT NULL,
     received_at TIMESTAMP NOT NULL,
     body BLOB NOT NULL
@@ -92,7 +94,7 @@ CREATE TABLE inbox (
 
 -- Every change to a ticket or user, with its actor (agent, end-user, rule, system).
 CREATE TABLE events (
-    id BIGINT PRIMARY KEY,
+    id BIGINT NOT NULL,
     ticket_id BIGINT,
     user_id BIGINT,
     kind VARCHAR NOT NULL,

@@ -1,0 +1,24 @@
+"""`python -m bench [ingest|agents|reports ...]`: run the benchmarks (all by default)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+SUITES = {"ingest": "bench.ingest_bench", "agents": "bench.agents_bench", "reports": "bench.reports_bench"}
+
+
+def main(argv: list[str]) -> int:
+    names = argv or list(SUITES)
+    unknown = [n for n in names if n not in SUITES]
+    if unknown:
+        print(f"unknown benchmark {unknown[0]!r}; one of {', '.join(SUITES)}", file=sys.stderr)
+        return 2
+    for name in names:
+        print(f"== {name} ==", flush=True)
+        importlib.import_module(SUITES[name]).main([])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
