@@ -9,13 +9,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Any
 
 from connectors.base import ConfigError
 from socialdesk import config as config_module
+from socialdesk import logs
 from socialdesk.operations import OPERATIONS, file_argument, parse_jsonl
 from warehouse.conditions import ConditionError
 from warehouse.store import StoreBusy
@@ -175,10 +175,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, default in (("config", None), ("json", False), ("verbose", False)):
         if not hasattr(args, name):
             setattr(args, name, default)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(verbose=args.verbose)
     try:
         cfg = config_module.load(args.config)
+        logs.configure(cfg.server.json_logs, args.verbose)
         if args.command == "serve":
             from socialdesk.service import serve
             serve(cfg)
