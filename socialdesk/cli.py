@@ -83,7 +83,34 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("target", type=int)
     s = sub.add_parser("unmerge", help="undo a merge")
     s.add_argument("source", type=int)
+    s = sub.add_parser("rules", help="triggers, automations, macros and views: list, show, check, test (R24)")
+    s.add_argument("action", choices=["list", "show", "check", "test"])
+    s.add_argument("target", nargs="?", help="show: a rule's title or id; check: a file; test: a ticket id")
     return p
+
+
+def _rules(cfg: config_module.Config, action: str, target: str | None) -> dict[str, Any]:
+    """Rule files are read and checked without the store; `test` asks the store about one ticket."""
+    from warehouse import rules
+    if action == "check":
+        report = rules.check_file(target) if target else rules.check_directory(cfg.rules_dir, cfg.assignment)
+        if not report.get("ok", True):
+            problems = [str(p) for p in report.get("problems") or []]
+            for problem in problems[1:]:
+                print(problem, file=sys.stderr)
+            raise CommandError(problems[0] if len(problems) == 1 else
+                               f"{problems[0]} (and {len(problems) - 1} more problems above)")
+        return report
+    if action == "test":
+        if not target or not target.isdigit():
+            raise CommandError("rules test takes a ticket id")
+        return run_operation(cfg, "rules_test", {"ticket": int(target)})
+    loaded = rules.load_rules(cfg.rules_dir, cfg.assignment)
+    if action == "show":
+        if not target:
+            raise CommandError("rules show takes a rule's title or id")
+        return rules.show(loaded, target)
+    return rules.describe(loaded)
 
 
 def _kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -175,10 +202,11 @@ def main(argv: list[str] | None = None) -> int:
     for name, default in (("config", None), ("json", False), ("verbose", False)):
         if not hasattr(args, name):
             setattr(args, name, default)
-    logs.configure(verbose=args.verbose)
+    quiet = args.command not in ("serve", "demo")
+    logs.configure(verbose=args.verbose, quiet=quiet)
     try:
         cfg = config_module.load(args.config)
-        logs.configure(cfg.server.json_logs, args.verbose)
+        logs.configure(cfg.server.json_logs, args.verbose, quiet)
         if args.command == "serve":
             from socialdesk.service import serve
             serve(cfg)
@@ -188,9 +216,11 @@ def main(argv: list[str] | None = None) -> int:
             return demo.main(cfg, once=args.once)
         if args.command == "ingest":
             result = _ingest(cfg, args.file)
+        elif args.command == "rules":
+            result = _rules(cfg, args.action, args.target)
         else:
             result = run_operation(cfg, args.command, _kwargs(args))
-    except (CommandError, ConfigError, OperationError, ConditionError, StoreBusy, ValueError) as exc:
+    except (CommandError, ConfigError, OperationError, ConditionError, StoreBusy, ValueError, LookupError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(result, ensure_ascii=False, default=str) if args.json else render(args.command, result))

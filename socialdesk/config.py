@@ -82,6 +82,8 @@ class Config:
     channels: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     assignment: dict[str, Any] = field(default_factory=dict)
     rules_dir: str = "rules"
+    rules_interval: float = 300.0  # seconds between automation runs
+    templates: list[dict[str, Any]] = field(default_factory=list)  # approved WhatsApp templates (B1)
     source: str = "built-in defaults"
 
 
@@ -114,12 +116,23 @@ def load(path: str | os.PathLike[str] | None = None) -> Config:
     elif explicit:
         raise ConfigError(f"configuration file {file} not found")
     raw = _expand(raw, file.name)
+    rules = raw.pop("rules", {})
+    unknown = sorted(set(rules) - {"dir", "interval_seconds"})
+    if unknown:
+        raise ConfigError(f"[rules]: unknown key {unknown[0]!r}")
+    templates = raw.pop("template", [])
+    for t in templates:
+        if not isinstance(t, dict) or not t.get("name"):
+            raise ConfigError("[[template]]: every template needs a name (as approved in WhatsApp Manager)")
     cfg = Config(
         store=_section(StoreConfig, raw.pop("store", {}), "store"),
         server=_section(ServerConfig, raw.pop("server", {}), "server"),
         slack=_section(SlackConfig, raw.pop("slack", {}), "slack"),
         assignment=raw.pop("assignment", {}),
-        rules_dir=raw.pop("rules", {}).get("dir", "rules"),
+        rules_dir=rules.get("dir", "rules"),
+        rules_interval=float(rules.get("interval_seconds", 300)),
+        templates=[{"name": t["name"], "language": t.get("language", "en_US"),
+                    "parameters": list(t.get("parameters", []))} for t in templates],
         source=str(file) if file.exists() else "built-in defaults",
     )
     for channel in CHANNELS:

@@ -16,12 +16,13 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
-def configure(json_logs: bool = False, verbose: bool = False) -> None:
+def configure(json_logs: bool = False, verbose: bool = False, quiet: bool = False) -> None:
+    """`quiet`: warnings only, for commands whose output is their result."""
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if json_logs else
                          logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
     # aiohttp's access log repeats what /metrics counts; DuckDB and Slack clients are chatty at DEBUG.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

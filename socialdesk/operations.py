@@ -71,6 +71,13 @@ async def unmerge(desk: Desk, source: int) -> dict[str, Any]:
     return await desk.unmerge(source, CLI)
 
 
+async def rules_test(desk: Desk, ticket: int) -> dict[str, Any]:
+    """R24: which triggers and automations would act on the ticket now."""
+    from warehouse import clock, rules
+    return await desk.read(lambda con: {"ticket_id": ticket, **rules.rules_affecting(con, desk.rules, ticket,
+                                                                                     clock.now())})
+
+
 async def ingest(desk: Desk, messages: list[dict[str, Any]]) -> dict[str, Any]:
     """Normalized messages (the JSON form of `socialdesk ingest`), already validated by the caller."""
     items: list[InboundMessage | Any] = [InboundMessage.from_dict(m) for m in messages]
@@ -82,6 +89,7 @@ async def ingest(desk: Desk, messages: list[dict[str, Any]]) -> dict[str, Any]:
 OPERATIONS: dict[str, Operation] = {
     "notifier": notifier, "view": view, "search": search, "ticket": ticket, "user": user, "claim": claim,
     "status": status, "tag": tag, "reply": reply, "merge": merge, "unmerge": unmerge, "ingest": ingest,
+    "rules_test": rules_test,
 }
 
 

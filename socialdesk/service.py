@@ -27,11 +27,13 @@ from connectors.outbox import OutboxSender
 from socialdesk.config import Config
 from socialdesk.metrics import Metrics
 from socialdesk.operations import OPERATIONS
-from warehouse import open_store, register_accounts
+from warehouse import clock, open_store, register_accounts
 from warehouse import outbox as box
 from warehouse.desk import Desk
+from warehouse.rules import load_rules, run_automations, trigger_runner
 from warehouse.store import Store
 from warehouse.tickets import OperationError
+from warehouse.views import sync_shared_views
 
 log = logging.getLogger(__name__)
 DESK = web.AppKey("desk", Desk)
@@ -82,11 +84,16 @@ async def admin(request: web.Request) -> web.Response:
 
 
 def open_desk(cfg: Config, store: Store | None = None, registry: dict[str, Any] | None = None) -> Desk:
-    """The store (opened, migrated, accounts recorded) behind a Desk."""
+    """The store (opened, migrated, accounts recorded, shared views synced) behind a Desk with the rules."""
     registry = connector_registry.build(cfg.channels) if registry is None else registry
-    store = store or open_store(cfg.store.path, memory_limit=cfg.store.memory_limit, threads=cfg.store.threads)
+    rules = load_rules(cfg.rules_dir, cfg.assignment)
+    if store is None:
+        store = open_store(cfg.store.path, memory_limit=cfg.store.memory_limit, threads=cfg.store.threads,
+                           views=rules.shared_views())
+    else:
+        store.write(lambda con: sync_shared_views(con, rules.shared_views()))
     register_accounts(store, connector_registry.accounts(registry))
-    return Desk(store)
+    return Desk(store, triggers=trigger_runner(rules), rules=rules, templates=cfg.templates)
 
 
 def build_app(cfg: Config, *, store: Store | None = None) -> web.Application:
@@ -120,7 +127,8 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
                           max_delay=server.retry_max_seconds, max_attempts=server.retry_max_attempts,
                           on_attempt=app[METRICS].observe_attempt)
     app[SENDER] = sender
-    tasks = [asyncio.create_task(sender.run(), name="outbox-sender")]
+    tasks = [asyncio.create_task(sender.run(), name="outbox-sender"),
+             asyncio.create_task(_automations(app[DESK], app[CONFIG].rules_interval), name="automations")]
     yield
     for task in tasks:
         task.cancel()
@@ -128,6 +136,18 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
         with contextlib.suppress(asyncio.CancelledError):
             await task
     await session.close()
+
+
+async def _automations(desk: Desk, interval: float) -> None:
+    """The rules clock: automations over time conditions, every `interval` seconds (5 minutes by default)."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            fired = await desk.write(lambda con: run_automations(con, desk.rules, clock.now()))
+            if fired:
+                log.info("automations acted on %d ticket(s)", len(fired))
+        except Exception:
+            log.exception("automations round failed; trying again next round")
 
 
 async def _close_store(app: web.Application) -> None:

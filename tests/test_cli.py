@@ -115,3 +115,18 @@ def test_while_the_service_holds_the_store_commands_run_through_it(tmp_path: Pat
         server.wait(timeout=20)
     assert server.returncode == 0
     assert not (tmp_path / "live.duckdb.admin.json").exists()
+
+
+def test_rules_list_check_and_test_r24(env: Path, capsys) -> None:
+    run(capsys, "ingest", str(write_lines(env / "in.jsonl", LINES)))
+    listed = run(capsys, "rules", "list")[1]
+    assert any(t["title"] == "Announce new social tickets in triage" for t in listed["triggers"])
+    assert run(capsys, "rules", "check")[1]["ok"] is True
+    tested = run(capsys, "rules", "test", "1")[1]
+    assert set(tested) >= {"ticket_id", "triggers", "automations"}
+    bad = env / "bad.json"
+    bad.write_text('{"trigger": {"title": "Broken", "conditions": {"all": [{"field": "nope", "operator": "is", '
+                   '"value": 1}]}, "actions": [{"field": "status", "value": "open"}]}}')
+    code = main(["rules", "check", str(bad)])
+    err = capsys.readouterr().err
+    assert code == 1 and "bad.json" in err and "Broken" in err and "nope" in err

@@ -3,6 +3,11 @@
 Views, the notifier, triggers and automations all select tickets with `{"all": [...], "any": [...]}`
 of `{"field", "operator", "value"}`, so removing a tag really removes a ticket from them (R9).
 Compiling to SQL keeps one evaluator for a view over a million tickets and a trigger on one.
+
+Hours are elapsed time as a fraction (`greater_than 20` is "more than 20 hours ago"); `is N` on a
+time field means "N whole hours", which Zendesk uses for conditions that are true only once.
+Trigger-only conditions (update_type, comment_is_public, role, and the `changed` family of
+operators) read the update from the `Context`; elsewhere they are refused.
 """
 
 from __future__ import annotations
@@ -14,15 +19,31 @@ from typing import Any
 
 from warehouse.model import CHANNELS, MESSAGING_WINDOWS, STATUSES
 
-OPERATORS = ("is", "is_not", "less_than", "greater_than", "includes", "not_includes", "present", "not_present")
+CHANGE_OPERATORS = ("changed", "not_changed", "value", "not_value", "value_previous", "not_value_previous")
+OPERATORS = ("is", "is_not", "less_than", "greater_than", "includes", "not_includes", "present", "not_present",
+             *CHANGE_OPERATORS)
 TIME_FIELDS = ("hours_since_created", "hours_since_open", "hours_since_pending", "hours_since_solved",
                "hours_since_requester_update", "hours_since_assignee_update", "hours_since_last_end_user_message",
                "messaging_window_hours_left")
+# Fields that describe the update being made, not the ticket: meaningful in triggers only.
+UPDATE_FIELDS = ("update_type", "comment_is_public", "role")
 FIELDS = ("status", "assignee_id", "requester_id", "group_id", "priority", "current_tags", "via",
-          "business_account", "update_type", "comment_is_public", "requester_role", *TIME_FIELDS)
+          "business_account", "requester_role", "last_message_from", *UPDATE_FIELDS, *TIME_FIELDS)
+PRIORITIES = ("low", "normal", "high", "urgent")
+ROLES = ("end_user", "agent", "admin")
+# The events that record a change of each field, for `changed` and friends: (event kind, data key).
+CHANGE_EVENTS = {"status": ("status_changed", "status"), "assignee_id": ("assignee_changed", "assignee_id"),
+                 "group_id": ("group_changed", "group_id"), "priority": ("priority_changed", "priority")}
 _STATUS_RANK = "CASE t.status " + " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(STATUSES)) + " END"
 _WINDOW_HOURS = "CASE t.channel " + " ".join(
     f"WHEN '{c}' THEN {int(w.total_seconds() // 3600)}" for c, w in MESSAGING_WINDOWS.items() if w) + " END"
+# Events after this id belong to the update being evaluated (the mark moves when triggers finish).
+_MARK = "coalesce((SELECT m.event_id FROM trigger_marks m WHERE m.ticket_id = t.id), 0)"
+# A person answered after the end user's last message: an agent's reply or a macro they applied.
+# Triggers' and automations' own comments do not count, so an auto-reply does not hide a waiting customer.
+_AGENT_REPLIED = ("EXISTS (SELECT 1 FROM events e WHERE e.ticket_id = t.id AND e.kind = 'sent_to_channel' "
+                  "AND (e.actor_type = 'agent' OR (e.actor_type = 'rule' AND e.actor_id LIKE 'macro:%')) "
+                  "AND e.created_at >= t.last_end_user_message_at)")
 
 
 class ConditionError(ValueError):
@@ -36,7 +57,9 @@ class Context:
     now: datetime
     current_user: int | None = None  # the agent a view is shown to, or who made the update
     update_type: str | None = None  # "Create" or "Change" (triggers only)
-    comment_is_public: bool | None = None
+    comment_is_public: bool | None = None  # None: the update carries no comment
+    current_role: str | None = None  # end_user, agent (rules count as agent) (triggers only)
+    trigger: bool = False  # allow the trigger-only fields and operators
 
 
 @dataclass(slots=True)
@@ -46,14 +69,16 @@ class Compiled:
 
 
 def _hours_since(column: str, status: str | None = None) -> str:
-    expr = f"date_diff('hour', {column}, $now)"
+    expr = f"((epoch_us($now) - epoch_us({column})) / 3600e6)"
     return f"(CASE WHEN t.status = '{status}' THEN {expr} END)" if status else expr
 
 
 _EXPR = {
     "assignee_id": "t.assignee_id", "requester_id": "t.requester_id", "group_id": "t.group_id",
     "priority": "t.priority", "via": "t.channel",
-    "requester_role": "(SELECT u.role FROM users u WHERE u.id = t.requester_id)",
+    "requester_role": "(SELECT replace(u.role, '-', '_') FROM users u WHERE u.id = t.requester_id)",
+    "last_message_from": f"(CASE WHEN t.last_end_user_message_at IS NULL THEN NULL WHEN {_AGENT_REPLIED} "
+                         f"THEN 'agent' ELSE 'end_user' END)",
     "hours_since_created": _hours_since("t.created_at"),
     "hours_since_open": _hours_since("t.status_changed_at", "open"),
     "hours_since_pending": _hours_since("t.status_changed_at", "pending"),
@@ -61,7 +86,7 @@ _EXPR = {
     "hours_since_requester_update": _hours_since("t.last_end_user_message_at"),
     "hours_since_assignee_update": _hours_since("t.last_agent_update_at"),
     "hours_since_last_end_user_message": _hours_since("t.last_end_user_message_at"),
-    "messaging_window_hours_left": f"({_WINDOW_HOURS} - date_diff('hour', t.last_end_user_message_at, $now))",
+    "messaging_window_hours_left": f"({_WINDOW_HOURS} - {_hours_since('t.last_end_user_message_at')})",
 }
 
 
@@ -73,12 +98,71 @@ def _values(value: Any) -> list[str]:
     return str(value).split()
 
 
+def _truthy(value: Any) -> bool:
+    return str(value).lower() in ("true", "1", "public")
+
+
+def _update_condition(name: str, op: str, value: Any, ctx: Context, where: str) -> Compiled:
+    if not ctx.trigger:
+        raise ConditionError(f"{where}: {name} describes an update; only triggers can use it")
+    if op not in ("is", "is_not"):
+        raise ConditionError(f"{where}: {name} takes is or is_not")
+    if name == "update_type":
+        if value not in ("Create", "Change"):
+            raise ConditionError(f"{where}: update_type is Create or Change, not {value!r}")
+        match = ctx.update_type == value
+    elif name == "role":
+        role = str(value).replace("-", "_")
+        if role not in ROLES:
+            raise ConditionError(f"{where}: role is one of {', '.join(ROLES)}, not {value!r}")
+        match = ctx.current_role == role
+    else:
+        text = str(value).lower()
+        if text == "not_relevant":  # Zendesk: "present (public or private)"
+            match = ctx.comment_is_public is not None
+        elif text == "requester_can_see_comment":
+            match = ctx.comment_is_public is True
+        elif text in ("true", "false", "1", "0", "public", "private"):
+            match = ctx.comment_is_public is not None and ctx.comment_is_public == _truthy(value)
+        else:
+            raise ConditionError(f"{where}: comment_is_public is true, false, not_relevant or "
+                                 f"requester_can_see_comment, not {value!r}")
+    return Compiled("TRUE" if match == (op == "is") else "FALSE")
+
+
+def _change_condition(name: str, op: str, value: Any, ctx: Context, where: str) -> Compiled:
+    if not ctx.trigger:
+        raise ConditionError(f"{where}: {op!r} looks at the update being made; only triggers can use it")
+    if name not in CHANGE_EVENTS:
+        raise ConditionError(f"{where}: {name} does not take {op!r}")
+    kind, key = CHANGE_EVENTS[name]
+    if name == "assignee_id" and value == "current_user":
+        value = ctx.current_user
+    base = f"FROM events e WHERE e.ticket_id = t.id AND e.kind = '{kind}' AND e.id > {_MARK}"
+    if op in ("changed", "not_changed"):
+        test = f"EXISTS (SELECT 1 {base})"
+        return Compiled(test if op == "changed" else f"NOT {test}")
+    column = f"json_extract_string(e.data, '$.{key if op in ('value', 'not_value') else 'previous'}')"
+    wanted = None if value in (None, "") else str(value)
+    match = f"{column} IS NULL" if wanted is None else f"{column} = ?"
+    params = [] if wanted is None else [wanted]
+    if op in ("value", "value_previous"):  # changed to / changed from
+        return Compiled(f"EXISTS (SELECT 1 {base} AND {match})", params)
+    return Compiled(f"EXISTS (SELECT 1 {base} AND NOT coalesce({match}, FALSE))", params)
+
+
 def compile_condition(cond: Mapping[str, Any], ctx: Context, where: str = "condition") -> Compiled:
+    if not isinstance(cond, Mapping):
+        raise ConditionError(f"{where}: a condition is an object with field, operator and value")
     name, op, value = cond.get("field"), cond.get("operator", "is"), cond.get("value")
     if name not in FIELDS:
         raise ConditionError(f"{where}: unsupported field {name!r}")
     if op not in OPERATORS:
         raise ConditionError(f"{where}: unsupported operator {op!r} for {name}")
+    if name in UPDATE_FIELDS:
+        return _update_condition(name, op, value, ctx, where)
+    if op in CHANGE_OPERATORS:
+        return _change_condition(name, op, value, ctx, where)
     params: list[Any] = []
 
     def param(v: Any) -> str:
@@ -96,14 +180,6 @@ def compile_condition(cond: Mapping[str, Any], ctx: Context, where: str = "condi
         if op == "not_present":
             return Compiled("len(t.tags) = 0")
         raise ConditionError(f"{where}: current_tags does not take {op!r}")
-    if name in ("update_type", "comment_is_public"):
-        actual = ctx.update_type if name == "update_type" else ctx.comment_is_public
-        wanted: Any = str(value) if name == "update_type" else str(value).lower() in ("true", "1", "public")
-        if op == "is":
-            return Compiled("TRUE" if actual == wanted else "FALSE")
-        if op == "is_not":
-            return Compiled("TRUE" if actual != wanted else "FALSE")
-        raise ConditionError(f"{where}: {name} takes is or is_not")
     if name == "status":
         if value not in STATUSES and op not in ("present", "not_present"):
             raise ConditionError(f"{where}: status {value!r} is not one of {', '.join(STATUSES)}")
@@ -117,20 +193,37 @@ def compile_condition(cond: Mapping[str, Any], ctx: Context, where: str = "condi
         raise ConditionError(f"{where}: status does not take {op!r}")
     if name == "via" and value is not None and op in ("is", "is_not") and value not in CHANNELS:
         raise ConditionError(f"{where}: via {value!r} is not one of {', '.join(CHANNELS)}")
+    if name == "priority" and op in ("is", "is_not") and value not in (*PRIORITIES, "", None):
+        raise ConditionError(f"{where}: priority {value!r} is not one of {', '.join(PRIORITIES)}")
+    if name == "requester_role" and op in ("is", "is_not"):
+        value = str(value).replace("-", "_")
+        if value not in ROLES:
+            raise ConditionError(f"{where}: requester_role is one of {', '.join(ROLES)}, not {value!r}")
+    if name == "last_message_from" and op in ("is", "is_not") and value not in ("end_user", "agent"):
+        raise ConditionError(f"{where}: last_message_from is end_user or agent, not {value!r}")
     if name == "business_account":
         expr = "t.account"
         if op in ("is", "is_not"):
-            test = f"(t.account = {param(str(value))} OR t.channel_info->>'account_name' = {param(str(value))})"
+            test = f"(t.account = {param(str(value))} OR (t.channel_info->>'account_name') = {param(str(value))})"
             return Compiled(test if op == "is" else f"NOT {test}", params)
     else:
         expr = _EXPR[name]
+    # Zendesk writes "no assignee" as an empty value; "current_user" with nobody current matches nothing.
+    unset = value in (None, "") and op in ("is", "is_not")
     if name in ("assignee_id", "requester_id") and value == "current_user":
         value = ctx.current_user
-    if name in TIME_FIELDS or name in ("assignee_id", "requester_id"):
+        if value is None:
+            return Compiled("FALSE" if op == "is" else "TRUE")
+    if name in ("assignee_id", "requester_id") and not unset and op in ("is", "is_not"):
         try:
-            value = None if value in (None, "") else int(value)
+            value = int(value)
         except (TypeError, ValueError):
-            raise ConditionError(f"{where}: {name} needs a whole number, not {value!r}") from None
+            raise ConditionError(f"{where}: {name} needs a user id or current_user, not {value!r}") from None
+    if name in TIME_FIELDS and op not in ("present", "not_present"):
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise ConditionError(f"{where}: {name} needs a number of hours, not {value!r}") from None
     if "$now" in expr:
         expr = expr.replace("$now", param(ctx.now) + "::TIMESTAMP")
     if op == "present":
@@ -143,21 +236,28 @@ def compile_condition(cond: Mapping[str, Any], ctx: Context, where: str = "condi
         return Compiled(f"coalesce({expr} {'<' if op == 'less_than' else '>'} {param(value)}, FALSE)", params)
     if op in ("includes", "not_includes"):
         raise ConditionError(f"{where}: {name} does not take {op!r}")
-    if value is None:  # "assignee is current_user" with nobody current matches nothing
-        return Compiled("FALSE" if op == "is" else f"{expr} IS NOT NULL", params)
+    if unset:
+        return Compiled(f"{expr} IS NULL" if op == "is" else f"{expr} IS NOT NULL", params)
+    if name in TIME_FIELDS:  # "is 24": during the 24th hour, true once (Zendesk's one-shot condition)
+        expr = f"floor({expr})"
     if op == "is":
-        return Compiled(f"{expr} = {param(value)}", params)
+        return Compiled(f"coalesce({expr} = {param(value)}, FALSE)", params)
     return Compiled(f"coalesce({expr} <> {param(value)}, TRUE)", params)
 
 
 def compile_conditions(conditions: Mapping[str, Any] | None, ctx: Context, where: str = "conditions") -> Compiled:
     """`{"all": [...], "any": [...]}` as one SQL predicate over `tickets t`."""
     conditions = conditions or {}
+    if not isinstance(conditions, Mapping):
+        raise ConditionError(f"{where}: conditions are an object with all and any lists")
     unknown = set(conditions) - {"all", "any"}
     if unknown:
         raise ConditionError(f"{where}: unknown key {sorted(unknown)[0]!r} (expected all, any)")
     parts: list[str] = []
     params: list[Any] = []
+    for key in ("all", "any"):
+        if not isinstance(conditions.get(key) or [], list):
+            raise ConditionError(f"{where}.{key}: expected a list of conditions")
     for i, c in enumerate(conditions.get("all") or []):
         compiled = compile_condition(c, ctx, f"{where}.all[{i}]")
         parts.append(compiled.sql)

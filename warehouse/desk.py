@@ -33,9 +33,15 @@ def _no_triggers(con: Con, ticket_ids: list[int], update_type: str, actor: Actor
 
 
 class Desk:
-    def __init__(self, store: Store, triggers: TriggerRunner = _no_triggers) -> None:
+    """`rules` (a warehouse.rules.RuleSet) gives macros and R24's rule preview to the Slack app;
+    `templates` are the approved WhatsApp templates agents may send outside the window (B1)."""
+
+    def __init__(self, store: Store, triggers: TriggerRunner = _no_triggers, rules: Any = None,
+                 templates: list[dict[str, Any]] | None = None) -> None:
         self.store = store
         self.triggers = triggers
+        self.rules = rules
+        self.templates = list(templates or [])
 
     # -- plumbing ----------------------------------------------------------------------------------
 

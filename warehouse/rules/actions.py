@@ -1,0 +1,367 @@
+"""Rule actions (`[{"field", "value"}]`, Zendesk's shape): validating, applying, and reasoning about them.
+
+Actions apply through the ticket operations of `warehouse.tickets`, with the rule as the actor, so
+every change is an event naming the rule (R3). Fields those operations do not cover (group,
+priority, subject, custom fields) are updated here, with an event each. An action the ticket
+refuses (reopening a closed ticket, ...) is recorded as `rule_action_failed` and the others still
+apply: a rule must never make an incoming message fail to store.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+
+from warehouse import clock, tickets
+from warehouse.conditions import PRIORITIES, TIME_FIELDS
+from warehouse.model import STATUSES, dumps
+from warehouse.rows import event, record_events
+from warehouse.rules.placeholders import render, unknown_placeholders, values, values_many
+from warehouse.tickets import Actor, OperationError
+
+TEXT_ACTIONS = ("comment_value", "comment_value_html", "comment_value_internal")
+ACTION_FIELDS = ("status", "assignee_id", "group_id", "priority", "current_tags", "remove_tags", "set_tags",
+                 *TEXT_ACTIONS, "comment_mode_is_public", "notification_slack", "subject")
+CUSTOM_PREFIX = "custom_fields_"
+RULES_AGENT = "socialdesk-rules"  # the author of rule comments on tickets nobody is assigned to
+ROUND_ROBIN = "round_robin"
+
+
+def tags_of(value: Any) -> list[str]:
+    """Zendesk writes tags as one space-separated string; a list is accepted too."""
+    if value is None:
+        return []
+    items = value if isinstance(value, list) else str(value).split()
+    return [str(t) for t in items if str(t)]
+
+
+def comment_text(action: Mapping[str, Any]) -> str:
+    """The text of a comment action; Zendesk sometimes exports `["channel:all", "text"]`."""
+    value = action.get("value")
+    if isinstance(value, list):
+        value = value[-1] if value else ""
+    text = str(value or "")
+    if action.get("field") == "comment_value_html":
+        text = re.sub(r"<br\s*/?>|</p>|</div>|</li>", "\n", text, flags=re.I)
+        text = html.unescape(re.sub(r"<[^>]+>", "", text)).strip()
+    return text
+
+
+def comments_public(actions: Sequence[Mapping[str, Any]]) -> bool:
+    """Zendesk's `comment_mode_is_public: false` turns the rule's comment into an internal note."""
+    return all(str(a.get("value")).lower() != "false" for a in actions if a.get("field") == "comment_mode_is_public")
+
+
+# -- validation ----------------------------------------------------------------------------------
+
+def validate_action(action: Any, kind: str) -> list[tuple[str, str]]:
+    """Problems with one action, as (field, message); empty when it is fine."""
+    if not isinstance(action, Mapping) or "field" not in action:
+        return [("actions", "an action is an object with field and value")]
+    name, value = action.get("field"), action.get("value")
+    name = str(name)
+    if name.startswith(CUSTOM_PREFIX) and len(name) > len(CUSTOM_PREFIX):
+        if isinstance(value, dict | list):
+            return [(name, "a custom field takes a text, number or true/false value")]
+        return []
+    if name not in ACTION_FIELDS:
+        return [(name, "unsupported action field (supported: " + ", ".join(ACTION_FIELDS) + ", custom_fields_<id>)")]
+    if name == "status" and value not in STATUSES:
+        return [(name, f"status {value!r} is not one of {', '.join(STATUSES)}")]
+    if name == "priority" and value not in (*PRIORITIES, "", None):
+        return [(name, f"priority {value!r} is not one of {', '.join(PRIORITIES)}")]
+    if name == "assignee_id" and value not in ("current_user", "", None, ROUND_ROBIN):
+        try:
+            int(value)
+        except (TypeError, ValueError):
+            return [(name, f"assignee_id is a user id, current_user, round_robin or empty, not {value!r}")]
+    if name == "assignee_id" and value == "current_user" and kind == "automation":
+        return [(name, "automations run on a clock: there is no current user to assign")]
+    if name in ("current_tags", "remove_tags") and not tags_of(value):
+        return [(name, "needs at least one tag")]
+    if name in ("current_tags", "remove_tags", "set_tags") and any(
+            any(c.isspace() for c in t) for t in tags_of(value) if isinstance(value, list)):
+        return [(name, "a tag is one word")]
+    if name == "comment_mode_is_public" and str(value).lower() not in ("true", "false"):
+        return [(name, "comment_mode_is_public is true or false")]
+    texts: list[str] = []
+    if name in TEXT_ACTIONS:
+        texts = [comment_text(action)]
+        if not texts[0].strip():
+            return [(name, "the comment has no text")]
+    if name == "notification_slack":
+        if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value)):
+            return [(name, 'notification_slack takes ["#channel" | "triage" | "assignee", "text"]')]
+        if not value[0].strip() or not value[1].strip():
+            return [(name, "notification_slack needs a target and a text")]
+        texts = [value[1]]
+    if name == "subject":
+        texts = [str(value or "")]
+    unknown = [p for t in texts for p in unknown_placeholders(t)]
+    if unknown:
+        return [(name, f"unknown placeholder {{{{{unknown[0]}}}}}")]
+    return []
+
+
+# -- automations: the condition their own actions make false -------------------------------------
+
+def makes_false(cond: Mapping[str, Any], actions: Sequence[Mapping[str, Any]]) -> bool:
+    """True when applying `actions` leaves `cond` false, so an automation cannot fire again forever."""
+    name, op, value = cond.get("field"), cond.get("operator", "is"), cond.get("value")
+    sets = {a.get("field"): a.get("value") for a in actions}
+    if name == "status" and "status" in sets and value in STATUSES:
+        after, rank, wanted = sets["status"], STATUSES.index(sets["status"]), STATUSES.index(value)
+        holds = {"is": after == value, "is_not": after != value, "less_than": rank < wanted,
+                 "greater_than": rank > wanted}.get(op)
+        return holds is False
+    if name in ("hours_since_open", "hours_since_pending", "hours_since_solved") and "status" in sets:
+        return sets["status"] != name.removeprefix("hours_since_") and op != "not_present"
+    if name == "current_tags":
+        wanted_tags = set(tags_of(value))
+        if "set_tags" in sets:
+            after_has = bool(wanted_tags & set(tags_of(sets["set_tags"])))
+            return not after_has if op in ("includes", "is") else after_has
+        if op in ("includes", "is"):
+            return wanted_tags <= set(tags_of(sets.get("remove_tags")))
+        if op in ("not_includes", "is_not"):
+            return bool(wanted_tags & set(tags_of(sets.get("current_tags"))))
+        return False
+    if name in ("assignee_id", "group_id", "priority") and name in sets:
+        after = sets[name]
+        if after in (ROUND_ROBIN, "current_user"):
+            return op == "not_present"
+        if op == "present":
+            return after in ("", None)
+        if op == "not_present":
+            return after not in ("", None)
+        if op == "is":
+            return str(after or "") != str(value or "")
+        if op == "is_not":
+            return str(after or "") == str(value or "")
+    return False
+
+
+def has_time_condition(conditions: Mapping[str, Any]) -> bool:
+    return any(c.get("field") in TIME_FIELDS for key in ("all", "any") for c in conditions.get(key) or []
+               if isinstance(c, Mapping))
+
+
+def once_only(conditions: Mapping[str, Any]) -> bool:
+    """An `is` on a time field is true during one hour: Zendesk accepts it as a one-shot condition."""
+    return any(c.get("field") in TIME_FIELDS and c.get("operator") == "is" for c in conditions.get("all") or []
+               if isinstance(c, Mapping))
+
+
+# -- what a rule would change --------------------------------------------------------------------
+
+def would_change(ticket: Mapping[str, Any], actions: Sequence[Mapping[str, Any]],
+                 current_user: int | None = None) -> bool:
+    """Whether the ticket-changing actions would change this ticket now (comments and notices aside)."""
+    tags = list(ticket["tags"])
+    for a in actions:
+        name, value = str(a.get("field")), a.get("value")
+        if name == "status" and value != ticket["status"]:
+            return True
+        if name == "assignee_id":
+            target = current_user if value == "current_user" else value
+            if value == ROUND_ROBIN:
+                if ticket["assignee_id"] is None:
+                    return True
+            elif (None if target in ("", None) else int(target)) != ticket["assignee_id"]:
+                return True
+        if name in ("group_id", "priority", "subject") and (value or None) != (ticket[name] or None):
+            return True
+        if name == "current_tags" and any(t not in tags for t in tags_of(value)):
+            return True
+        if name == "remove_tags" and any(t in tags for t in tags_of(value)):
+            return True
+        if name == "set_tags" and set(tags_of(value)) != set(tags):
+            return True
+        if name.startswith(CUSTOM_PREFIX):
+            current = json.loads(ticket["custom_fields"] or "{}").get(name.removeprefix(CUSTOM_PREFIX))
+            if current != value:
+                return True
+    return False
+
+
+# -- applying ------------------------------------------------------------------------------------
+
+@dataclass(slots=True)
+class Applying:
+    """One rule acting on one ticket."""
+
+    con: duckdb.DuckDBPyConnection
+    ticket_id: int
+    actor: Actor
+    rule_title: str
+    current_user: int | None = None  # whom current_user means: the updater, or the agent applying a macro
+    author: int | None = None  # who writes the rule's comments (macros: the agent); None: assignee or system
+    assignment: Mapping[str, Any] = field(default_factory=dict)
+    results: list[dict[str, Any]] = field(default_factory=list)
+
+
+def ticket_row(con: duckdb.DuckDBPyConnection, ticket_id: int) -> dict[str, Any]:
+    cur = con.execute("SELECT * FROM tickets WHERE id = ?", [ticket_id])
+    row = cur.fetchone()
+    if row is None:
+        raise OperationError(f"ticket {ticket_id} not found")
+    return dict(zip([d[0] for d in cur.description], row, strict=True))
+
+
+def _set_column(run: Applying, column: str, value: Any, kind: str) -> dict[str, Any]:
+    t = ticket_row(run.con, run.ticket_id)
+    value = None if value in ("", None) else str(value)
+    if t[column] != value:
+        now = clock.now()
+        run.con.execute(f"UPDATE tickets SET {column} = ?, updated_at = ? WHERE id = ?", [value, now, run.ticket_id])
+        record_events(run.con, [event(run.ticket_id, kind, run.actor.type, run.actor.id, at=now,
+                                      previous=t[column], **{column: value})])
+    return {column: value}
+
+
+def _set_custom_field(run: Applying, key: str, value: Any) -> dict[str, Any]:
+    t = ticket_row(run.con, run.ticket_id)
+    fields = json.loads(t["custom_fields"] or "{}")
+    if fields.get(key) != value:
+        previous, fields[key] = fields.get(key), value
+        now = clock.now()
+        run.con.execute("UPDATE tickets SET custom_fields = ?::JSON, updated_at = ? WHERE id = ?",
+                        [dumps(fields), now, run.ticket_id])
+        record_events(run.con, [event(run.ticket_id, "custom_field_changed", run.actor.type, run.actor.id, at=now,
+                                      field=key, previous=previous, value=value)])
+    return {"custom_field": key, "value": value}
+
+
+def round_robin(con: duckdb.DuckDBPyConnection, ticket: Mapping[str, Any],
+                assignment: Mapping[str, Any]) -> int | None:
+    """The next online agent for the ticket's channel or business account, and the cursor moved on."""
+    agents = [str(a) for a in assignment.get("agents") or []]
+    online = assignment.get("online")
+    candidates = [a for a in agents if online is None or a in online]
+    if not candidates:
+        return None
+    key = (f"account:{ticket['channel']}:{ticket['account']}" if assignment.get("by") == "account"
+           else f"channel:{ticket['channel']}")
+    row = con.execute("SELECT last_agent FROM assignment_cursors WHERE key = ?", [key]).fetchone()
+    start = agents.index(row[0]) + 1 if row and row[0] in agents else 0
+    chosen = next(a for a in agents[start:] + agents[:start] if a in candidates)
+    con.execute("INSERT INTO assignment_cursors VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET "
+                "last_agent = excluded.last_agent, updated_at = excluded.updated_at", [key, chosen, clock.now()])
+    return tickets.ensure_agent(con, chosen)
+
+
+def _assign(run: Applying, value: Any) -> dict[str, Any]:
+    if value == "current_user":
+        if run.current_user is None:
+            raise OperationError("nobody is the current user of this update")
+        target: int | None = run.current_user
+    elif value == ROUND_ROBIN:
+        t = ticket_row(run.con, run.ticket_id)
+        if t["assignee_id"] is not None:
+            return {"assignee_id": t["assignee_id"], "unchanged": True}
+        target = round_robin(run.con, t, run.assignment)
+        if target is None:
+            raise OperationError("round-robin assignment has no online agent")
+    else:
+        target = None if value in ("", None) else int(value)
+    if ticket_row(run.con, run.ticket_id)["assignee_id"] == target:
+        return {"assignee_id": target, "unchanged": True}
+    return tickets.assign(run.con, run.ticket_id, target, run.actor)
+
+
+def _comment(run: Applying, text: str, public: bool) -> dict[str, Any]:
+    t = ticket_row(run.con, run.ticket_id)
+    author = run.author or t["assignee_id"] or tickets.ensure_agent(run.con, RULES_AGENT, "SocialDesk")
+    body = render(text, values(run.con, run.ticket_id, run.current_user))
+    if not public:
+        return tickets.internal_note(run.con, run.ticket_id, author, body, run.actor)
+    # A rule's public comment keeps the status (a New ticket stays New); the window is enforced by reply (R22).
+    status = None if run.author is not None else t["status"]
+    return tickets.reply(run.con, run.ticket_id, author, body, status=status, actor=run.actor)
+
+
+def _notify(run: Applying, value: list[str]) -> dict[str, Any]:
+    target, text = value
+    row = run.con.execute("SELECT t.assignee_id, u.slack_user_id FROM tickets t LEFT JOIN users u "
+                          "ON u.id = t.assignee_id WHERE t.id = ?", [run.ticket_id]).fetchone()
+    data = {"target": target, "text": render(text, values(run.con, run.ticket_id, run.current_user)),
+            "rule": run.rule_title, "assignee_id": row[0], "assignee_slack_id": row[1]}
+    record_events(run.con, [event(run.ticket_id, "slack_notification", run.actor.type, run.actor.id, **data)])
+    return data
+
+
+def notify_many(con: duckdb.DuckDBPyConnection, ticket_ids: list[int], actor: Actor, rule_title: str,
+                value: list[str], current_user: int | None) -> list[dict[str, Any]]:
+    """`notification_slack` on many tickets at once: the announcement of a whole ingest batch is one
+    query and one insert, not a round trip per ticket."""
+    from warehouse.rows import sql_list
+    target, text = value
+    known = values_many(con, ticket_ids, current_user)
+    assignees = {tid: (aid, slack) for tid, aid, slack in con.execute(
+        "SELECT t.id, t.assignee_id, u.slack_user_id FROM tickets t LEFT JOIN users u ON u.id = t.assignee_id "
+        f"WHERE t.id IN {sql_list(ticket_ids)}").fetchall()}
+    out = []
+    for tid in ticket_ids:
+        aid, slack = assignees.get(tid, (None, None))
+        out.append({"target": target, "text": render(text, known.get(tid, {})), "rule": rule_title,
+                    "assignee_id": aid, "assignee_slack_id": slack})
+    record_events(con, [event(tid, "slack_notification", actor.type, actor.id, **data)
+                        for tid, data in zip(ticket_ids, out, strict=True)])
+    return out
+
+
+def apply_one(run: Applying, action: Mapping[str, Any], public_comments: bool) -> dict[str, Any]:
+    name, value = str(action.get("field")), action.get("value")
+    con, tid, actor = run.con, run.ticket_id, run.actor
+    if name == "status":
+        if ticket_row(con, tid)["status"] == value:
+            return {"status": value, "unchanged": True}
+        return tickets.set_status(con, tid, str(value), actor)
+    if name == "assignee_id":
+        return _assign(run, value)
+    if name in ("group_id", "priority", "subject"):
+        text = render(str(value or ""), values(con, tid, run.current_user)) if name == "subject" else value
+        return _set_column(run, name, text, f"{'group' if name == 'group_id' else name}_changed")
+    if name == "current_tags":
+        return tickets.change_tags(con, tid, tags_of(value), [], actor)
+    if name == "remove_tags":
+        return tickets.change_tags(con, tid, [], tags_of(value), actor)
+    if name == "set_tags":
+        current, wanted = list(ticket_row(con, tid)["tags"]), tags_of(value)
+        return tickets.change_tags(con, tid, [t for t in wanted if t not in current],
+                                   [t for t in current if t not in wanted], actor)
+    if name in ("comment_value", "comment_value_html"):
+        return _comment(run, comment_text(action), public_comments)
+    if name == "comment_value_internal":
+        return _comment(run, comment_text(action), False)
+    if name == "notification_slack":
+        return _notify(run, list(value))
+    if name == "comment_mode_is_public":
+        return {}
+    if name.startswith(CUSTOM_PREFIX):
+        return _set_custom_field(run, name.removeprefix(CUSTOM_PREFIX), value)
+    raise OperationError(f"unsupported action field {name!r}")  # the loader refuses these first
+
+
+def apply_actions(run: Applying, actions: Sequence[Mapping[str, Any]],
+                  skip: Collection[str] = ()) -> list[dict[str, Any]]:
+    """Apply the actions in order; each refused one becomes a `rule_action_failed` event."""
+    public = comments_public(actions)
+    for action in actions:
+        name = str(action.get("field"))
+        if name in skip:
+            continue
+        try:
+            result = apply_one(run, action, public)
+            run.results.append({"field": name, "ok": True, "result": result})
+        except OperationError as exc:
+            record_events(run.con, [event(run.ticket_id, "rule_action_failed", run.actor.type, run.actor.id,
+                                          rule=run.rule_title, field=name, reason=str(exc))])
+            run.results.append({"field": name, "ok": False, "reason": str(exc)})
+    return run.results
