@@ -1,0 +1,1 @@
+"""Block Kit for every Slack surface, built by pure functions and checked against Slack's limits."""

@@ -1,0 +1,71 @@
+"""Who may talk to the bot: Slack's signature, a fresh timestamp, our workspace, and agents only."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from socialdesk.fakes import slack_api as fake
+from socialdesk.fakes.slack_api import sign
+from tests import test_slack_harness as harness
+from tests.test_slack_harness import AGENT, GROUP_AGENT, STRANGER, World
+
+world = harness.world  # the fixture
+
+
+async def test_a_request_with_a_bad_signature_is_refused(world: World) -> None:
+    body, ctype = fake.command_body("/social", "", AGENT, response_url=world.api.response_url())
+    resp = await world.post(body, ctype, headers=sign(body, "not-the-secret"))
+    assert resp.status == 401
+    assert not world.api.responses
+
+
+async def test_a_request_older_than_five_minutes_is_refused(world: World) -> None:
+    body, ctype = fake.command_body("/social", "", AGENT, response_url=world.api.response_url())
+    resp = await world.post(body, ctype, headers=sign(body, ts=int(time.time()) - 301))
+    assert resp.status == 401
+    assert not world.api.responses
+
+
+async def test_a_request_from_another_workspace_is_refused(world: World) -> None:
+    resp = await world.command(AGENT, "", team_id="T0OTHER")
+    assert resp.status == 403
+    assert not world.api.responses
+
+
+async def test_a_non_agent_gets_a_clear_refusal(world: World) -> None:
+    resp = await world.command(STRANGER, "unassigned")
+    assert resp.status == 200
+    assert "only support agents" in world.response()["text"]
+    assert world.response()["response_type"] == "ephemeral"
+
+
+async def test_members_of_the_agent_group_are_agents_and_the_group_is_cached(world: World) -> None:
+    await world.command(GROUP_AGENT, "help")
+    await world.command(GROUP_AGENT, "unassigned")
+    assert "only support agents" not in str(world.api.responses)
+    assert len(world.api.called("usergroups.users.list")) == 1
+
+
+async def test_a_non_agent_opening_the_app_home_sees_the_refusal(world: World) -> None:
+    await world.event({"type": "app_home_opened", "user": STRANGER, "channel": "D0S", "tab": "home"})
+    assert "only support agents" in str(world.home(STRANGER))
+
+
+async def test_listeners_ack_before_their_slow_work(world: World) -> None:
+    """Slack waits 3 seconds: the answer comes back while the search is still running."""
+    release = asyncio.Event()
+    search = world.desk.search
+
+    async def slow_search(query: str) -> dict:
+        await release.wait()
+        return await search(query)
+
+    world.desk.search = slow_search  # type: ignore[method-assign]
+    body, ctype = fake.command_body("/social", "search Amélie", AGENT, response_url=world.api.response_url())
+    resp = await asyncio.wait_for(world.client.post("/slack/events", data=body.encode(),
+                                                    headers={"Content-Type": ctype, **sign(body)}), 3)
+    assert resp.status == 200 and not world.api.responses
+    release.set()
+    await world.bot.idle()
+    assert "Search: Amélie" in str(world.response())

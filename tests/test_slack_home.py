@@ -1,0 +1,144 @@
+"""The notifier in the App Home tab and `/social` (R10-R17, R25-R27)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+import bot
+from bot.blocks.common import BlockLimitError, checked, section
+from bot.blocks.home import home_view
+from socialdesk.config import SlackConfig
+from socialdesk.fakes import slack_api as fake
+from tests import test_slack_harness as harness
+from tests.conftest import msg
+from tests.test_slack_harness import AGENT, World, text_of
+from warehouse.desk import Desk
+from warehouse.ingest import Delivery
+from warehouse.store import Store
+
+world = harness.world  # the fixture
+
+
+def rows(view: dict[str, Any]) -> list[dict[str, Any]]:
+    return [b for b in view["blocks"] if b.get("block_id", "").startswith("row-")]
+
+
+async def open_home(world: World, tab: str = "unassigned") -> dict[str, Any]:
+    await world.event({"type": "app_home_opened", "user": AGENT, "channel": "D0A", "tab": "home"})
+    if tab != "assigned":
+        await world.click(AGENT, "home_tab", tab)
+    return world.home()
+
+
+async def test_the_home_tab_opens_on_assigned_to_you(world: World) -> None:
+    """R10."""
+    home = await open_home(world, "assigned")
+    tabs = next(b for b in home["blocks"] if b.get("block_id") == "tabs")
+    assert [e["text"]["text"] for e in tabs["elements"]] == ["Assigned to you", "Unassigned"]
+    assert tabs["elements"][0].get("style") == "primary"
+
+
+async def test_a_row_shows_status_name_conversation_status_channel_and_number(world: World) -> None:
+    """R13: status icon left, name with "Started a new chat" under it, channel icon and number right."""
+    await world.ingest(msg(text="Hi"))
+    [row] = rows(await open_home(world))
+    assert row["text"]["text"] == "🟡  *Amélie Dupont*\nStarted a new chat"
+    assert row["accessory"]["text"]["text"] == "🟩 WhatsApp  #1"
+
+
+async def test_the_red_dot_shows_only_while_new_unassigned_tickets_wait(world: World) -> None:
+    """R15."""
+    assert "🔴" not in text_of((await open_home(world))["blocks"][0])
+    await world.ingest(msg(text="Hi"))
+    assert "🔴" in text_of(world.home()["blocks"][0])  # the notifier refreshed the open home tab
+
+
+async def test_load_more_appears_only_beyond_20_and_opens_the_view_with_paging(world: World) -> None:
+    """R16: 20 rows; "Load more tickets" opens "Unassigned social messaging tickets"; pages follow."""
+    await world.desk.ingest(Delivery([msg(user=f"3361234{n:04d}", text="Hi") for n in range(20)]))
+    home = await open_home(world)
+    assert len(rows(home)) == 20 and "Load more tickets" not in text_of(home)
+    await world.ingest(msg(user="33699990000", text="One more"))
+    home = world.home()
+    assert len(rows(home)) == 20 and "Load more tickets" in text_of(home)
+    await world.click(AGENT, "load_more", "unassigned")
+    page = world.last("views.open")["view"]
+    assert "Unassigned social messaging tickets" in text_of(page) and len(rows(page)) == 20
+    await world.click(AGENT, "view_page", "2", view={**page, "id": "V1"})
+    page2 = world.last("views.update", view_id="V1")["view"]
+    assert len(rows(page2)) == 1 and "Previous page" in text_of(page2)
+
+
+async def test_clicking_a_row_opens_the_ticket(world: World) -> None:
+    """R17: from the home tab a modal opens; from a view's modal the ticket replaces the list."""
+    await world.ingest(msg(text="Where is my parcel?"))
+    await world.click(AGENT, "open_ticket", "1")
+    opened = world.last("views.open")["view"]
+    assert opened["title"]["text"] == "Ticket #1" and "Where is my parcel?" in text_of(opened)
+    await world.click(AGENT, "open_ticket", "1", view={"id": "V9", "type": "modal", "callback_id": "view_page"})
+    assert world.last("views.update", view_id="V9")["view"]["title"]["text"] == "Ticket #1"
+
+
+async def test_home_refreshes_are_debounced_per_agent(store: Store, aiohttp_client: Any) -> None:
+    """One refresh per agent per second at most; the held one goes out once the second has passed."""
+    api = fake.SlackAPI()
+    await api.start()
+    now = [100.0]
+    cfg = SlackConfig(bot_token=fake.BOT_TOKEN, signing_secret=fake.SIGNING_SECRET, api_url=api.api_url,
+                      team_id=fake.TEAM_ID, triage_channel="C0T", agents=[AGENT])
+    app = web.Application()
+    the_bot = bot.install(app, cfg, Desk(store), interval=3600, debounce=1.0, monotonic=lambda: now[0])
+    client = await aiohttp_client(app)
+    try:
+        desk = the_bot.desk
+        await desk.ingest(Delivery([msg(user="33600000001")]))
+        await the_bot.notifier.run_once()
+        await desk.ingest(Delivery([msg(user="33600000002")]))
+        await the_bot.notifier.run_once()
+        assert len(api.called("views.publish")) == 1
+        now[0] += 1.0
+        await the_bot.notifier.run_once()
+        assert len(api.called("views.publish")) == 2
+    finally:
+        await client.close()
+        await api.stop()
+
+
+async def test_slash_command_wrong_argument_gets_a_one_line_usage(world: World) -> None:
+    await world.command(AGENT, "ticket abc")
+    answer = world.response()["text"]
+    assert answer.startswith("Usage: `/social") and "\n" not in answer
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("", "Your social messaging tickets"),
+    ("unassigned", "Unassigned social messaging tickets"),
+    ("view Unassigned social messaging tickets", "Amélie Dupont"),
+    ("ticket 1", "#1 · WhatsApp conversation with Amélie Dupont"),
+    ("search Paris support", "#1"),  # R27: tickets by their channel info
+    ("help", "/social search QUERY"),
+])
+async def test_slash_command_answers_ephemerally(world: World, text: str, expected: str) -> None:
+    await world.ingest(msg(text="Hi"))
+    await world.command(AGENT, text)
+    answer = world.response()
+    assert answer["response_type"] == "ephemeral" and expected in text_of(answer)
+
+
+async def test_search_by_social_messaging_info(world: World) -> None:
+    """R26: end users by what the channels sent about them."""
+    await world.ingest(msg(user="33611112222", text="Hi", name="Zoé Martin", phone="+33611112222"))
+    await world.command(AGENT, "search Zoé")
+    assert "Zoé Martin" in text_of(world.response())
+
+
+def test_block_limits_are_enforced() -> None:
+    with pytest.raises(BlockLimitError):
+        checked([section("x")] * 51, "message")
+    home = home_view({"tab": "assigned", "red_dot": False, "has_more": True, "page": 1,
+                      "tickets": [{"id": i, "status": "open", "channel": "line", "requester": {"id": 1, "name": "N"},
+                                   "conversation_status": "Replied to the conversation"} for i in range(20)]})
+    assert len(home["blocks"]) <= 100
