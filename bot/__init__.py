@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from socialdesk.config import SlackConfig
+from bot.settings import SlackConfig
 from warehouse.desk import Desk
 
 PATH = "/slack/events"

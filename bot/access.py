@@ -15,7 +15,7 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from socialdesk.config import SlackConfig
+from bot.settings import SlackConfig
 from warehouse.desk import Desk
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.access import REFUSAL, Access
 from bot.notify import Notifier
-from socialdesk.config import SlackConfig
+from bot.settings import SlackConfig
 from warehouse.desk import Desk
 
 log = logging.getLogger(__name__)

@@ -26,7 +26,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.access import Access
 from bot.blocks.card import card_message, end_user_message, note_message, notification_message, reply_message
 from bot.blocks.home import home_view
-from socialdesk.config import SlackConfig
+from bot.settings import SlackConfig
 from warehouse import clock
 from warehouse.desk import Desk
 from warehouse.tickets import OperationError

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bot.settings import SlackConfig
 from connectors.base import ConfigError
 from warehouse.model import CHANNELS
 
@@ -56,22 +57,6 @@ class ServerConfig:
     retry_base_seconds: float = 2.0  # outbox backoff: base * 2**attempt, with jitter, capped
     retry_max_seconds: float = 600.0
     retry_max_attempts: int = 15
-
-
-@dataclass(slots=True)
-class SlackConfig:
-    bot_token: str = ""
-    signing_secret: str = ""
-    api_url: str = "https://slack.com/api/"
-    team_id: str = ""
-    triage_channel: str = ""
-    agents: list[str] = field(default_factory=list)
-    agent_group: str = ""
-    command: str = "/social"
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.bot_token and self.signing_secret)
 
 
 @dataclass(slots=True)

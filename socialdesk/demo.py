@@ -22,12 +22,11 @@ from aiohttp import web
 
 from socialdesk.cli import render
 from socialdesk.config import Config
+from socialdesk.fakes import slack_api
 from socialdesk.fakes.meta_api import whatsapp_status_payload
-from socialdesk.sandbox import ACCOUNTS, WHATSAPP_LYON, WHATSAPP_PARIS, Sandbox
+from socialdesk.sandbox import ACCOUNTS, AGENT, AGENT_NAME, TRIAGE_CHANNEL, WHATSAPP_LYON, WHATSAPP_PARIS, Sandbox
 from socialdesk.service import DESK, STORE, advertise, build_app
 from warehouse.desk import Desk
-
-AGENT, AGENT_NAME = "U0DEMOAGENT", "Ada (demo agent)"
 
 # (channel, account, user id, name, minutes ago, text): a morning at a small online shop.
 CONVERSATIONS: list[tuple[str, str, str, str, int, str]] = [
@@ -108,7 +107,33 @@ async def drive(base: str, sandbox: Sandbox, desk: Desk) -> dict[str, Any]:
             ["33612345678", "1254459154682919"]).fetchall()))
         await desk.merge(users["messenger"], users["whatsapp"], _demo_actor())
         say("  merged Amélie's Messenger account into her WhatsApp account (R5)")
+        await _slack(http, base, sandbox)
     return {"replies": replies}
+
+
+async def _slack(http: aiohttp.ClientSession, base: str, sandbox: Sandbox) -> None:
+    """The agent's side, through signed Slack requests to /slack/events, and what the app posted to Slack."""
+    say("→ in Slack (a local fake of Slack's Web API)")
+    body, ctype = slack_api.command_body("/social", "unassigned", AGENT, response_url=sandbox.slack.response_url())
+    async with http.post(base + "/slack/events", data=body, headers={"Content-Type": ctype,
+                                                                      **slack_api.sign(body)}) as resp:
+        say(f"  /social unassigned → HTTP {resp.status}")
+    event, ctype = slack_api.event_body({"type": "app_home_opened", "user": AGENT, "tab": "home",
+                                         "channel": "D0DEMO", "event_ts": "1.0"})
+    async with http.post(base + "/slack/events", data=event, headers={"Content-Type": ctype,
+                                                                       **slack_api.sign(event)}) as resp:
+        say(f"  {AGENT_NAME} opens the App Home → HTTP {resp.status}")
+    deadline = asyncio.get_running_loop().time() + 10
+    while asyncio.get_running_loop().time() < deadline:
+        cards = [c for c in sandbox.slack.called("chat.postMessage")
+                 if c.get("channel") == TRIAGE_CHANNEL and not c.get("thread_ts")]
+        if len(cards) >= 12 and sandbox.slack.called("views.publish"):
+            break
+        await asyncio.sleep(0.2)
+    threads = [c for c in sandbox.slack.called("chat.postMessage") if c.get("thread_ts")]
+    say(f"  {len(cards)} ticket cards in the triage channel, {len(threads)} messages in their threads, "
+        f"{len(sandbox.slack.called('chat.update'))} card updates, "
+        f"App Home published {len(sandbox.slack.called('views.publish'))} time(s)")
 
 
 def _demo_actor() -> Any:
@@ -136,7 +161,7 @@ async def run(cfg: Config, *, once: bool = False) -> int:
     fresh = not Path(cfg.store.path).exists()
     say("SocialDesk demo: starting fake WhatsApp, Messenger, LINE, WeChat and X APIs on loopback")
     sandbox = await Sandbox().start()
-    sandbox.configure(cfg)
+    sandbox.configure(cfg, slack=True)
     cfg.server.retry_base_seconds = 0.5
     port = _free_port(cfg.server.port)
     app = build_app(cfg)

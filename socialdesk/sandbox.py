@@ -16,8 +16,8 @@ from typing import Any
 
 from connectors import registry as connector_registry
 from connectors.base import Connector
-from socialdesk.config import Config
-from socialdesk.fakes import line_api, meta_api, wechat_api, x_api
+from socialdesk.config import Config, SlackConfig
+from socialdesk.fakes import line_api, meta_api, slack_api, wechat_api, x_api
 from socialdesk.fakes.recorder import FakeAPI
 
 WHATSAPP_PARIS = "106540352242922"
@@ -27,6 +27,9 @@ LINE_BOT = line_api.DEMO_BOT_USER_ID
 WECHAT_ACCOUNT = "gh_97417a04a28d"
 WECHAT_APP = "wx5e1f0a2b3c4d5e6f"
 X_ACCOUNT = x_api.DEMO_USER_ID
+AGENT, AGENT_NAME = "U0DEMOAGENT", "Ada Lovelace"
+TRIAGE_CHANNEL = "C0TRIAGE"
+TEMPLATES = [{"name": "order_update", "language": "en_US", "parameters": ["order number"]}]
 ACCOUNTS = {"whatsapp": [WHATSAPP_PARIS, WHATSAPP_LYON], "messenger": [MESSENGER_PAGE], "line": [LINE_BOT],
             "wechat": [WECHAT_ACCOUNT], "x": [X_ACCOUNT]}
 
@@ -51,6 +54,7 @@ class Sandbox:
     line: line_api.LineAPI = field(default_factory=line_api.LineAPI)
     wechat: wechat_api.FakeWeChatAPI = field(default_factory=wechat_api.FakeWeChatAPI)
     x: x_api.XAPI = field(default_factory=x_api.XAPI)
+    slack: slack_api.SlackAPI = field(default_factory=slack_api.SlackAPI)
     channels: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     registry: dict[str, Connector] = field(default_factory=dict)
 
@@ -58,10 +62,14 @@ class Sandbox:
     def fakes(self) -> dict[str, FakeAPI]:
         return {"whatsapp": self.meta, "messenger": self.meta, "line": self.line, "wechat": self.wechat, "x": self.x}
 
+    def _all_fakes(self) -> list[FakeAPI]:
+        return [self.meta, self.line, self.wechat, self.x, self.slack]
+
     async def start(self) -> Sandbox:
         """Start the fakes and configure one account set pointing at them."""
-        for fake in {id(f): f for f in self.fakes.values()}.values():
+        for fake in self._all_fakes():
             await fake.start()
+        self.slack.add_user(AGENT, AGENT_NAME)
         wa_tokens = {WHATSAPP_PARIS: _secret(), WHATSAPP_LYON: _secret()}
         page_token = _secret()
         self.meta.whatsapp_tokens.update(wa_tokens)
@@ -93,11 +101,17 @@ class Sandbox:
         return self
 
     async def stop(self) -> None:
-        for fake in {id(f): f for f in self.fakes.values()}.values():
+        for fake in self._all_fakes():
             await fake.stop()
 
-    def configure(self, cfg: Config) -> Config:
+    def configure(self, cfg: Config, *, slack: bool = False) -> Config:
+        """Point `cfg` at the fakes: every channel's accounts, and with `slack` the Slack app too."""
         cfg.channels = {**cfg.channels, **self.channels}
+        cfg.templates = cfg.templates or list(TEMPLATES)
+        if slack:
+            cfg.slack = SlackConfig(bot_token=slack_api.BOT_TOKEN, signing_secret=slack_api.SIGNING_SECRET,
+                                    api_url=self.slack.api_url, team_id=slack_api.TEAM_ID,
+                                    triage_channel=TRIAGE_CHANNEL, agents=[AGENT])
         return cfg
 
     def message(self, channel: str, account: str, user: str, text: str, message_id: str, sent_at: datetime,

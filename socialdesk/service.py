@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import secrets
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,18 @@ async def admin(request: web.Request) -> web.Response:
         return web.json_response({"error": str(exc)}, status=400)
 
 
+@web.middleware
+async def _slack_latency(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Slack wants an answer within 3 seconds: how long ours take is a metric."""
+    if request.path != "/slack/events":
+        return await handler(request)
+    started = time.perf_counter()
+    try:
+        return await handler(request)
+    finally:
+        request.app[METRICS].slack_ack_seconds.observe(time.perf_counter() - started)
+
+
 def open_desk(cfg: Config, store: Store | None = None, registry: dict[str, Any] | None = None) -> Desk:
     """The store (opened, migrated, accounts recorded, shared views synced) behind a Desk with the rules."""
     registry = connector_registry.build(cfg.channels) if registry is None else registry
@@ -100,7 +113,7 @@ def open_desk(cfg: Config, store: Store | None = None, registry: dict[str, Any] 
 def build_app(cfg: Config, *, store: Store | None = None) -> web.Application:
     """The whole service as an aiohttp application (tests run it with pytest-aiohttp)."""
     registry = connector_registry.build(cfg.channels)
-    app = web.Application()
+    app = web.Application(middlewares=[_slack_latency])
     app[CONFIG] = cfg
     app[REGISTRY] = registry
     app[METRICS] = Metrics()

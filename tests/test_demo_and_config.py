@@ -28,6 +28,8 @@ def test_the_demo_drives_every_channel_and_shows_the_notifier(tmp_path: Path) ->
     assert "failed (The 24-hour messaging window closed" in text
     assert "the outbox delivered 4 of 4 replies" in text
     assert "Assigned to you" in text and "Unassigned  (red dot" in text
+    assert "/social unassigned → HTTP 200" in text
+    assert "12 ticket cards in the triage channel" in text
     assert (tmp_path / "data" / "demo.duckdb").exists()
 
 
