@@ -23,7 +23,7 @@ def test_the_demo_drives_every_channel_and_shows_the_notifier(tmp_path: Path) ->
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     text = out.stdout
-    assert text.count("→ HTTP 200") == 15  # 14 messages and one redelivery
+    assert text.count("→ HTTP 200") == 17  # 14 messages, one redelivery and two Slack requests
     assert "stored once" in text
     assert "failed (The 24-hour messaging window closed" in text
     assert "the outbox delivered 4 of 4 replies" in text
