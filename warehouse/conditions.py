@@ -269,4 +269,6 @@ def compile_conditions(conditions: Mapping[str, Any] | None, ctx: Context, where
         params += compiled.params
     if any_parts:
         parts.append("(" + " OR ".join(any_parts) + ")")
+    if "FALSE" in parts:  # a context condition already decided it (update_type, role, ...): no query needed
+        return Compiled("FALSE")
     return Compiled(" AND ".join(f"({p})" for p in parts) or "TRUE", params)

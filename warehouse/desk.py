@@ -7,7 +7,6 @@ writer's back. Reads run on their own cursors in a thread, off the event loop.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
@@ -57,7 +56,7 @@ class Desk:
 
     async def ingest(self, delivery: Delivery) -> IngestResult:
         """Store what one webhook carried; returns once it is committed (group commit with others)."""
-        return await asyncio.wrap_future(self.store.submit_batch(self._ingest_with_triggers, delivery))
+        return await self.store.abatch(self._ingest_with_triggers, delivery)
 
     def ingest_sync(self, delivery: Delivery) -> IngestResult:
         return self.store.submit_batch(self._ingest_with_triggers, delivery).result()

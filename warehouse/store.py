@@ -38,10 +38,21 @@ class StoreBusy(RuntimeError):
 @dataclass
 class _Job:
     fn: Callable[[duckdb.DuckDBPyConnection], Any] | None
-    future: Future[Any]
     # Jobs with the same batch kind in one round are merged: batch_fn(con, [payload, ...]) -> [result, ...]
     batch_fn: Callable[[duckdb.DuckDBPyConnection, list[Any]], list[Any]] | None = None
     payload: Any = None
+    future: Future[Any] | None = None  # a thread waits on this
+    afuture: asyncio.Future[Any] | None = None  # or an event loop on this
+
+
+def _settle(items: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    for fut, ok, value in items:
+        if fut.cancelled():
+            continue
+        if ok:
+            fut.set_result(value)
+        else:
+            fut.set_exception(value)
 
 
 def migrations() -> list[tuple[int, str, str]]:
@@ -106,22 +117,32 @@ class Store:
     # -- writing ---------------------------------------------------------------------------------
 
     def submit(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> Future[T]:
-        job = _Job(fn, Future())
+        job = _Job(fn, future=Future())
         self._queue.put(job)
-        return job.future
+        return job.future  # type: ignore[return-value]
 
     def submit_batch(self, batch_fn: Callable[[duckdb.DuckDBPyConnection, list[Any]], list[Any]],
                      payload: Any) -> Future[Any]:
-        job = _Job(None, Future(), batch_fn, payload)
+        job = _Job(None, batch_fn, payload, future=Future())
         self._queue.put(job)
-        return job.future
+        return job.future  # type: ignore[return-value]
 
     def write(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
         """Run `fn` in the writer's transaction and wait for its commit."""
         return self.submit(fn).result()
 
     async def awrite(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
-        return await asyncio.wrap_future(self.submit(fn))
+        return await self._await(_Job(fn))
+
+    async def abatch(self, batch_fn: Callable[[duckdb.DuckDBPyConnection, list[Any]], list[Any]],
+                     payload: Any) -> Any:
+        """`submit_batch` for the event loop: the writer wakes the loop once per commit, not per job."""
+        return await self._await(_Job(None, batch_fn, payload))
+
+    async def _await(self, job: _Job) -> Any:
+        job.afuture = asyncio.get_running_loop().create_future()
+        self._queue.put(job)
+        return await job.afuture
 
     def _run(self) -> None:
         while True:
@@ -141,6 +162,18 @@ class Store:
             self._commit_round(jobs)
 
     def _commit_round(self, jobs: list[_Job]) -> None:
+        outcomes = self._attempt(jobs)
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
+        for job, ok, value in outcomes:
+            if job.afuture is not None:
+                by_loop.setdefault(job.afuture.get_loop(), []).append((job.afuture, ok, value))
+            elif job.future is not None:
+                job.future.set_result(value) if ok else job.future.set_exception(value)
+        for loop, items in by_loop.items():
+            with suppress(RuntimeError):  # that loop has closed: nobody is waiting any more
+                loop.call_soon_threadsafe(_settle, items)
+
+    def _attempt(self, jobs: list[_Job]) -> list[tuple[_Job, bool, Any]]:
         con = self._con
         try:
             con.execute("BEGIN")
@@ -150,15 +183,11 @@ class Store:
             with suppress(duckdb.Error):
                 con.execute("ROLLBACK")
             if len(jobs) == 1:
-                jobs[0].future.set_exception(exc)
-                return
+                return [(jobs[0], False, exc)]
             # One job failed and took the round with it: rerun each alone so only it fails.
-            for job in jobs:
-                self._commit_round([job])
-            return
+            return [outcome for job in jobs for outcome in self._attempt([job])]
         self.commits += 1
-        for job, result in zip(jobs, results, strict=True):
-            job.future.set_result(result)
+        return [(job, True, result) for job, result in zip(jobs, results, strict=True)]
 
     @staticmethod
     def _execute(con: duckdb.DuckDBPyConnection, jobs: list[_Job]) -> list[Any]:

@@ -44,6 +44,8 @@ def trigger_context(update_type: str | None, actor: Actor, comment_is_public: bo
 
 
 def matching(con: duckdb.DuckDBPyConnection, compiled: Compiled, ticket_ids: list[int]) -> set[int]:
+    if compiled.sql == "FALSE":
+        return set()
     # A literal id list lets DuckDB use the primary key instead of scanning every ticket.
     rows = con.execute(f"SELECT t.id FROM tickets t WHERE t.id IN {sql_list(ticket_ids)} AND ({compiled.sql})",
                        compiled.params).fetchall()
