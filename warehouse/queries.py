@@ -16,6 +16,7 @@ import duckdb
 from warehouse import clock
 from warehouse.conditions import Context, compile_conditions
 from warehouse.phones import looks_like_phone, to_e164
+from warehouse.rows import sql_list
 from warehouse.tickets import OperationError, agent_id, window_state
 
 PAGE_SIZE = 20
@@ -49,14 +50,24 @@ def list_views(cur: duckdb.DuckDBPyConnection, owner: int | None = None) -> list
         "position, id", [owner]).fetchall()]
 
 
+# The page is cut from tickets alone; requesters' names are then read by primary key for those rows
+# only (joining users first would hash the whole users table for every page).
 _ROW_SQL = """
-SELECT t.id, t.status, t.channel, t.account, t.requester_id, u.name, t.subject, t.updated_at, t.assignee_id,
+SELECT t.id, t.status, t.channel, t.account, t.requester_id, t.subject, t.updated_at, t.assignee_id,
        t.channel_info->>'account_name' AS account_name
-FROM tickets t JOIN users u ON u.id = t.requester_id
+FROM tickets t
 WHERE {where}
 ORDER BY t.updated_at DESC, t.id DESC
 LIMIT {limit} OFFSET {offset}
 """
+
+
+def ticket_rows(cur: duckdb.DuckDBPyConnection, where: str, params: list[Any], limit: int,
+                offset: int = 0) -> list[dict[str, Any]]:
+    rows = cur.execute(_ROW_SQL.format(where=where, limit=int(limit), offset=int(offset)), params).fetchall()
+    names = dict(cur.execute(f"SELECT id, name FROM users WHERE id IN {sql_list({r[4] for r in rows})}").fetchall()
+                 ) if rows else {}
+    return [ticket_row((*r[:5], names.get(r[4]), *r[5:])) for r in rows]
 
 
 def ticket_row(r: tuple[Any, ...]) -> dict[str, Any]:
@@ -75,8 +86,7 @@ def run_view(cur: duckdb.DuckDBPyConnection, view: dict[str, Any], agent: int | 
         raise OperationError("pages start at 1")
     compiled = compile_conditions(view["conditions"], Context(now=now or clock.now(), current_user=agent),
                                   f"view {view['title']!r}")
-    sql = _ROW_SQL.format(where=compiled.sql, limit=per_page + 1, offset=(page - 1) * per_page)
-    rows = [ticket_row(r) for r in cur.execute(sql, compiled.params).fetchall()]
+    rows = ticket_rows(cur, compiled.sql, compiled.params, per_page + 1, (page - 1) * per_page)
     return {"view": view["title"], "page": page, "has_more": len(rows) > per_page, "tickets": rows[:per_page]}
 
 
@@ -108,12 +118,15 @@ def notifier(cur: duckdb.DuckDBPyConnection, slack_user_id: str, tab: str = "ass
 # -- search (R25-R27) ------------------------------------------------------------------------------
 
 def _user_summaries(cur: duckdb.DuckDBPyConnection, where: str, params: list[Any]) -> list[dict[str, Any]]:
-    rows = cur.execute(
-        f"SELECT u.id, u.name, u.phone, list(t.id ORDER BY t.id) FILTER (WHERE t.id IS NOT NULL) "
-        f"FROM users u LEFT JOIN tickets t ON t.requester_id = u.id "
-        f"WHERE u.role = 'end-user' AND u.merged_into IS NULL AND ({where}) GROUP BY u.id, u.name, u.phone "
-        f"ORDER BY u.id LIMIT 50", params).fetchall()
-    return [{"id": i, "name": n, "phone": p, "ticket_ids": list(ts or [])} for i, n, p, ts in rows]
+    users = cur.execute(f"SELECT id, name, phone FROM users u WHERE role = 'end-user' AND merged_into IS NULL "
+                        f"AND ({where}) ORDER BY id LIMIT 50", params).fetchall()
+    if not users:
+        return []
+    tickets: dict[int, list[int]] = {}
+    for rid, tid in cur.execute(f"SELECT requester_id, id FROM tickets WHERE requester_id IN "
+                                f"{sql_list(u[0] for u in users)} ORDER BY id").fetchall():
+        tickets.setdefault(rid, []).append(tid)
+    return [{"id": i, "name": n, "phone": p, "ticket_ids": tickets.get(i, [])} for i, n, p in users]
 
 
 def search(cur: duckdb.DuckDBPyConnection, query: str) -> dict[str, Any]:
@@ -129,9 +142,8 @@ def search(cur: duckdb.DuckDBPyConnection, query: str) -> dict[str, Any]:
     else:
         users = _user_summaries(cur, "u.name ILIKE ? OR CAST(u.social_messaging_info AS VARCHAR) ILIKE ?",
                                 [like, like])
-    tickets = [ticket_row(r) for r in cur.execute(
-        _ROW_SQL.format(where="CAST(t.channel_info AS VARCHAR) ILIKE ? OR CAST(t.id AS VARCHAR) = ?",
-                        limit=50, offset=0), [like, q.lstrip("#")]).fetchall()]
+    tickets = ticket_rows(cur, "CAST(t.channel_info AS VARCHAR) ILIKE ? OR CAST(t.id AS VARCHAR) = ?",
+                          [like, q.lstrip("#")], 50)
     return {"query": q, "phone": phone, "users": users, "tickets": tickets}
 
 

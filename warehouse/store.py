@@ -108,6 +108,7 @@ class Store:
                  threads: int = 2) -> None:
         self.path = str(path)
         self._con = open_connection(path, memory_limit=memory_limit, threads=threads)
+        self._con.execute("SET enable_progress_bar = false")  # a service and its CLI print no bars
         migrate(self._con)
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._writer = threading.Thread(target=self._run, name="store-writer", daemon=True)

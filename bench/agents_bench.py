@@ -1,0 +1,142 @@
+"""Agents: the notifier, a view page and a search by phone on a large store, and a signed `/social`
+answered while webhooks arrive at 1,000 messages/s; the service's resident memory with that store.
+
+Targets (issue 7): with 1 million tickets, 5 million comments, 500,000 end users and 50 agents, each
+query's median under 20 ms and p99 under 100 ms; `/social` under 300 ms p99 during ingest; the service
+under 1 GiB resident.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bench.common import free_port, rss_mib, start, table, toml, wait_up, write
+from socialdesk.fakes import slack_api
+from socialdesk.sandbox import AGENT, TRIAGE_CHANNEL, WHATSAPP_PARIS, Sandbox
+from warehouse import open_store, queries
+from warehouse.demo_data import generate_store
+
+
+def _timed(fn: Callable[[], Any], runs: int) -> dict[str, float]:
+    fn()  # warm
+    samples = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - t) * 1000)
+    samples.sort()
+    return {"median_ms": statistics.median(samples), "p99_ms": samples[int(runs * 0.99) - 1]}
+
+
+def _queries(path: Path, runs: int) -> dict[str, Any]:
+    store = open_store(path)
+    try:
+        cur = store.connection.cursor()
+        agent = cur.execute("SELECT u.slack_user_id FROM tickets t JOIN users u ON u.id = t.assignee_id "
+                            "WHERE t.status IN ('new', 'open') GROUP BY 1 ORDER BY count(*) DESC LIMIT 1").fetchone()[0]
+        phone = cur.execute("SELECT phone FROM users WHERE phone IS NOT NULL LIMIT 1 OFFSET 12345").fetchone()[0]
+        typed = f"{phone[:3]} {phone[3:4]} {phone[4:6]} {phone[6:8]} {phone[8:10]} {phone[10:]}"
+        return {
+            "notifier_assigned": _timed(lambda: queries.notifier(cur, agent, "assigned"), runs),
+            "notifier_unassigned": _timed(lambda: queries.notifier(cur, agent, "unassigned"), runs),
+            "view_page_3": _timed(lambda: queries.view(cur, "Unassigned social messaging tickets", agent, 3), runs),
+            "search_by_phone": _timed(lambda: queries.search(cur, typed), runs),
+        }
+    finally:
+        store.close()
+
+
+async def _social_during_ingest(port: int, sandbox: Sandbox, seconds: int) -> dict[str, Any]:
+    base = f"http://127.0.0.1:{port}"
+    latencies: list[float] = []
+    sent = 0
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=512)) as http:
+        async def webhook(i: int) -> None:
+            body = sandbox.message("whatsapp", WHATSAPP_PARIS, f"3369{i % 40000:07d}", f"hello {i}",
+                                   f"wamid.agents.{time.time_ns()}.{i}", datetime.now(UTC), "Bench")
+            req = sandbox.request("whatsapp", WHATSAPP_PARIS, body)
+            async with http.post(base + req.path, data=req.body, headers=req.headers) as resp:
+                await resp.read()
+
+        async def social() -> None:
+            body, ctype = slack_api.command_body("/social", "unassigned", AGENT,
+                                                 response_url=sandbox.slack.response_url())
+            t = time.perf_counter()
+            async with http.post(base + "/slack/events", data=body,
+                                 headers={"Content-Type": ctype, **slack_api.sign(body)}) as resp:
+                await resp.read()
+            latencies.append((time.perf_counter() - t) * 1000)
+
+        t0 = time.perf_counter()
+        tasks = []
+        i = 0
+        while time.perf_counter() - t0 < seconds:
+            due = t0 + i / 1000
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(webhook(i)))
+            if i % 100 == 0:
+                tasks.append(asyncio.create_task(social()))
+            i += 1
+            sent += 1
+        await asyncio.gather(*tasks)
+    latencies.sort()
+    return {"webhooks": sent, "social_requests": len(latencies), "social_median_ms": statistics.median(latencies),
+            "social_p99_ms": latencies[max(0, int(len(latencies) * 0.99) - 1)]}
+
+
+def main(argv: list[str]) -> None:
+    tickets = int(argv[0]) if argv else 1_000_000
+    work = Path(tempfile.mkdtemp(prefix="socialdesk-agents-"))
+    path = work / "agents.duckdb"
+    print(f"generating {tickets:,} tickets...", flush=True)
+    t = time.perf_counter()
+    counts = generate_store(path, tickets, seed=7)
+    counts["seconds"] = round(time.perf_counter() - t, 1)
+    print(f"  {counts}", flush=True)
+    results: dict[str, Any] = {"store": counts, "queries": _queries(path, 200)}
+
+    async def live() -> dict[str, Any]:
+        sandbox = await Sandbox().start()
+        try:
+            cfg_channels = sandbox.channels
+            config = work / "agents.toml"
+            config.write_text(toml(cfg_channels, f'[store]\nmemory_limit = "1GB"\n[slack]\nbot_token = '
+                                   f'"{slack_api.BOT_TOKEN}"\nsigning_secret = "{slack_api.SIGNING_SECRET}"\n'
+                                   f'api_url = "{sandbox.slack.api_url}"\nteam_id = "{slack_api.TEAM_ID}"\n'
+                                   f'triage_channel = "{TRIAGE_CHANNEL}"\nagents = ["{AGENT}"]\n'))
+            port = free_port()
+            service = start(["-m", "socialdesk.cli", "serve"], {"PORT": str(port), "SOCIALDESK_CONFIG": str(config),
+                                                                "SOCIALDESK_DB": str(path)}, work)
+            try:
+                await asyncio.to_thread(wait_up, port, service, 120)
+                out = await _social_during_ingest(port, sandbox, 20)
+                out["service_rss_mib"] = rss_mib(service.pid)
+                return out
+            finally:
+                service.terminate()
+                await asyncio.to_thread(service.wait)
+        finally:
+            await sandbox.stop()
+    results["live"] = asyncio.run(live())
+    q = results["queries"]
+    print(table([(name, v["median_ms"], v["p99_ms"]) for name, v in q.items()] +
+                [("/social during 1,000 webhooks/s", results["live"]["social_median_ms"],
+                  results["live"]["social_p99_ms"])], ("operation", "median ms", "p99 ms")))
+    print(f"service RSS with this store under load: {results['live']['service_rss_mib']:.0f} MiB")
+    print(f"written to {write('agents', results)}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
