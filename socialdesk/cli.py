@@ -83,10 +83,30 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("target", type=int)
     s = sub.add_parser("unmerge", help="undo a merge")
     s.add_argument("source", type=int)
+    s = sub.add_parser("report", help="run the managers' notebooks into self-contained HTML (R28)")
+    s.add_argument("--from", dest="start", help="first day, YYYY-MM-DD (default: 30 days ago)")
+    s.add_argument("--to", dest="end", help="last day, YYYY-MM-DD (default: today)")
+    s.add_argument("--out", default="reports", help="folder for the HTML pages (default: reports)")
+    s = sub.add_parser("demo-data", help="fill the store with a realistic generated history")
+    s.add_argument("--tickets", type=int, required=True)
+    s.add_argument("--seed", type=int, default=1)
     s = sub.add_parser("rules", help="triggers, automations, macros and views: list, show, check, test (R24)")
     s.add_argument("action", choices=["list", "show", "check", "test"])
     s.add_argument("target", nargs="?", help="show: a rule's title or id; check: a file; test: a ticket id")
     return p
+
+
+def _demo_data(cfg: config_module.Config, tickets: int, seed: int) -> dict[str, Any]:
+    """Set-based generation straight into the store (the service must not be running)."""
+    from warehouse import open_store
+    from warehouse.demo_data import generate
+    if tickets <= 0:
+        raise CommandError("--tickets must be positive")
+    store = open_store(cfg.store.path, memory_limit=cfg.store.memory_limit, threads=cfg.store.threads)
+    try:
+        return store.write(lambda con: generate(con, tickets, seed))
+    finally:
+        store.close()
 
 
 def _rules(cfg: config_module.Config, action: str, target: str | None) -> dict[str, Any]:
@@ -216,6 +236,12 @@ def main(argv: list[str] | None = None) -> int:
             return demo.main(cfg, once=args.once)
         if args.command == "ingest":
             result = _ingest(cfg, args.file)
+        elif args.command == "report":
+            from socialdesk.reporting import run_report
+            pages = run_report(args.start, args.end, args.out, db_path=cfg.store.path, config_path=args.config)
+            result = {"pages": [str(p) for p in pages]}
+        elif args.command == "demo-data":
+            result = _demo_data(cfg, args.tickets, args.seed)
         elif args.command == "rules":
             result = _rules(cfg, args.action, args.target)
         else:

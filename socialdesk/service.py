@@ -31,6 +31,7 @@ from socialdesk.metrics import Metrics
 from socialdesk.operations import OPERATIONS
 from warehouse import clock, open_store, register_accounts
 from warehouse import outbox as box
+from warehouse.connect import serve_quack, stop_quack
 from warehouse.desk import Desk
 from warehouse.rules import load_rules, run_automations, trigger_runner
 from warehouse.store import Store
@@ -141,6 +142,13 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
                           max_delay=server.retry_max_seconds, max_attempts=server.retry_max_attempts,
                           on_attempt=app[METRICS].observe_attempt)
     app[SENDER] = sender
+    store_cfg = app[CONFIG].store
+    quack_uri = None
+    if store_cfg.quack_port:
+        # Notebooks attach the live store over Quack (loopback, token from the configuration).
+        quack_uri = serve_quack(app[STORE].connection, store_cfg.quack_host, store_cfg.quack_port,
+                                store_cfg.quack_token)
+        log.info("notebooks can attach the live store at %s", quack_uri)
     tasks = [asyncio.create_task(sender.run(), name="outbox-sender"),
              asyncio.create_task(_automations(app[DESK], app[CONFIG].rules_interval), name="automations")]
     yield
@@ -150,6 +158,8 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
         with contextlib.suppress(asyncio.CancelledError):
             await task
     await session.close()
+    if quack_uri:
+        stop_quack(app[STORE].connection, quack_uri)  # before the store closes, or Quack keeps serving it
 
 
 async def _automations(desk: Desk, interval: float) -> None:

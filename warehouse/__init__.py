@@ -9,12 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from warehouse.connect import connect
 from warehouse.model import dumps
 from warehouse.queries import shipped_views
 from warehouse.store import Store, StoreBusy
 from warehouse.views import sync_shared_views
 
-__all__ = ["Store", "StoreBusy", "open_store", "register_accounts"]
+__all__ = ["Store", "StoreBusy", "connect", "open_store", "register_accounts"]
 
 
 def open_store(path: str | Path, *, memory_limit: str = "1GB", threads: int = 2,

@@ -136,8 +136,8 @@ class Desk:
     async def search(self, query: str) -> dict[str, Any]:
         return await self.read(lambda con: queries.search(con, query))
 
-    async def ticket(self, ticket_id: int) -> dict[str, Any]:
-        return await self.read(lambda con: queries.ticket(con, ticket_id))
+    async def ticket(self, ticket_id: int, history: bool = True) -> dict[str, Any]:
+        return await self.read(lambda con: queries.ticket(con, ticket_id, history))
 
     async def user(self, user_id: int) -> dict[str, Any]:
         return await self.read(lambda con: queries.user(con, user_id))

@@ -153,29 +153,22 @@ def _iso(v: Any) -> Any:
     return v.isoformat() if isinstance(v, datetime) else v
 
 
-def ticket(cur: duckdb.DuckDBPyConnection, ticket_id: int) -> dict[str, Any]:
+def ticket(cur: duckdb.DuckDBPyConnection, ticket_id: int, history: bool = True) -> dict[str, Any]:
+    """The ticket; with `history`, its comments (with delivery states) and events too."""
     c = cur.execute("SELECT * FROM tickets WHERE id = ?", [ticket_id])
     row = c.fetchone()
     if row is None:
         raise OperationError(f"ticket {ticket_id} not found")
     t = dict(zip([d[0] for d in c.description], row, strict=True))
-    requester = cur.execute("SELECT id, name, phone FROM users WHERE id = ?", [t["requester_id"]]).fetchone()
+    people = {i: (n, p, s) for i, n, p, s in cur.execute(
+        f"SELECT id, name, phone, slack_user_id FROM users WHERE id IN "
+        f"{sql_list({t['requester_id'], t['assignee_id'] or t['requester_id']})}").fetchall()}
+    requester = (t["requester_id"], *people[t["requester_id"]][:2])
     assignee = None
     if t["assignee_id"] is not None:
-        a = cur.execute("SELECT id, name, slack_user_id FROM users WHERE id = ?", [t["assignee_id"]]).fetchone()
-        assignee = {"id": a[0], "name": a[1], "slack_user_id": a[2]}
-    comments = [{"id": i, "author_id": a, "author": n, "author_role": role, "public": p, "body": b,
-                 "attachments": json.loads(att), "platform_message_id": pm, "created_at": _iso(at),
-                 "delivery": ({"state": st, "reason": err, "outbox_id": oid} if oid is not None else None)}
-                for i, a, n, role, p, b, att, pm, at, oid, st, err in cur.execute(
-        "SELECT c.id, c.author_id, u.name, u.role, c.public, c.body, c.attachments, c.platform_message_id, "
-        "c.created_at, o.id, o.state, o.last_error FROM comments c JOIN users u ON u.id = c.author_id "
-        "LEFT JOIN outbox o ON o.comment_id = c.id WHERE c.ticket_id = ? ORDER BY c.created_at, c.id",
-        [ticket_id]).fetchall()]
-    events = [{"id": i, "kind": k, "actor": {"type": at, "id": aid}, "data": json.loads(d), "created_at": _iso(ts)}
-              for i, k, at, aid, d, ts in cur.execute(
-        "SELECT id, kind, actor_type, actor_id, data, created_at FROM events WHERE ticket_id = ? ORDER BY id",
-        [ticket_id]).fetchall()]
+        a = people.get(t["assignee_id"], (None, None, None))
+        assignee = {"id": t["assignee_id"], "name": a[0], "slack_user_id": a[2]}
+    comments, events = (_history(cur, ticket_id, t["created_at"]) if history else ([], []))
     return {
         "id": t["id"], "subject": t["subject"], "status": t["status"], "channel": t["channel"],
         "account": t["account"], "recipient": t["recipient"], "tags": list(t["tags"]),
@@ -187,6 +180,31 @@ def ticket(cur: duckdb.DuckDBPyConnection, ticket_id: int) -> dict[str, Any]:
         "last_end_user_message_at": _iso(t["last_end_user_message_at"]),
         "comments": comments, "events": events,
     }
+
+
+def _history(cur: duckdb.DuckDBPyConnection, ticket_id: int, since: datetime) -> tuple[list[Any], list[Any]]:
+    """Comments and events of one ticket. Nothing of a ticket predates it, and both tables are appended
+    in time order, so `>= since` lets DuckDB skip the older row groups by their min/max."""
+    rows = cur.execute(
+        "SELECT id, author_id, public, body, attachments, platform_message_id, created_at FROM comments "
+        "WHERE ticket_id = ? AND created_at >= ? ORDER BY created_at, id", [ticket_id, since]).fetchall()
+    authors = {i: (n, r) for i, n, r in cur.execute(
+        f"SELECT id, name, role FROM users WHERE id IN {sql_list({r[1] for r in rows})}").fetchall()} if rows else {}
+    delivery = {cid: (oid, st, err) for cid, oid, st, err in cur.execute(
+        "SELECT comment_id, id, state, last_error FROM outbox WHERE ticket_id = ? AND created_at >= ?",
+        [ticket_id, since]).fetchall()}
+    comments = []
+    for i, a, p, b, att, pm, at in rows:
+        name, role = authors.get(a, (None, None))
+        d = delivery.get(i)
+        comments.append({"id": i, "author_id": a, "author": name, "author_role": role, "public": p, "body": b,
+                         "attachments": json.loads(att), "platform_message_id": pm, "created_at": _iso(at),
+                         "delivery": {"state": d[1], "reason": d[2], "outbox_id": d[0]} if d else None})
+    events = [{"id": i, "kind": k, "actor": {"type": at, "id": aid}, "data": json.loads(d), "created_at": _iso(ts)}
+              for i, k, at, aid, d, ts in cur.execute(
+        "SELECT id, kind, actor_type, actor_id, data, created_at FROM events WHERE ticket_id = ? "
+        "AND created_at >= ? ORDER BY id", [ticket_id, since]).fetchall()]
+    return comments, events
 
 
 def user(cur: duckdb.DuckDBPyConnection, user_id: int) -> dict[str, Any]:
@@ -204,14 +222,19 @@ def user(cur: duckdb.DuckDBPyConnection, user_id: int) -> dict[str, Any]:
     return {"id": uid, "role": role, "name": name, "phone": phone, "social_messaging_info": json.loads(info),
             "slack_user_id": slack, "merged_into": merged_into, "identities": identities,
             "ticket_ids": ticket_ids, "created_at": _iso(created),
-            "merge_suggestions": merge_suggestions(cur, uid) if role == "end-user" and merged_into is None else []}
+            "merge_suggestions": merge_suggestions(cur, uid, phone)
+            if role == "end-user" and merged_into is None else []}
 
 
-def merge_suggestions(cur: duckdb.DuckDBPyConnection, user_id: int) -> list[dict[str, Any]]:
-    """B5: other live accounts that share this user's phone number or name-and-phone identity."""
-    rows = cur.execute(
-        "SELECT o.id, o.name, o.phone, count(t.id) FROM users u JOIN users o ON o.phone = u.phone AND o.id <> u.id "
-        "LEFT JOIN tickets t ON t.requester_id = o.id "
-        "WHERE u.id = ? AND u.phone IS NOT NULL AND o.role = 'end-user' AND o.merged_into IS NULL "
-        "GROUP BY o.id, o.name, o.phone ORDER BY o.id", [user_id]).fetchall()
-    return [{"id": i, "name": n, "phone": p, "tickets": c, "reason": "same phone number"} for i, n, p, c in rows]
+def merge_suggestions(cur: duckdb.DuckDBPyConnection, user_id: int, phone: str | None) -> list[dict[str, Any]]:
+    """B5: other live accounts that share this user's phone number."""
+    if not phone:
+        return []
+    others = cur.execute("SELECT id, name, phone FROM users WHERE phone = ? AND id <> ? AND role = 'end-user' "
+                         "AND merged_into IS NULL ORDER BY id", [phone, user_id]).fetchall()
+    if not others:
+        return []
+    counts = dict(cur.execute(f"SELECT requester_id, count(*) FROM tickets WHERE requester_id IN "
+                              f"{sql_list(o[0] for o in others)} GROUP BY 1").fetchall())
+    return [{"id": i, "name": n, "phone": p, "tickets": counts.get(i, 0), "reason": "same phone number"}
+            for i, n, p in others]

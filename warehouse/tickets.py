@@ -211,7 +211,8 @@ def reply(con: duckdb.DuckDBPyConnection, ticket_id: int, agent: int, text: str,
         events.append(event(ticket_id, "reply_failed", "system", at=now, outbox_id=oid, reason=refused,
                             window_closed=True))
     record_events(con, events)
-    con.execute("UPDATE tickets SET first_reply_at = coalesce(first_reply_at, ?) WHERE id = ?", [now, ticket_id])
+    if not refused:  # a reply the window refused never reached the customer: it is no first reply
+        con.execute("UPDATE tickets SET first_reply_at = coalesce(first_reply_at, ?) WHERE id = ?", [now, ticket_id])
     if t["assignee_id"] is None and actor.type == "agent":
         assign(con, ticket_id, agent, actor)
     new_status = status or ("open" if t["status"] == "new" else None)

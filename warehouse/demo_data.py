@@ -1,0 +1,359 @@
+"""A realistic demo store generated set-based in SQL: millions of tickets in minutes.
+
+`generate(con, tickets, seed)` writes into an open write connection (inside the writer's
+transaction, or a plain connection for the benchmark): all five channels, several business accounts,
+agents, end users with duplicate accounts (shared phones, B5), merges done and undone, tickets whose
+lifecycle (claim, first reply, solve, close) is consistent with the clock, comments, replies with
+delivery receipts, retries, closed-window refusals and WhatsApp templates instead (R22, B1, B2, B4),
+and tickets whose social tags were removed (R9). Every table is filled by a few INSERT ... SELECT
+statements, never row by row. Randomness is `hash(row, purpose, seed)`, so a seed gives the same
+store whatever the thread count. Ids come from the store's sequences, reserved in blocks.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import duckdb
+
+from warehouse import clock
+from warehouse.model import CHANNEL_TAGS, SOCIAL_TAG
+
+ACCOUNTS = (  # channel, account id, name, weight of the channel's traffic
+    ("whatsapp", "106540352242922", "Paris support", 0.25), ("whatsapp", "106540352242923", "Lyon support", 0.15),
+    ("messenger", "682498302938465", "Brand page", 0.20),
+    ("line", "U1234567890abcdef1234567890abcdef", "Japan", 0.09), ("line", "U2234567890abcdef1234567890abcdef",
+                                                                    "Thailand", 0.06),
+    ("wechat", "gh_97417a04a28d", "China", 0.15),
+    ("x", "835740314006511618", "Brand on X", 0.10),
+)
+AGENTS = ("Alice Martin", "Bruno Lefèvre", "Chloé Bernard", "David Kim", "Emma Rossi", "Farid Haddad",
+          "Gaëlle Petit", "Hiro Tanaka", "Inès Moreau", "Jun Li", "Karim Benali", "Lucie Roux")
+WINDOW_HOURS = {"whatsapp": 24, "messenger": 24, "wechat": 48}
+
+
+def _reserve(con: duckdb.DuckDBPyConnection, sequence: str, n: int) -> int:
+    """The first of `n` consecutive ids taken from `sequence` (nobody else draws while the writer runs)."""
+    if n <= 0:
+        return 0
+    lo, hi = con.execute(f"SELECT min(v), max(v) FROM (SELECT nextval('{sequence}') AS v FROM range({int(n)}))"
+                         ).fetchone()
+    if hi - lo != n - 1:
+        raise RuntimeError(f"ids from {sequence} were not consecutive")
+    return int(lo)
+
+
+def generate(con: duckdb.DuckDBPyConnection, tickets: int, seed: int = 1, *, days: int = 90,
+             now: datetime | None = None) -> dict[str, int]:
+    """Fill the store with `tickets` social tickets spread over the last `days` days; returns row counts."""
+    if tickets <= 0:
+        raise ValueError("tickets must be positive")
+    now = (now or clock.now()).replace(microsecond=0)
+    # The last day is today: tickets drawn later than now move a day back.
+    start = now.replace(hour=0, minute=0, second=0) - timedelta(days=days - 1)
+    seed = int(seed)
+
+    def rnd(row: str, purpose: int) -> str:
+        # Uniform in [0, 1), a pure function of (row, purpose, seed).
+        return f"((hash({row}, {purpose}, {seed}) % 1000003) / 1000003.0)"
+
+    def x(sql: str, params: dict[str, Any] | None = None) -> duckdb.DuckDBPyConnection:
+        return con.execute(sql, {k: v for k, v in (params or {}).items() if f"${k}" in sql})
+
+    n_users = max(8, tickets * 3 // 5)
+    p = {"now": now, "start": start}
+
+    # Business accounts, with cumulative weights for picking one per end user.
+    acc_values = ", ".join(f"({k}, '{c}', '{a}', '{n}', {w})" for k, (c, a, n, w) in enumerate(ACCOUNTS))
+    x(f"CREATE OR REPLACE TEMP TABLE _g_acc AS SELECT k, channel, account, name, "
+      f"sum(w) OVER (ORDER BY k) - w AS lo, sum(w) OVER (ORDER BY k) AS hi "
+      f"FROM (VALUES {acc_values}) v(k, channel, account, name, w)")
+    x("INSERT INTO accounts SELECT channel, account, name, json_object('channel', channel, 'account', account, "
+      "'account_name', name) FROM _g_acc ON CONFLICT DO NOTHING")
+
+    # Agents.
+    a0 = _reserve(con, "user_ids", len(AGENTS))
+    names = ", ".join(f"({k}, '{n}')" for k, n in enumerate(AGENTS))
+    x(f"CREATE OR REPLACE TEMP TABLE _g_agents AS SELECT k, {a0} + k AS id, name, 'UDEMO' || lpad(k::VARCHAR, 4, '0') "
+      f"AS slack FROM (VALUES {names}) v(k, name)")
+    x("INSERT INTO users (id, role, name, social_messaging_info, slack_user_id, created_at, updated_at) "
+      "SELECT id, 'agent', name, '{}', slack, $start, $start FROM _g_agents", p)
+    n_agents = len(AGENTS)
+
+    # End users: one per (channel, account, platform user). Some people write twice, to another
+    # WhatsApp number: a second account sharing the first's phone (R4, B5); some of those get merged.
+    u0 = _reserve(con, "user_ids", n_users)
+    x(f"""CREATE OR REPLACE TEMP TABLE _g_users AS
+    WITH draw AS (
+        SELECT j, {u0} + j AS id, j > 0 AND {rnd('j', 1)} < 0.06 AS twin0, {rnd('j', 2)} AS r_acc,
+               {rnd('j', 3)} AS r_merge
+        FROM range({n_users}) r(j)
+    ),
+    base AS (  -- a twin's first account is never a twin itself
+        SELECT *, twin0 AND NOT coalesce(lag(twin0) OVER (ORDER BY j), false) AS twin FROM draw
+    )
+    SELECT b.j, b.id, b.twin, a.channel, a.account, a.name AS account_name,
+           CASE a.channel WHEN 'whatsapp' THEN '336' || lpad((10000000 + b.j)::VARCHAR, 8, '0')
+                WHEN 'line' THEN 'U' || md5(b.j::VARCHAR || '{seed}') WHEN 'x' THEN (9000000000 + b.j)::VARCHAR
+                WHEN 'wechat' THEN 'o' || substr(md5(b.j::VARCHAR || 'w{seed}'), 1, 27)
+                ELSE (7000000000000000 + b.j)::VARCHAR END AS pid,
+           'Customer ' || b.j AS name,
+           CASE WHEN b.twin OR a.channel = 'whatsapp' OR lead(b.twin) OVER (ORDER BY b.j)
+                THEN '+336' || lpad((10000000 + CASE WHEN b.twin THEN b.j - 1 ELSE b.j END)::VARCHAR, 8, '0') END
+                AS phone,
+           CASE WHEN b.twin AND b.r_merge < 0.4 THEN {u0} + b.j - 1 END AS merge_target,
+           b.twin AND b.r_merge < 0.08 AS unmerged
+    FROM base b JOIN _g_acc a
+      ON (CASE WHEN b.twin THEN 0.0 ELSE b.r_acc END) >= a.lo AND (CASE WHEN b.twin THEN 0.0 ELSE b.r_acc END) < a.hi
+    """)
+    # A twin writes to the other WhatsApp number than the person's first account.
+    x("UPDATE _g_users SET account = CASE WHEN f.account = '106540352242923' THEN '106540352242922' "
+      "ELSE '106540352242923' END, account_name = CASE WHEN f.account = '106540352242923' THEN 'Paris support' "
+      "ELSE 'Lyon support' END, pid = '336' || lpad((10000000 + _g_users.j - 1)::VARCHAR, 8, '0') "
+      "FROM _g_users f WHERE _g_users.twin AND f.j = _g_users.j - 1")
+
+    # Tickets: a lifecycle per ticket (claim, first reply, solve, close) read against `now`.
+    t0 = _reserve(con, "ticket_ids", tickets)
+    x(f"""CREATE OR REPLACE TEMP TABLE _g_tickets AS
+    WITH base AS (
+        SELECT i, {t0} + i AS id,
+               -- more traffic in the day than at night, and a little growth over the period
+               $start + to_seconds(
+                   floor(sqrt({rnd('i', 10)}) * {days})::BIGINT * 86400
+                   + floor((7 + 15 * {rnd('i', 11)} * {rnd('i', 12)} + 2 * {rnd('i', 13)}) * 3600)::BIGINT
+               ) AS created_at,
+               (hash(i, 14, {seed}) % {n_users})::BIGINT AS j,
+               {rnd('i', 15)} AS r_claim, {rnd('i', 16)} AS r_solve, {rnd('i', 17)} AS r_state,
+               {rnd('i', 18)} AS r_tag, 2 + (hash(i, 19, {seed}) % 7)::INTEGER AS messages,
+               {n_agents} AS n_agents
+        FROM range({tickets}) r(i)
+    ),
+    life AS (
+        SELECT b.*, u.id AS requester_id, u.channel, u.account, u.account_name, u.pid, u.name AS user_name,
+               CASE WHEN b.created_at > $now THEN b.created_at - INTERVAL 1 day ELSE b.created_at END AS created,
+               -- exponential waits: fast channels answer faster
+               -ln(1 - b.r_claim) * CASE u.channel WHEN 'whatsapp' THEN 0.8 WHEN 'messenger' THEN 1.5
+                   WHEN 'line' THEN 1.2 WHEN 'wechat' THEN 3.0 ELSE 2.0 END AS reply_h,
+               -ln(1 - b.r_solve) * 20.0 AS resolve_h,
+               (SELECT id FROM _g_agents WHERE k = hash(b.i, 20, {seed}) % b.n_agents) AS agent_id
+        FROM base b JOIN _g_users u ON u.j = b.j
+    ),
+    times AS (
+        SELECT *, created + to_seconds((reply_h * 0.6 * 3600)::BIGINT) AS claim_at,
+               created + to_seconds((reply_h * 3600)::BIGINT) AS reply_at,
+               created + to_seconds(((reply_h + resolve_h) * 3600)::BIGINT) AS solve_at,
+               created + to_seconds(((reply_h + resolve_h + 96) * 3600)::BIGINT) AS close_at,
+               r_state < 0.08 AS stuck  -- never solved (waiting on the customer, on hold, ...)
+        FROM life
+    )
+    SELECT *,
+        CASE WHEN $now < claim_at THEN 'new'
+             WHEN stuck OR $now < solve_at THEN CASE WHEN r_state < 0.02 THEN 'hold' WHEN r_state < 0.05 OR
+                  ($now >= reply_at AND r_state > 0.7) THEN 'pending' ELSE 'open' END
+             WHEN $now < close_at THEN 'solved' ELSE 'closed' END AS status,
+        CASE WHEN r_tag < 0.006 THEN 'channel' WHEN r_tag < 0.01 THEN 'social' END AS tag_removed
+    FROM times
+    """, p)
+    x("""UPDATE _g_tickets SET tag_removed = NULL WHERE status = 'new'""")
+
+    # Comments: the customer's first message, then replies and messages alternating until solved or now.
+    x("""CREATE OR REPLACE TEMP TABLE _g_comments AS
+    SELECT t.id AS ticket_id, t.i, m.m, t.channel, t.account, t.pid,
+           m.m % 2 = 1 AS from_agent,
+           CASE WHEN m.m = 0 THEN t.created
+                ELSE t.reply_at + to_seconds(((m.m - 1) * least(t.resolve_h, 48) / t.messages * 3600)::BIGINT)
+           END AS ts,
+           CASE WHEN m.m % 2 = 1 THEN t.agent_id ELSE t.requester_id END AS author_id
+    FROM _g_tickets t, range(t.messages) m(m)
+    WHERE m.m = 0 OR (t.status <> 'new' AND t.reply_at + to_seconds(((m.m - 1) * least(t.resolve_h, 48) / t.messages
+          * 3600)::BIGINT) <= CASE WHEN t.status IN ('solved', 'closed') THEN t.solve_at ELSE $now END)
+    """, p)
+    n_comments = x("SELECT count(*) FROM _g_comments").fetchone()[0]
+    c0 = _reserve(con, "comment_ids", n_comments)
+    x(f"""CREATE OR REPLACE TEMP TABLE _g_comments2 AS
+    SELECT *, {c0} - 1 + row_number() OVER (ORDER BY ticket_id, m) AS id,
+           CASE WHEN NOT from_agent THEN
+               CASE channel WHEN 'whatsapp' THEN 'wamid.demo' || ticket_id || '.' || m ELSE 'mid.demo' || ticket_id
+               || '.' || m END END AS platform_message_id,
+           {rnd('ticket_id * 16 + m', 30)} AS r_out, {rnd('ticket_id * 16 + m', 31)} AS r_out2
+    FROM _g_comments""")
+    x("DROP TABLE _g_comments")
+    x("""INSERT INTO comments SELECT id, ticket_id, author_id, true,
+            CASE WHEN from_agent THEN 'Thanks for your message, we are looking into it.'
+                 ELSE 'Hello, I have a question about my order.' END, '[]', platform_message_id, ts
+         FROM _g_comments2""")
+    x("INSERT INTO inbound_keys SELECT channel, account, platform_message_id FROM _g_comments2 "
+      "WHERE NOT from_agent ON CONFLICT DO NOTHING")
+
+    # Replies in the outbox: most delivered and read; some refused because the window closed, a
+    # WhatsApp template sent instead; some retried, a few failed.
+    windows = " ".join(f"WHEN '{c}' THEN true" for c in WINDOW_HOURS)
+    x(f"""CREATE OR REPLACE TEMP TABLE _g_outbox AS
+    SELECT c.id AS comment_id, c.ticket_id, c.author_id AS agent_id, c.channel, c.account, c.pid, c.ts,
+           CASE WHEN has_window AND c.r_out < 0.04 THEN 'refused'
+                WHEN c.channel = 'whatsapp' AND c.r_out < 0.06 THEN 'template'
+                WHEN has_window AND c.r_out < 0.065 THEN 'window_failed'
+                WHEN c.r_out < 0.075 THEN 'failed'
+                WHEN c.ts > $now - INTERVAL 2 minute THEN 'queued'
+                WHEN c.r_out2 < 0.12 THEN 'sent' WHEN c.r_out2 < 0.45 THEN 'delivered' ELSE 'read' END AS fate,
+           CASE WHEN c.r_out2 > 0.97 THEN 3 WHEN c.r_out2 > 0.94 THEN 2 ELSE 1 END AS tries
+    FROM (SELECT *, CASE channel {windows} ELSE false END AS has_window FROM _g_comments2 WHERE from_agent) c
+    """, p)
+    n_out = x("SELECT count(*) FROM _g_outbox").fetchone()[0]
+    o0 = _reserve(con, "outbox_ids", n_out)
+    x(f"""INSERT INTO outbox (id, ticket_id, comment_id, agent_id, channel, account, recipient, body, template, state,
+            attempts, next_attempt_at, last_error, window_closed, platform_message_id, retry_key, created_at, sent_at,
+            delivered_at, read_at, updated_at)
+    SELECT id, ticket_id, comment_id, agent_id, channel, account, pid,
+           CASE WHEN fate = 'template' THEN '' ELSE 'Thanks for your message, we are looking into it.' END,
+           CASE WHEN fate = 'template' THEN '{{"name":"order_update","language":"en"}}' END::JSON,
+           CASE WHEN fate IN ('refused', 'window_failed', 'failed') THEN 'failed'
+                WHEN fate = 'template' THEN 'delivered' ELSE fate END,
+           CASE WHEN fate = 'refused' THEN 0 WHEN fate = 'queued' THEN tries - 1 ELSE tries END,
+           CASE WHEN fate = 'queued' THEN ts END,
+           CASE WHEN fate = 'refused' THEN 'The messaging window closed.' WHEN fate = 'window_failed'
+                THEN 'The channel refused: outside the messaging window.' WHEN fate = 'failed'
+                THEN 'The channel kept failing.' END,
+           fate IN ('refused', 'window_failed'),
+           CASE WHEN fate IN ('sent', 'delivered', 'read', 'template') THEN 'out.demo.' || id END,
+           'demo-' || id, ts,
+           CASE WHEN fate IN ('sent', 'delivered', 'read', 'template') THEN ts + to_seconds(2 * tries) END,
+           CASE WHEN fate IN ('delivered', 'read', 'template') THEN ts + to_seconds(2 * tries + 3) END,
+           CASE WHEN fate = 'read' THEN ts + to_seconds(2 * tries + 300) END, ts
+    FROM (SELECT *, {o0} - 1 + row_number() OVER (ORDER BY comment_id) AS id FROM _g_outbox)""")
+
+    # Users, with the first contact as creation time; merged twins point at their first account (R5).
+    x("""CREATE OR REPLACE TEMP TABLE _g_user_first AS
+         SELECT u.*, coalesce(f.first, $start) AS created_at
+         FROM _g_users u LEFT JOIN (SELECT requester_id, min(created) AS first FROM _g_tickets GROUP BY 1) f
+           ON f.requester_id = u.id""", p)
+    x("""INSERT INTO users (id, role, name, phone, social_messaging_info, merged_into, created_at, updated_at)
+         SELECT id, 'end-user', name, phone,
+                json_object(channel || ':' || account, json_object('name', name, 'phone', phone,
+                            'platform_user_id', pid)),
+                CASE WHEN NOT unmerged THEN merge_target END, created_at, created_at
+         FROM _g_user_first""")
+    x("""INSERT INTO identities SELECT channel, account, pid,
+            CASE WHEN merge_target IS NOT NULL AND NOT unmerged THEN merge_target ELSE id END,
+            json_object('name', name, 'phone', phone), created_at FROM _g_user_first""")
+
+    # Tickets, with their tags (a few with a social tag removed, R9).
+    channel_tag = "CASE t.channel " + " ".join(f"WHEN '{c}' THEN '{g}'" for c, g in CHANNEL_TAGS.items()) + " END"
+    x(f"""INSERT INTO tickets
+    SELECT t.id, t.status,
+           CASE WHEN u.merge_target IS NOT NULL AND NOT u.unmerged THEN u.merge_target ELSE t.requester_id END,
+           CASE WHEN t.status <> 'new' THEN t.agent_id END, NULL, NULL, t.channel, t.account, t.pid,
+           'Conversation with ' || t.user_name,
+           CASE t.tag_removed WHEN 'channel' THEN ['{SOCIAL_TAG}'] WHEN 'social' THEN [{channel_tag}]
+                ELSE [{channel_tag}, '{SOCIAL_TAG}'] END,
+           json_object('channel', t.channel, 'account', t.account, 'account_name', t.account_name), '{{}}',
+           coalesce(c.user_messages, 1), t.created, greatest(t.created, coalesce(c.last_at, t.created)),
+           CASE t.status WHEN 'new' THEN t.created WHEN 'solved' THEN t.solve_at WHEN 'closed' THEN t.close_at
+                ELSE t.claim_at END,
+           CASE WHEN t.status IN ('solved', 'closed') THEN t.solve_at END,
+           coalesce(c.last_user_at, t.created), c.last_agent_at, c.first_reply_at
+    FROM _g_tickets t JOIN _g_users u ON u.id = t.requester_id
+    LEFT JOIN (SELECT ticket_id, count(*) FILTER (NOT from_agent) AS user_messages, max(ts) AS last_at,
+                      max(ts) FILTER (NOT from_agent) AS last_user_at, max(ts) FILTER (from_agent) AS last_agent_at,
+                      min(ts) FILTER (from_agent) AS first_reply_at
+               FROM _g_comments2 GROUP BY 1) c ON c.ticket_id = t.id""")
+
+    # Events: every change with its actor, in one insert.
+    x(f"""CREATE OR REPLACE TEMP TABLE _g_events AS
+    SELECT id AS ticket_id, NULL::BIGINT AS user_id, 'ticket_created' AS kind, 'end-user' AS actor_type,
+           requester_id::VARCHAR AS actor_id,
+           json_object('channel', channel, 'account', account, 'status', 'new') AS data, created AS ts
+    FROM _g_tickets
+    UNION ALL
+    SELECT id, NULL, 'assignee_changed', 'agent', agent_id::VARCHAR,
+           json_object('previous', NULL, 'assignee_id', agent_id), claim_at
+    FROM _g_tickets WHERE status <> 'new'
+    UNION ALL
+    SELECT id, NULL, 'status_changed', 'agent', agent_id::VARCHAR, json_object('previous', 'new', 'status', 'open'),
+           claim_at
+    FROM _g_tickets WHERE status <> 'new'
+    UNION ALL
+    SELECT id, NULL, 'status_changed', 'agent', agent_id::VARCHAR,
+           json_object('previous', 'open', 'status', status), reply_at
+    FROM _g_tickets WHERE status IN ('pending', 'hold') AND reply_at <= $now
+    UNION ALL
+    SELECT id, NULL, 'status_changed', 'agent', agent_id::VARCHAR, json_object('previous', 'open', 'status', 'solved'),
+           solve_at
+    FROM _g_tickets WHERE status IN ('solved', 'closed')
+    UNION ALL
+    SELECT id, NULL, 'status_changed', 'rule', 'close-after-4-days',
+           json_object('previous', 'solved', 'status', 'closed'), close_at
+    FROM _g_tickets WHERE status = 'closed'
+    UNION ALL
+    SELECT id, NULL, 'tags_changed', 'agent', agent_id::VARCHAR,
+           json_object('added', []::VARCHAR[], 'removed',
+                       CASE tag_removed WHEN 'channel' THEN [{channel_tag.replace('t.', '')}]
+                            ELSE ['{SOCIAL_TAG}'] END),
+           claim_at + INTERVAL 10 minute
+    FROM _g_tickets WHERE tag_removed IS NOT NULL
+    UNION ALL
+    SELECT ticket_id, NULL, 'comment_added', CASE WHEN from_agent THEN 'agent' ELSE 'end-user' END,
+           author_id::VARCHAR, json_object('comment_id', id, 'public', true), ts
+    FROM _g_comments2
+    UNION ALL
+    SELECT ticket_id, NULL, 'sent_to_channel', 'agent', agent_id::VARCHAR,
+           json_object('outbox_id', id, 'channel', channel, 'account', account,
+                       'template', CASE WHEN template IS NOT NULL THEN 'order_update' END), created_at
+    FROM outbox WHERE id >= {o0}
+    UNION ALL
+    SELECT ticket_id, NULL, 'reply_retry', 'system', NULL,
+           json_object('outbox_id', id, 'reason', 'HTTP 503 from the channel'),
+           created_at + to_seconds(2 * r.n - 1)
+    FROM outbox, range(1, 3) r(n) WHERE id >= {o0} AND r.n < attempts AND NOT window_closed
+    UNION ALL
+    SELECT ticket_id, NULL, 'reply_failed', 'system', NULL,
+           json_object('outbox_id', id, 'reason', last_error, 'window_closed', window_closed), updated_at
+    FROM outbox WHERE id >= {o0} AND state = 'failed'
+    UNION ALL
+    SELECT ticket_id, NULL, 'reply_sent', 'system', NULL,
+           json_object('outbox_id', id, 'platform_message_id', platform_message_id), sent_at
+    FROM outbox WHERE id >= {o0} AND sent_at IS NOT NULL
+    UNION ALL
+    SELECT ticket_id, NULL, 'reply_delivered', channel, NULL, json_object('outbox_id', id), delivered_at
+    FROM outbox WHERE id >= {o0} AND delivered_at IS NOT NULL
+    UNION ALL
+    SELECT ticket_id, NULL, 'reply_read', channel, NULL, json_object('outbox_id', id), read_at
+    FROM outbox WHERE id >= {o0} AND read_at IS NOT NULL
+    UNION ALL
+    SELECT NULL, id, 'user_created', 'system', NULL, json_object('channel', channel, 'account', account), created_at
+    FROM _g_user_first
+    UNION ALL
+    SELECT NULL, u.id, 'user_merged', 'agent', (SELECT id FROM _g_agents WHERE k = u.j % {n_agents})::VARCHAR,
+           json_object('source_id', u.id, 'target_id', u.merge_target,
+                       'identities', [[u.channel, u.account, u.pid]],
+                       'tickets', coalesce((SELECT list(id ORDER BY id) FROM _g_tickets t WHERE t.requester_id = u.id),
+                                           []::BIGINT[]),
+                       'comments', []::BIGINT[], 'target_before', json_object('phone', u.phone)),
+           u.created_at + INTERVAL 2 hour
+    FROM _g_user_first u WHERE u.merge_target IS NOT NULL
+    UNION ALL
+    SELECT NULL, u.id, 'user_unmerged', 'agent', (SELECT id FROM _g_agents WHERE k = u.j % {n_agents})::VARCHAR,
+           json_object('target_id', u.merge_target), u.created_at + INTERVAL 5 hour
+    FROM _g_user_first u WHERE u.unmerged
+    """, p)
+    n_events = x("SELECT count(*) FROM _g_events").fetchone()[0]
+    e0 = _reserve(con, "event_ids", n_events)
+    x(f"""INSERT INTO events SELECT {e0} - 1 + row_number() OVER (ORDER BY ts, ticket_id, kind), ticket_id, user_id,
+            kind, actor_type, actor_id, data, least(ts, $now) FROM _g_events""", p)
+    for table in ("_g_acc", "_g_agents", "_g_users", "_g_tickets", "_g_comments2", "_g_outbox", "_g_user_first",
+                  "_g_events"):
+        x(f"DROP TABLE {table}")
+    return {"tickets": tickets, "users": n_users + n_agents, "agents": n_agents, "comments": int(n_comments),
+            "outbox": int(n_out), "events": int(n_events)}
+
+
+def generate_store(path: Any, tickets: int, seed: int = 1, **kw: Any) -> dict[str, int]:
+    """A new store file filled with demo data (the benchmark's and the notebook tests' setup)."""
+    from warehouse import open_store
+
+    store = open_store(path)
+    try:
+        return store.write(lambda con: generate(con, tickets, seed, **kw))
+    finally:
+        store.close()
