@@ -97,12 +97,16 @@ async def _social_during_ingest(port: int, sandbox: Sandbox, seconds: int) -> di
 
 
 def main(argv: list[str]) -> None:
+    """`python -m bench.agents_bench [TICKETS] [EXISTING_STORE]`: a store given is used (and written to) as is."""
     tickets = int(argv[0]) if argv else 1_000_000
     work = Path(tempfile.mkdtemp(prefix="socialdesk-agents-"))
-    path = work / "agents.duckdb"
-    print(f"generating {tickets:,} tickets...", flush=True)
+    path = Path(argv[1]) if len(argv) > 1 else work / "agents.duckdb"
     t = time.perf_counter()
-    counts = generate_store(path, tickets, seed=7)
+    if len(argv) > 1:
+        counts: dict[str, Any] = {"reused": str(path)}
+    else:
+        print(f"generating {tickets:,} tickets...", flush=True)
+        counts = generate_store(path, tickets, seed=7)
     counts["seconds"] = round(time.perf_counter() - t, 1)
     print(f"  {counts}", flush=True)
     results: dict[str, Any] = {"store": counts, "queries": _queries(path, 200)}

@@ -29,6 +29,7 @@ from bot.blocks.home import home_view
 from bot.settings import SlackConfig
 from warehouse import clock
 from warehouse.desk import Desk
+from warehouse.rows import sql_list
 from warehouse.tickets import OperationError
 
 log = logging.getLogger(__name__)
@@ -40,8 +41,8 @@ EVERYONE = ("ticket_created", "assignee_changed", "status_changed", "tags_change
 
 class Notifier:
     def __init__(self, desk: Desk, client: AsyncWebClient, cfg: SlackConfig, access: Access, *,
-                 interval: float = 0.5, debounce: float = 1.0, batch: int = 500,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 interval: float = 0.5, debounce: float = 1.0, batch: int = 500, card_every: float | None = None,
+                 homes_per_pass: int = 20, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.desk = desk
         self.client = client
         self.cfg = cfg
@@ -49,6 +50,13 @@ class Notifier:
         self.interval = interval
         self.debounce = debounce
         self.batch = batch
+        # A busy ticket's card is updated at most once per `card_every` seconds (the debounce by
+        # default), and a pass publishes at most `homes_per_pass` home tabs: under a flood of messages
+        # the mirror lags a little instead of starving agents' own requests.
+        self.card_every = debounce if card_every is None else card_every
+        self.homes_per_pass = homes_per_pass
+        self._cards_due: set[int] = set()
+        self._card_updated: dict[int, float] = {}
         self.monotonic = monotonic
         # Held during a pass, and by the thread listener while it writes a note, so the pass never
         # sees that note's event before it knows the note came from the thread.
@@ -112,10 +120,8 @@ class Notifier:
                     log.warning("Slack unreachable at event %s: %s; retrying next pass", eid, exc)
                     break
                 done = eid
-            for tid in touched:
-                if tid not in posted:
-                    with contextlib.suppress(SlackApiError, OperationError):
-                        await self.update_card(tid)
+            self._cards_due |= {tid for tid in touched if tid not in posted}
+            await self._update_due_cards()
             if touched:
                 await self._homes_for(touched)
             if done != cursor:
@@ -157,8 +163,18 @@ class Notifier:
             "INSERT INTO slack_messages VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             [tid, kind, ref, channel, ts, clock.now()]))
 
+    async def _update_due_cards(self) -> None:
+        now = self.monotonic()
+        for tid in sorted(self._cards_due):
+            if now - self._card_updated.get(tid, -1e18) < self.card_every:
+                continue  # stays due: a later pass updates it
+            self._cards_due.discard(tid)
+            self._card_updated[tid] = now
+            with contextlib.suppress(SlackApiError, OperationError):
+                await self.update_card(tid)
+
     async def card_content(self, tid: int) -> dict[str, Any]:
-        ticket = await self.desk.ticket(tid)
+        ticket = await self.desk.ticket(tid, history=False)
         requester = await self.desk.user(ticket["requester"]["id"])
         return card_message(ticket, requester)
 
@@ -243,7 +259,7 @@ class Notifier:
         ids = list(touched)
         rows = await self.desk.read(lambda con: con.execute(
             "SELECT t.id, t.assignee_id, u.slack_user_id FROM tickets t LEFT JOIN users u ON u.id = t.assignee_id "
-            "WHERE list_contains(?::BIGINT[], t.id)", [ids]).fetchall())
+            f"WHERE t.id IN {sql_list(ids)}").fetchall())
         users: set[str] = set()
         previous: set[int] = set()
         everyone = False
@@ -256,8 +272,8 @@ class Notifier:
                 everyone = True
         if previous:
             users |= {r[0] for r in await self.desk.read(lambda con: con.execute(
-                "SELECT slack_user_id FROM users WHERE list_contains(?::BIGINT[], id) AND slack_user_id IS NOT NULL",
-                [sorted(previous)]).fetchall())}
+                f"SELECT slack_user_id FROM users WHERE id IN {sql_list(previous)} AND slack_user_id IS NOT NULL"
+            ).fetchall())}
         if everyone:
             users |= await self.access.known_agents() | set(self.home_tabs)
         self.request_homes(users)
@@ -268,9 +284,13 @@ class Notifier:
     async def flush_homes(self) -> None:
         """Publish the pending home tabs whose last refresh is at least `debounce` seconds old."""
         now = self.monotonic()
+        published = 0
         for user in sorted(self._pending_homes):
             if now - self._published_at.get(user, -1e18) < self.debounce:
                 continue
+            if published >= self.homes_per_pass:
+                break  # the rest stay pending for the next pass
+            published += 1
             self._pending_homes.discard(user)
             try:
                 await self.publish_home(user)
