@@ -122,7 +122,7 @@ def main(argv: list[str]) -> None:
     script = work / "post.lua"
     script.write_text(LUA)
     config = work / "bench.toml"
-    config.write_text(toml(sandbox.channels, '[store]\nmemory_limit = "1GB"\nthreads = 1\n'))
+    config.write_text(toml(sandbox.channels, '[store]\nmemory_limit = "1GB"\nthreads = 2\n'))
 
     results: dict[str, Any] = {}
     port = free_port()

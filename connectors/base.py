@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, ClassVar, Literal, Protocol
@@ -186,6 +186,47 @@ def require(table: Mapping[str, Any], key: str, section: str, *, default: Any = 
         name = table.get("name", "?")
         raise ConfigError(f"[[{section}]] account {name!r}: missing key {key!r}")
     return value
+
+
+def check_table(table: Any, section: str, keys: Iterable[str], optional: Iterable[str] = ("api_url",)) -> None:
+    """Refuse a non-table or a key we do not know (a typo would otherwise be silently ignored)."""
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"[[{section}]] entries must be tables")
+    known = {"name", *keys, *optional}
+    for key in table:
+        if key not in known:
+            raise ConfigError(f"[[{section}]] account {table.get('name', '?')!r}: unknown key {key!r}")
+
+
+def text_value(table: Mapping[str, Any], key: str, section: str, *, default: str | None = None,
+               allow_int: bool = False) -> str:
+    """A required text value; numeric ids written unquoted in TOML are accepted when `allow_int`."""
+    value = require(table, key, section, default=default)
+    if allow_int and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"[[{section}]] account {table.get('name', '?')!r}: key {key!r} must be text")
+    return value.strip()
+
+
+def url_value(table: Mapping[str, Any], section: str, default: str, key: str = "api_url") -> str:
+    url = text_value(table, key, section, default=default)
+    if not url.startswith(("https://", "http://")):
+        raise ConfigError(f"[[{section}]] account {table.get('name', '?')!r}: key {key!r} must be an http(s) URL")
+    return url.rstrip("/")
+
+
+def check_unique(section: str, accounts: Iterable[tuple[str, str]], id_key: str) -> None:
+    """Refuse two accounts with one name or one platform id: routing would be ambiguous."""
+    names: set[str] = set()
+    ids: set[str] = set()
+    for name, account_id in accounts:
+        if name in names:
+            raise ConfigError(f"[[{section}]] account {name!r}: duplicate key 'name'")
+        if account_id in ids:
+            raise ConfigError(f"[[{section}]] account {name!r}: duplicate key {id_key!r} ({account_id})")
+        names.add(name)
+        ids.add(account_id)
 
 
 SEND_TIMEOUT = aiohttp.ClientTimeout(total=15, sock_connect=5)

@@ -24,7 +24,6 @@ from aiohttp import web
 from connectors.base import (
     SEND_TIMEOUT,
     BadSignature,
-    ConfigError,
     DeliveryResult,
     HttpAnswer,
     Incoming,
@@ -33,10 +32,13 @@ from connectors.base import (
     OutboundReply,
     UnknownAccount,
     call_api,
+    check_table,
+    check_unique,
     header,
     hmac_sha256,
-    require,
     same,
+    text_value,
+    url_value,
 )
 from warehouse.model import Attachment, InboundMessage, StatusUpdate, from_unix_ms
 
@@ -70,20 +72,6 @@ def signature(channel_secret: str, body: bytes) -> str:
     return base64.b64encode(hmac_sha256(channel_secret, body)).decode()
 
 
-def _url(table: dict[str, Any], key: str, default: str) -> str:
-    value = require(table, key, SECTION, default=default)
-    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
-        raise ConfigError(f"[[{SECTION}]] account {table.get('name', '?')!r}: {key!r} must be an http(s) URL")
-    return value.rstrip("/")
-
-
-def _text(table: dict[str, Any], key: str) -> str:
-    value = require(table, key, SECTION)
-    if not isinstance(value, str):
-        raise ConfigError(f"[[{SECTION}]] account {table.get('name', '?')!r}: {key!r} must be a string")
-    return value
-
-
 def _load(body: bytes) -> dict[str, Any]:
     try:
         payload = json.loads(body)
@@ -101,38 +89,23 @@ class Connector:
     window: ClassVar[timedelta | None] = None  # push messages have no conversation window
 
     def __init__(self, accounts: list[Account]) -> None:
+        check_unique(SECTION, [(a.name, a.bot_user_id) for a in accounts], "bot_user_id")
         self._by_name = {a.name: a for a in accounts}
         self._by_id = {a.bot_user_id: a for a in accounts}
-        if len(self._by_name) != len(accounts):
-            raise ConfigError(f"[[{SECTION}]]: two accounts share a name")
-        if len(self._by_id) != len(accounts):
-            raise ConfigError(f"[[{SECTION}]]: two accounts share a bot_user_id")
 
     @classmethod
     def from_config(cls, tables: list[dict[str, Any]]) -> Connector:
-        accounts: list[Account] = []
-        seen_names: set[str] = set()
-        seen_ids: set[str] = set()
+        accounts = []
         for table in tables:
-            name = _text(table, "name")
-            unknown = sorted(set(table) - set(KEYS))
-            if unknown:
-                raise ConfigError(f"[[{SECTION}]] account {name!r}: unknown key {unknown[0]!r}")
-            account = Account(
-                name=name,
-                bot_user_id=_text(table, "bot_user_id"),
-                channel_secret=_text(table, "channel_secret"),
-                channel_access_token=_text(table, "channel_access_token"),
-                api_url=_url(table, "api_url", API_URL),
-                data_api_url=_url(table, "data_api_url", DATA_API_URL),
-            )
-            if name in seen_names:
-                raise ConfigError(f"[[{SECTION}]] account {name!r}: duplicate account name")
-            if account.bot_user_id in seen_ids:
-                raise ConfigError(f"[[{SECTION}]] account {name!r}: 'bot_user_id' is used by another account")
-            seen_names.add(name)
-            seen_ids.add(account.bot_user_id)
-            accounts.append(account)
+            check_table(table, SECTION, KEYS, optional=())
+            accounts.append(Account(
+                name=text_value(table, "name", SECTION),
+                bot_user_id=text_value(table, "bot_user_id", SECTION),
+                channel_secret=text_value(table, "channel_secret", SECTION),
+                channel_access_token=text_value(table, "channel_access_token", SECTION),
+                api_url=url_value(table, SECTION, API_URL),
+                data_api_url=url_value(table, SECTION, DATA_API_URL, "data_api_url"),
+            ))
         return cls(accounts)
 
     # -- accounts -------------------------------------------------------------------------------

@@ -31,6 +31,9 @@ from connectors.base import (
     OutboundReply,
     UnknownAccount,
     call_api,
+    check_table,
+    check_unique,
+    text_value,
 )
 from warehouse.model import Attachment, InboundMessage, StatusUpdate
 
@@ -57,14 +60,14 @@ class Account:
 
     @classmethod
     def from_table(cls, table: Mapping[str, Any]) -> Account:
-        meta.check_table(table, SECTION, KEYS)
+        check_table(table, SECTION, KEYS)
         return cls(
-            name=meta.text_value(table, "name", SECTION),
-            page_id=meta.text_value(table, "page_id", SECTION, allow_int=True),
-            page_name=meta.text_value(table, "page_name", SECTION),
-            app_secret=meta.text_value(table, "app_secret", SECTION),
-            verify_token=meta.text_value(table, "verify_token", SECTION),
-            page_access_token=meta.text_value(table, "page_access_token", SECTION),
+            name=text_value(table, "name", SECTION),
+            page_id=text_value(table, "page_id", SECTION, allow_int=True),
+            page_name=text_value(table, "page_name", SECTION),
+            app_secret=text_value(table, "app_secret", SECTION),
+            verify_token=text_value(table, "verify_token", SECTION),
+            page_access_token=text_value(table, "page_access_token", SECTION),
             api_url=meta.api_url_value(table, SECTION),
         )
 
@@ -80,7 +83,7 @@ class Connector:
 
     def __init__(self, accounts: Iterable[Account]) -> None:
         accounts = list(accounts)
-        meta.check_unique(SECTION, [(a.name, a.page_id) for a in accounts], "page_id")
+        check_unique(SECTION, [(a.name, a.page_id) for a in accounts], "page_id")
         self._accounts = {a.page_id: a for a in accounts}
 
     @classmethod

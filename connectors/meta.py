@@ -21,7 +21,6 @@ from aiohttp import web
 from connectors.base import (
     SEND_TIMEOUT,
     BadSignature,
-    ConfigError,
     DeliveryResult,
     HttpAnswer,
     Incoming,
@@ -29,8 +28,8 @@ from connectors.base import (
     Media,
     header,
     hmac_sha256,
-    require,
     same,
+    url_value,
 )
 from warehouse.model import from_unix, from_unix_ms
 
@@ -113,45 +112,8 @@ def text_field(obj: Mapping[str, Any], key: str, what: str) -> str:
 
 # Configuration --------------------------------------------------------------------------------
 
-def check_table(table: Any, section: str, keys: Iterable[str], optional: Iterable[str] = ("api_url",)) -> None:
-    """Refuse a non-table or a key we do not know (a typo would otherwise be silently ignored)."""
-    if not isinstance(table, Mapping):
-        raise ConfigError(f"[[{section}]] entries must be tables")
-    known = {"name", *keys, *optional}
-    for key in table:
-        if key not in known:
-            raise ConfigError(f"[[{section}]] account {table.get('name', '?')!r}: unknown key {key!r}")
-
-
-def text_value(table: Mapping[str, Any], key: str, section: str, *, default: str | None = None,
-               allow_int: bool = False) -> str:
-    """A required text value; numeric ids written unquoted in TOML are accepted when `allow_int`."""
-    value = require(table, key, section, default=default)
-    if allow_int and isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"[[{section}]] account {table.get('name', '?')!r}: key {key!r} must be text")
-    return value.strip()
-
-
 def api_url_value(table: Mapping[str, Any], section: str) -> str:
-    url = text_value(table, "api_url", section, default=GRAPH_API_URL)
-    if not url.startswith(("https://", "http://")):
-        raise ConfigError(f"[[{section}]] account {table.get('name', '?')!r}: key 'api_url' must be an http(s) URL")
-    return url.rstrip("/")
-
-
-def check_unique(section: str, accounts: Iterable[tuple[str, str]], id_key: str) -> None:
-    """Refuse two accounts with one name or one platform id: routing would be ambiguous."""
-    names: set[str] = set()
-    ids: set[str] = set()
-    for name, account_id in accounts:
-        if name in names:
-            raise ConfigError(f"[[{section}]] account {name!r}: duplicate key 'name'")
-        if account_id in ids:
-            raise ConfigError(f"[[{section}]] account {name!r}: duplicate key {id_key!r} ({account_id})")
-        names.add(name)
-        ids.add(account_id)
+    return url_value(table, section, GRAPH_API_URL)
 
 
 # Send side ------------------------------------------------------------------------------------

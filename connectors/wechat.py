@@ -37,8 +37,11 @@ from connectors.base import (
     OutboundReply,
     UnknownAccount,
     call_api,
-    require,
+    check_table,
+    check_unique,
     same,
+    text_value,
+    url_value,
 )
 from warehouse.model import Attachment, InboundMessage, StatusUpdate, from_unix
 
@@ -73,9 +76,9 @@ class Account:
 
 
 def _account_from_table(table: dict[str, Any]) -> Account:
-    name = str(require(table, "name", SECTION))
-    values = {key: str(require(table, key, SECTION))
-              for key in ("original_id", "app_id", "app_secret", "token")}
+    check_table(table, SECTION, ("original_id", "app_id", "app_secret", "token"), ("encoding_aes_key", "api_url"))
+    name = text_value(table, "name", SECTION)
+    values = {key: text_value(table, key, SECTION) for key in ("original_id", "app_id", "app_secret", "token")}
     if not values["original_id"].startswith("gh_"):
         raise ConfigError(f"[[{SECTION}]] account {name!r}: key 'original_id' must be the gh_... original ID")
     key = table.get("encoding_aes_key") or None
@@ -85,8 +88,8 @@ def _account_from_table(table: dict[str, Any]) -> Account:
         except ValueError as exc:
             # The reason says what is wrong with the key, never the key itself.
             raise ConfigError(f"[[{SECTION}]] account {name!r}: invalid key 'encoding_aes_key' ({exc})") from None
-    api_url = str(table.get("api_url") or DEFAULT_API_URL).rstrip("/")
-    return Account(name=name, encoding_aes_key=None if key is None else str(key), api_url=api_url, **values)
+    return Account(name=name, encoding_aes_key=None if key is None else str(key),
+                   api_url=url_value(table, SECTION, DEFAULT_API_URL), **values)
 
 
 def _text(root: ET.Element, tag: str) -> str:
@@ -116,6 +119,7 @@ class Connector:
     window: ClassVar[timedelta | None] = timedelta(hours=48)
 
     def __init__(self, accounts: list[Account]) -> None:
+        check_unique(SECTION, [(a.name, a.original_id) for a in accounts], "original_id")
         self._by_name = {a.name: a for a in accounts}
         self._by_id = {a.original_id: a for a in accounts}
         self._tokens: dict[str, tuple[str, float]] = {}  # original_id -> (access_token, refresh after)
@@ -123,17 +127,7 @@ class Connector:
 
     @classmethod
     def from_config(cls, tables: list[dict[str, Any]]) -> Connector:
-        accounts: list[Account] = []
-        for table in tables:
-            account = _account_from_table(table)
-            for other in accounts:
-                if other.name == account.name:
-                    raise ConfigError(f"[[{SECTION}]] account {account.name!r}: duplicate key 'name'")
-                if other.original_id == account.original_id:
-                    raise ConfigError(f"[[{SECTION}]] account {account.name!r}: duplicate key 'original_id' "
-                                      f"(also used by {other.name!r})")
-            accounts.append(account)
-        return cls(accounts)
+        return cls([_account_from_table(table) for table in tables])
 
     # Accounts ---------------------------------------------------------------------------------
 

@@ -30,6 +30,9 @@ from connectors.base import (
     OutboundReply,
     UnknownAccount,
     call_api,
+    check_table,
+    check_unique,
+    text_value,
 )
 from warehouse.model import Attachment, DeliveryState, InboundMessage, StatusUpdate
 
@@ -59,14 +62,14 @@ class Account:
 
     @classmethod
     def from_table(cls, table: Mapping[str, Any]) -> Account:
-        meta.check_table(table, SECTION, KEYS)
+        check_table(table, SECTION, KEYS)
         return cls(
-            name=meta.text_value(table, "name", SECTION),
-            phone_number_id=meta.text_value(table, "phone_number_id", SECTION, allow_int=True),
-            display_phone_number=meta.text_value(table, "display_phone_number", SECTION, allow_int=True),
-            app_secret=meta.text_value(table, "app_secret", SECTION),
-            verify_token=meta.text_value(table, "verify_token", SECTION),
-            access_token=meta.text_value(table, "access_token", SECTION),
+            name=text_value(table, "name", SECTION),
+            phone_number_id=text_value(table, "phone_number_id", SECTION, allow_int=True),
+            display_phone_number=text_value(table, "display_phone_number", SECTION, allow_int=True),
+            app_secret=text_value(table, "app_secret", SECTION),
+            verify_token=text_value(table, "verify_token", SECTION),
+            access_token=text_value(table, "access_token", SECTION),
             api_url=meta.api_url_value(table, SECTION),
         )
 
@@ -81,7 +84,7 @@ class Connector:
 
     def __init__(self, accounts: Iterable[Account]) -> None:
         accounts = list(accounts)
-        meta.check_unique(SECTION, [(a.name, a.phone_number_id) for a in accounts], "phone_number_id")
+        check_unique(SECTION, [(a.name, a.phone_number_id) for a in accounts], "phone_number_id")
         self._accounts = {a.phone_number_id: a for a in accounts}
 
     @classmethod

@@ -24,7 +24,6 @@ from aiohttp import web
 from connectors.base import (
     SEND_TIMEOUT,
     BadSignature,
-    ConfigError,
     DeliveryResult,
     HttpAnswer,
     Incoming,
@@ -32,11 +31,14 @@ from connectors.base import (
     Media,
     OutboundReply,
     UnknownAccount,
+    check_table,
+    check_unique,
     header,
     hmac_sha256,
-    require,
     retry_after_seconds,
     same,
+    text_value,
+    url_value,
 )
 from warehouse.model import Attachment, InboundMessage, StatusUpdate, from_unix_ms
 
@@ -69,15 +71,6 @@ def signature(consumer_secret: str, data: bytes) -> str:
     return "sha256=" + base64.b64encode(hmac_sha256(consumer_secret, data)).decode()
 
 
-def _text(table: dict[str, Any], key: str, default: str | None = None) -> str:
-    value = require(table, key, SECTION, default=default)
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)  # TOML users may write a numeric user_id unquoted
-    if not isinstance(value, str):
-        raise ConfigError(f"[[{SECTION}]] account {table.get('name', '?')!r}: {key!r} must be a string")
-    return value
-
-
 def _load(body: bytes) -> dict[str, Any]:
     try:
         payload = json.loads(body)
@@ -96,31 +89,22 @@ class Connector:
     window: ClassVar[timedelta | None] = None
 
     def __init__(self, accounts: list[Account]) -> None:
+        check_unique(SECTION, [(a.name, a.user_id) for a in accounts], "user_id")
         self._accounts = list(accounts)
         self._by_id = {a.user_id: a for a in accounts}
-        if len(self._by_id) != len(accounts) or len({a.name for a in accounts}) != len(accounts):
-            raise ConfigError(f"[[{SECTION}]]: two accounts share a name or user_id")
 
     @classmethod
     def from_config(cls, tables: list[dict[str, Any]]) -> Connector:
-        accounts: list[Account] = []
+        accounts = []
         for table in tables:
-            name = _text(table, "name")
-            unknown = sorted(set(table) - set(KEYS))
-            if unknown:
-                raise ConfigError(f"[[{SECTION}]] account {name!r}: unknown key {unknown[0]!r}")
-            api_url = _text(table, "api_url", API_URL)
-            if not api_url.startswith(("http://", "https://")):
-                raise ConfigError(f"[[{SECTION}]] account {name!r}: 'api_url' must be an http(s) URL")
-            account = Account(name=name, user_id=_text(table, "user_id"),
-                              screen_name=_text(table, "screen_name").lstrip("@"),
-                              consumer_secret=_text(table, "consumer_secret"),
-                              access_token=_text(table, "access_token"), api_url=api_url.rstrip("/"))
-            if any(a.name == name for a in accounts):
-                raise ConfigError(f"[[{SECTION}]] account {name!r}: duplicate account name")
-            if any(a.user_id == account.user_id for a in accounts):
-                raise ConfigError(f"[[{SECTION}]] account {name!r}: 'user_id' is used by another account")
-            accounts.append(account)
+            check_table(table, SECTION, KEYS, optional=())
+            accounts.append(Account(
+                name=text_value(table, "name", SECTION),
+                user_id=text_value(table, "user_id", SECTION, allow_int=True),  # TOML may hold it unquoted
+                screen_name=text_value(table, "screen_name", SECTION).lstrip("@"),
+                consumer_secret=text_value(table, "consumer_secret", SECTION),
+                access_token=text_value(table, "access_token", SECTION),
+                api_url=url_value(table, SECTION, API_URL)))
         return cls(accounts)
 
     # -- accounts -------------------------------------------------------------------------------

@@ -292,7 +292,7 @@ def test_unknown_key_is_an_error() -> None:
 
 def test_duplicate_name_or_bot_id_is_an_error() -> None:
     first, second = tables()
-    with pytest.raises(ConfigError, match="duplicate account name"):
+    with pytest.raises(ConfigError, match="duplicate key .name."):
         Connector.from_config([first, {**second, "name": "shop"}])
     with pytest.raises(ConfigError, match="bot_user_id"):
         Connector.from_config([first, {**second, "bot_user_id": BOT}])

@@ -238,7 +238,7 @@ def test_duplicates_and_unknown_keys_are_errors() -> None:
     first, second = tables()
     with pytest.raises(ConfigError, match="'user_id'"):
         Connector.from_config([first, {**second, "user_id": ME}])
-    with pytest.raises(ConfigError, match="duplicate account name"):
+    with pytest.raises(ConfigError, match="duplicate key .name."):
         Connector.from_config([first, {**second, "name": "resistbot"}])
     with pytest.raises(ConfigError, match="unknown key 'bearer'"):
         Connector.from_config([{**first, "bearer": "x"}])

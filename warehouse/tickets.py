@@ -35,7 +35,8 @@ class Actor:
 SYSTEM = Actor("system")
 
 
-def _ticket(con: duckdb.DuckDBPyConnection, ticket_id: int) -> dict[str, Any]:
+def load_ticket(con: duckdb.DuckDBPyConnection, ticket_id: int) -> dict[str, Any]:
+    """The ticket's row as a dict; OperationError when there is none."""
     cur = con.execute("SELECT * FROM tickets WHERE id = ?", [ticket_id])
     row = cur.fetchone()
     if row is None:
@@ -78,7 +79,7 @@ def _touch(con: duckdb.DuckDBPyConnection, ticket_id: int, actor: Actor, now: An
 def set_status(con: duckdb.DuckDBPyConnection, ticket_id: int, status: str, actor: Actor) -> dict[str, Any]:
     if status not in STATUSES:
         raise OperationError(f"unknown status {status!r} (one of {', '.join(STATUSES)})")
-    t = _ticket(con, ticket_id)
+    t = load_ticket(con, ticket_id)
     if t["status"] == "closed" and status != "closed":
         raise OperationError(f"ticket {ticket_id} is closed and cannot be reopened")
     if status == "new" and t["status"] != "new":
@@ -96,7 +97,7 @@ def set_status(con: duckdb.DuckDBPyConnection, ticket_id: int, status: str, acto
 
 def assign(con: duckdb.DuckDBPyConnection, ticket_id: int, assignee_id: int | None, actor: Actor) -> dict[str, Any]:
     """Assign (or unassign, with None). Zendesk opens a New ticket once someone has it."""
-    t = _ticket(con, ticket_id)
+    t = load_ticket(con, ticket_id)
     if assignee_id is not None and _user(con, assignee_id)["role"] != "agent":
         raise OperationError(f"user {assignee_id} is not an agent")
     if t["status"] == "closed":
@@ -119,7 +120,7 @@ def claim(con: duckdb.DuckDBPyConnection, ticket_id: int, agent: int) -> dict[st
 def change_tags(con: duckdb.DuckDBPyConnection, ticket_id: int, add: list[str], remove: list[str],
                 actor: Actor) -> dict[str, Any]:
     """Tags can be removed like any tag, social ones too (R9): views and reports follow the tags."""
-    t = _ticket(con, ticket_id)
+    t = load_ticket(con, ticket_id)
     bad = [tag for tag in add if not tag or any(c.isspace() for c in tag)]
     if bad:
         raise OperationError(f"a tag is one word: {bad[0]!r}")
@@ -139,7 +140,7 @@ def internal_note(con: duckdb.DuckDBPyConnection, ticket_id: int, author_id: int
                   actor: Actor | None = None) -> dict[str, Any]:
     if not text.strip():
         raise OperationError("an internal note needs text")
-    _ticket(con, ticket_id)
+    load_ticket(con, ticket_id)
     actor = actor or Actor.agent(author_id)
     now = clock.now()
     (cid,) = next_ids(con, "comment_ids", 1)
@@ -173,7 +174,7 @@ def reply(con: duckdb.DuckDBPyConnection, ticket_id: int, agent: int, text: str,
     reply fails at once with a plain reason (R22, B1); a WhatsApp template is allowed there.
     `file` is (filename, mime type, bytes).
     """
-    t = _ticket(con, ticket_id)
+    t = load_ticket(con, ticket_id)
     actor = actor or Actor.agent(agent)
     if not text.strip() and file is None and template is None:
         raise OperationError("a reply needs text, a file or a template")
@@ -216,7 +217,7 @@ def reply(con: duckdb.DuckDBPyConnection, ticket_id: int, agent: int, text: str,
     if t["assignee_id"] is None and actor.type == "agent":
         assign(con, ticket_id, agent, actor)
     new_status = status or ("open" if t["status"] == "new" else None)
-    if new_status and new_status != _ticket(con, ticket_id)["status"]:
+    if new_status and new_status != load_ticket(con, ticket_id)["status"]:
         set_status(con, ticket_id, new_status, actor)
     _touch(con, ticket_id, actor, now)
     return {"ticket_id": ticket_id, "comment_id": cid, "outbox_id": oid, "state": "failed" if refused else "queued",

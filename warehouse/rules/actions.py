@@ -206,12 +206,8 @@ class Applying:
     results: list[dict[str, Any]] = field(default_factory=list)
 
 
-def ticket_row(con: duckdb.DuckDBPyConnection, ticket_id: int) -> dict[str, Any]:
-    cur = con.execute("SELECT * FROM tickets WHERE id = ?", [ticket_id])
-    row = cur.fetchone()
-    if row is None:
-        raise OperationError(f"ticket {ticket_id} not found")
-    return dict(zip([d[0] for d in cur.description], row, strict=True))
+# One loader for a ticket's row, wherever it is needed.
+ticket_row = tickets.load_ticket
 
 
 def _set_column(run: Applying, column: str, value: Any, kind: str) -> dict[str, Any]:
