@@ -109,6 +109,10 @@ class Store:
         self.path = str(path)
         self._con = open_connection(path, memory_limit=memory_limit, threads=threads)
         self._con.execute("SET enable_progress_bar = false")  # a service and its CLI print no bars
+        # DuckDB checkpoints when the WAL passes this size, inside a commit, and the big primary-key
+        # index makes that a pause of hundreds of milliseconds: at the 16 MB default that came every
+        # few seconds under load. A larger WAL costs only a longer replay after a crash.
+        self._con.execute("SET checkpoint_threshold = '256MB'")
         migrate(self._con)
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._writer = threading.Thread(target=self._run, name="store-writer", daemon=True)
