@@ -42,7 +42,8 @@ EVERYONE = ("ticket_created", "assignee_changed", "status_changed", "tags_change
 class Notifier:
     def __init__(self, desk: Desk, client: AsyncWebClient, cfg: SlackConfig, access: Access, *,
                  interval: float = 0.5, debounce: float = 1.0, batch: int = 500, card_every: float | None = None,
-                 homes_per_pass: int = 20, monotonic: Callable[[], float] = time.monotonic) -> None:
+                 homes_per_pass: int = 20, monotonic: Callable[[], float] = time.monotonic,
+                 media_link: Callable[[int, int], str] | None = None) -> None:
         self.desk = desk
         self.client = client
         self.cfg = cfg
@@ -58,6 +59,7 @@ class Notifier:
         self._cards_due: set[int] = set()
         self._card_updated: dict[int, float] = {}
         self.monotonic = monotonic
+        self.media_link = media_link  # (comment id, attachment index) -> a signed link to the file
         # Held during a pass, and by the thread listener while it writes a note, so the pass never
         # sees that note's event before it knows the note came from the thread.
         self.lock = asyncio.Lock()
@@ -215,7 +217,9 @@ class Notifier:
             content, kind, ref = reply_message(comment, comment["state"], comment["reason"]), "reply", \
                 comment["outbox_id"]
         elif comment["public"]:
-            content, kind, ref = end_user_message(comment["author"] or "", comment), "comment", cid
+            links = ([self.media_link(cid, i) if a.get("media_id") or a.get("url") else None
+                      for i, a in enumerate(comment["attachments"])] if self.media_link else None)
+            content, kind, ref = end_user_message(comment["author"] or "", comment, links), "comment", cid
         else:
             content, kind, ref = note_message(comment), "note", cid
         resp = await self.client.chat_postMessage(channel=card[0], thread_ts=card[1], **content)

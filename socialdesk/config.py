@@ -52,7 +52,8 @@ class ServerConfig:
     host: str = "0.0.0.0"
     max_body_bytes: int = 1024 * 1024
     admin_token: str = ""  # loopback admin routes used by the CLI while the service runs
-    public_url: str = "http://localhost:3000"
+    public_url: str = "http://localhost:3000"  # where agents' links to inbound media point
+    media_secret: str = ""  # signs those links; empty: a random one per run (links end at restart)
     json_logs: bool = False
     retry_base_seconds: float = 2.0  # outbox backoff: base * 2**attempt, with jitter, capped
     retry_max_seconds: float = 600.0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import hmac
 import json
@@ -23,8 +24,8 @@ import aiohttp
 import uvloop
 from aiohttp import web
 
+from connectors import media, webhooks
 from connectors import registry as connector_registry
-from connectors import webhooks
 from connectors.outbox import OutboxSender
 from socialdesk.config import Config
 from socialdesk.metrics import Metrics
@@ -125,9 +126,13 @@ def build_app(cfg: Config, *, store: Store | None = None) -> web.Application:
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/admin/ops/{op}", admin)
     webhooks.add_routes(app, registry, app[DESK], cfg.server.max_body_bytes, app[METRICS].observe_webhook)
+    media_secret = cfg.server.media_secret or secrets.token_urlsafe(32)
+    app.router.add_get("/media/{comment}/{index}", media.handler(registry, app[STORE], media_secret,
+                                                                 lambda: app[SESSION]))
     if cfg.slack.enabled:
         import bot
-        bot.install(app, cfg.slack, app[DESK])
+        bot.install(app, cfg.slack, app[DESK],
+                    media_link=functools.partial(media.sign_link, media_secret, cfg.server.public_url))
     app.cleanup_ctx.append(_background)
     if store is None:
         app.on_cleanup.append(_close_store)

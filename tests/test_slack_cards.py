@@ -204,3 +204,10 @@ async def test_the_notifier_never_announces_a_ticket_twice(world: World) -> None
     await world.bot.notifier.start()  # as after a restart
     await world.notify()
     assert len(world.posts(thread=False)) == 1
+
+
+def test_b3_an_end_user_attachment_in_the_thread_links_to_the_file() -> None:
+    from bot.blocks.card import end_user_message
+    comment = {"body": "the box", "attachments": [{"type": "image", "media_id": "M1", "caption": "dented"}]}
+    text = end_user_message("Amélie", comment, ["https://desk.example/media/7/0?exp=1&sig=ab"])["blocks"][0]["text"]
+    assert "<https://desk.example/media/7/0?exp=1&sig=ab|dented>" in text["text"]

@@ -19,7 +19,7 @@ import pytest
 
 from socialdesk.config import Config
 from socialdesk.sandbox import ACCOUNTS, WHATSAPP_LYON, WHATSAPP_PARIS, Sandbox
-from socialdesk.service import DESK, STORE, build_app
+from socialdesk.service import CONFIG, DESK, STORE, build_app
 from warehouse.model import CHANNEL_TAGS
 
 CHANNELS = ["whatsapp", "messenger", "line", "wechat", "x"]
@@ -36,6 +36,7 @@ async def world(tmp_path: Any, aiohttp_client: Any) -> AsyncIterator[tuple[Sandb
     cfg.store.path = str(tmp_path / "e2e.duckdb")
     cfg.server.retry_base_seconds = 0.05
     cfg.server.max_body_bytes = 64 * 1024
+    cfg.server.media_secret = "test-media-secret"
     client = await aiohttp_client(build_app(cfg))
     yield sandbox, client
     await client.close()
@@ -238,3 +239,24 @@ async def test_the_handshakes_answer_through_the_service(world) -> None:
     assert (resp.status, await resp.text()) == (200, "echo123")
     crc = await client.get("/webhooks/x", params={"crc_token": "abc"})
     assert crc.status == 200 and (await crc.json())["response_token"].startswith("sha256=")
+
+
+async def test_agents_open_inbound_media_through_a_signed_link(world) -> None:
+    """Issue 3: inbound media are fetched from the platform on demand, for agents to open."""
+    sandbox, client = world
+    from connectors import media
+    from socialdesk.fakes.meta_api import whatsapp_message_payload
+    media_id = sandbox.meta.add_media(b"\x89PNG fake", "image/png")
+    body = whatsapp_message_payload(WHATSAPP_PARIS, USERS["whatsapp"], message_id="wamid.img", name="Amélie",
+                                    content={"type": "image", "image": {"id": media_id, "mime_type": "image/png"}})
+    req = sandbox.request("whatsapp", WHATSAPP_PARIS, body)
+    assert (await client.post(req.path, data=req.body, headers=req.headers)).status == 200
+    [(comment_id,)] = sql(client, "SELECT id FROM comments")
+    secret = client.app[CONFIG].server.media_secret
+    link = media.sign_link(secret, "", comment_id, 0)
+    resp = await client.get(link)
+    assert (resp.status, resp.content_type, await resp.read()) == (200, "image/png", b"\x89PNG fake")
+    assert (await client.get(link.replace("sig=", "sig=0"))).status == 403
+    expired = media.sign_link(secret, "", comment_id, 0, ttl=-10)
+    assert (await client.get(expired)).status == 403
+    assert (await client.get(media.sign_link(secret, "", comment_id, 5))).status == 404

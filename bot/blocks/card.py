@@ -89,18 +89,20 @@ def card_message(ticket: dict[str, Any], requester: dict[str, Any]) -> dict[str,
     return message(card_blocks(ticket, requester), text)
 
 
-def attachment_lines(attachments: list[dict[str, Any]]) -> list[str]:
+def attachment_lines(attachments: list[dict[str, Any]], links: list[str | None] | None = None) -> list[str]:
+    """One line per attachment; with `links`, each label opens the file (fetched from the channel)."""
     out = []
-    for a in attachments:
-        label = a.get("filename") or a.get("caption") or a.get("title") or a.get("type", "file")
-        out.append(f"📎 {escape(a.get('type', 'file'))}: {escape(str(label))}")
+    for i, a in enumerate(attachments):
+        label = escape(str(a.get("filename") or a.get("caption") or a.get("title") or a.get("type", "file")))
+        link = links[i] if links and i < len(links) else None
+        out.append(f"📎 {escape(a.get('type', 'file'))}: " + (f"<{link}|{label}>" if link else label))
     return out
 
 
-def end_user_message(name: str, comment: dict[str, Any]) -> dict[str, Any]:
-    """B3: an end-user message, in the card's thread."""
+def end_user_message(name: str, comment: dict[str, Any], links: list[str | None] | None = None) -> dict[str, Any]:
+    """B3: an end-user message, in the card's thread; `links` open its attachments."""
     body = escape(comment["body"]) or "_(no text)_"
-    lines = [f"💬 *{escape(name)}*: {body}", *attachment_lines(comment.get("attachments", []))]
+    lines = [f"💬 *{escape(name)}*: {body}", *attachment_lines(comment.get("attachments", []), links)]
     return message([section("\n".join(lines))], f"{name}: {comment['body']}")
 
 
