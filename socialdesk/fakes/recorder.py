@@ -5,6 +5,7 @@ and can be scripted to answer the next requests with the platform's own errors.
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,7 +35,7 @@ class Scripted:
     path_contains: str
 
 
-class FakeAPI:
+class FakeAPI(ABC):
     """Subclasses add routes in `routes()`; handlers call `await self.record(request)` first and
     return `self.scripted(request)` if it is not None."""
 
@@ -44,8 +45,9 @@ class FakeAPI:
         self._runner: web.AppRunner | None = None
         self.url = ""
 
+    @abstractmethod
     def routes(self) -> list[web.RouteDef]:
-        raise NotImplementedError  # each fake lists its platform's routes
+        """The platform's routes this fake serves."""
 
     def fail_next(self, count: int, status: int, body: Any = None, headers: dict[str, str] | None = None,
                   path_contains: str = "") -> None:
