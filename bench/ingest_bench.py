@@ -110,7 +110,7 @@ async def _fixed_rate(url: str, reqs: list[tuple[str, str, bytes]], rate: int) -
 def main(argv: list[str]) -> None:
     if not shutil.which("wrk"):
         raise SystemExit("the ingest benchmark needs wrk (apt-get install wrk)")
-    seconds, threads, connections = 15, 1, 256
+    seconds, threads, connections = 15, 1, 512
     work = Path(tempfile.mkdtemp(prefix="socialdesk-bench-"))
     sandbox = Sandbox()
     asyncio.run(sandbox.start())
