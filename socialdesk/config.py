@@ -44,6 +44,7 @@ class StoreConfig:
     quack_port: int = 0  # 0: no live attach for notebooks
     quack_host: str = "127.0.0.1"
     quack_token: str = ""
+    report_memory_limit: str = "512MB"  # each notebook's own DuckDB (warehouse.connect)
 
 
 @dataclass(slots=True)
