@@ -98,15 +98,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def _demo_data(cfg: config_module.Config, tickets: int, seed: int) -> dict[str, Any]:
     """Set-based generation straight into the store (the service must not be running)."""
-    from warehouse import open_store
-    from warehouse.demo_data import generate
+    from warehouse.demo_data import generate_store
     if tickets <= 0:
         raise CommandError("--tickets must be positive")
-    store = open_store(cfg.store.path, memory_limit=cfg.store.memory_limit, threads=cfg.store.threads)
-    try:
-        return store.write(lambda con: generate(con, tickets, seed))
-    finally:
-        store.close()
+    return generate_store(cfg.store.path, tickets, seed)
 
 
 def _rules(cfg: config_module.Config, action: str, target: str | None) -> dict[str, Any]:

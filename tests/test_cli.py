@@ -130,3 +130,9 @@ def test_rules_list_check_and_test_r24(env: Path, capsys) -> None:
     code = main(["rules", "check", str(bad)])
     err = capsys.readouterr().err
     assert code == 1 and "bad.json" in err and "Broken" in err and "nope" in err
+
+
+def test_demo_data_fills_the_store_for_the_other_commands(env: Path, capsys) -> None:
+    code, counts, _ = run(capsys, "demo-data", "--tickets", "300", "--seed", "3")
+    assert code == 0 and counts["tickets"] == 300 and counts["comments"] > 300
+    assert run(capsys, "view", "Unassigned social messaging tickets")[1]["tickets"]

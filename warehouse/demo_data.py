@@ -348,11 +348,15 @@ def generate(con: duckdb.DuckDBPyConnection, tickets: int, seed: int = 1, *, day
             "outbox": int(n_out), "events": int(n_events)}
 
 
-def generate_store(path: Any, tickets: int, seed: int = 1, **kw: Any) -> dict[str, int]:
+GENERATION_MEMORY = "6GB"  # one transaction builds millions of rows: 1 GB is too little past a million tickets
+
+
+def generate_store(path: Any, tickets: int, seed: int = 1, *, memory_limit: str = GENERATION_MEMORY,
+                   **kw: Any) -> dict[str, int]:
     """A new store file filled with demo data (the benchmark's and the notebook tests' setup)."""
     from warehouse import open_store
 
-    store = open_store(path)
+    store = open_store(path, memory_limit=memory_limit)
     try:
         return store.write(lambda con: generate(con, tickets, seed, **kw))
     finally:
