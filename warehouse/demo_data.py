@@ -73,13 +73,15 @@ def generate(con: duckdb.DuckDBPyConnection, tickets: int, seed: int = 1, *, day
       "'account_name', name) FROM _g_acc ON CONFLICT DO NOTHING")
 
     # Agents.
-    a0 = _reserve(con, "user_ids", len(AGENTS))
-    names = ", ".join(f"({k}, '{n}')" for k, n in enumerate(AGENTS))
+    # A support team grows with its volume: the named dozen, and up to 50 agents from half a million tickets.
+    roster = AGENTS + tuple(f"Agent {k + 1}" for k in range(len(AGENTS), 50 if tickets >= 500_000 else 0))
+    a0 = _reserve(con, "user_ids", len(roster))
+    names = ", ".join(f"({k}, '{n}')" for k, n in enumerate(roster))
     x(f"CREATE OR REPLACE TEMP TABLE _g_agents AS SELECT k, {a0} + k AS id, name, 'UDEMO' || lpad(k::VARCHAR, 4, '0') "
       f"AS slack FROM (VALUES {names}) v(k, name)")
     x("INSERT INTO users (id, role, name, social_messaging_info, slack_user_id, created_at, updated_at) "
       "SELECT id, 'agent', name, '{}', slack, $start, $start FROM _g_agents", p)
-    n_agents = len(AGENTS)
+    n_agents = len(roster)
 
     # End users: one per (channel, account, platform user). Some people write twice, to another
     # WhatsApp number: a second account sharing the first's phone (R4, B5); some of those get merged.
