@@ -49,7 +49,13 @@ async def download(bot: Bot, file: Any) -> tuple[str, str, bytes]:
     async with aiohttp.ClientSession() as session, session.get(url, headers=headers, allow_redirects=False) as resp:
         if resp.status != 200:
             raise OperationError(f"could not download the file {info.get('name')} from Slack (HTTP {resp.status})")
-        data = await resp.content.read(MAX_FILE + 1)
+        chunks, size = [], 0
+        async for chunk in resp.content.iter_chunked(1 << 16):  # one read() may return only part of it
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_FILE:
+                break
+        data = b"".join(chunks)
     if len(data) > MAX_FILE:
         raise OperationError("the file is larger than 100 MB")
     return info.get("name") or file_id, info.get("mimetype") or "application/octet-stream", data
