@@ -243,7 +243,9 @@ def compile_condition(cond: Mapping[str, Any], ctx: Context, where: str = "condi
     if name in TIME_FIELDS:  # "is 24": during the 24th hour, true once (Zendesk's one-shot condition)
         expr = f"floor({expr})"
     if op == "is":
-        return Compiled(f"coalesce({expr} = {param(value)}, FALSE)", params)
+        # A bare comparison (NULL counts as false wherever conditions are used) lets DuckDB push it into
+        # the scan; `coalesce` around it would not.
+        return Compiled(f"{expr} = {param(value)}", params)
     return Compiled(f"coalesce({expr} <> {param(value)}, TRUE)", params)
 
 
