@@ -78,9 +78,14 @@ class Desk:
     # -- agents ------------------------------------------------------------------------------------
 
     async def agent(self, slack_user_id: str, name: str | None = None) -> int:
-        existing = await self.read(lambda con: tickets.agent_id(con, slack_user_id))
-        if existing is not None and not name:
-            return existing
+        """The agent's user id; written only the first time, or when their name changed."""
+        def known(con: Con) -> tuple[int, str] | None:
+            aid = tickets.agent_id(con, slack_user_id)
+            return None if aid is None else (aid, con.execute("SELECT name FROM users WHERE id = ?",
+                                                                [aid]).fetchone()[0])
+        found = await self.read(known)
+        if found is not None and (not name or name == found[1]):
+            return found[0]
         return await self.write(lambda con: tickets.ensure_agent(con, slack_user_id, name))
 
     # -- ticket operations -------------------------------------------------------------------------
