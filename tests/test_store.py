@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 
 import duckdb
@@ -62,6 +63,23 @@ def test_a_failing_write_fails_alone(store: Store) -> None:
     with pytest.raises(duckdb.CatalogException):
         bad.result()
     assert store.read(lambda c: c.execute("SELECT count(*) FROM t").fetchone()[0]) == 1
+
+
+def test_payloads_queued_together_commit_in_one_round_and_a_failing_one_fails_alone(store: Store) -> None:
+    store.write(lambda c: c.execute("CREATE TABLE t (i INTEGER)"))
+
+    def insert_all(con: duckdb.DuckDBPyConnection, payloads: list[int]) -> list[int]:
+        con.execute("INSERT INTO t SELECT unnest(?::INTEGER[])", [payloads])
+        if -1 in payloads:
+            raise ValueError("a bad payload")
+        return payloads
+
+    before = store.commits
+    results = asyncio.run(store.abatch_all(insert_all, [1, 2, -1, 3]))
+    assert results[:2] == [1, 2] and results[3] == 3
+    assert isinstance(results[2], ValueError)
+    assert store.read(lambda c: c.execute("SELECT list(i ORDER BY i) FROM t").fetchone()[0]) == [1, 2, 3]
+    assert store.commits - before == 3  # the shared round failed; then each payload alone, the bad one rolled back
 
 
 def test_a_second_process_cannot_open_a_held_store(tmp_path) -> None:

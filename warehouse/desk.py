@@ -58,6 +58,10 @@ class Desk:
         """Store what one webhook carried; returns once it is committed (group commit with others)."""
         return await self.store.abatch(self._ingest_with_triggers, delivery)
 
+    async def ingest_many(self, deliveries: list[Delivery]) -> list[IngestResult | BaseException]:
+        """Store many webhooks' deliveries in one round; a delivery that fails fails alone."""
+        return await self.store.abatch_all(self._ingest_with_triggers, deliveries)
+
     def ingest_sync(self, delivery: Delivery) -> IngestResult:
         return self.store.submit_batch(self._ingest_with_triggers, delivery).result()
 

@@ -114,7 +114,8 @@ class Store:
         # few seconds under load. A larger WAL costs only a longer replay after a crash.
         self._con.execute("SET checkpoint_threshold = '256MB'")
         migrate(self._con)
-        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        # An item is one job, or several queued as one so that they land in the same round.
+        self._queue: queue.SimpleQueue[_Job | list[_Job] | None] = queue.SimpleQueue()
         self._writer = threading.Thread(target=self._run, name="store-writer", daemon=True)
         self._writer.start()
         self.commits = 0  # for metrics and tests of group commit
@@ -144,6 +145,17 @@ class Store:
         """`submit_batch` for the event loop: the writer wakes the loop once per commit, not per job."""
         return await self._await(_Job(None, batch_fn, payload))
 
+    async def abatch_all(self, batch_fn: Callable[[duckdb.DuckDBPyConnection, list[Any]], list[Any]],
+                         payloads: list[Any]) -> list[Any]:
+        """`abatch` for many payloads at once: one result per payload, or the exception that payload
+        raised (a failing payload fails alone, the others are committed)."""
+        loop = asyncio.get_running_loop()
+        jobs = [_Job(None, batch_fn, p, afuture=loop.create_future()) for p in payloads]
+        if not jobs:
+            return []
+        self._queue.put(jobs)
+        return await asyncio.gather(*(j.afuture for j in jobs), return_exceptions=True)  # type: ignore[misc]
+
     async def _await(self, job: _Job) -> Any:
         job.afuture = asyncio.get_running_loop().create_future()
         self._queue.put(job)
@@ -151,10 +163,10 @@ class Store:
 
     def _run(self) -> None:
         while True:
-            job = self._queue.get()
-            if job is None:
+            item = self._queue.get()
+            if item is None:
                 return
-            jobs = [job]
+            jobs = item if isinstance(item, list) else [item]
             while True:
                 try:
                     nxt = self._queue.get_nowait()
@@ -163,7 +175,10 @@ class Store:
                 if nxt is None:
                     self._queue.put(None)  # finish this round, then stop
                     break
-                jobs.append(nxt)
+                if isinstance(nxt, list):
+                    jobs.extend(nxt)
+                else:
+                    jobs.append(nxt)
             self._commit_round(jobs)
 
     def _commit_round(self, jobs: list[_Job]) -> None:
