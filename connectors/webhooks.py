@@ -10,15 +10,25 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from aiohttp import web
 
 from connectors.base import Connector, Incoming, WebhookError
-from warehouse.desk import Desk
-from warehouse.ingest import Delivery
+from warehouse.ingest import Delivery, IngestResult
 
 log = logging.getLogger(__name__)
 Observer = Callable[[str, int, float], None]  # (channel, HTTP status, seconds) for metrics
+
+
+class StoreUnavailable(RuntimeError):
+    """The delivery was not stored (the store process is down or busy): answered 503, retried later."""
+
+
+class Ingestor(Protocol):
+    """Where verified deliveries go: the Desk in the store process, or a webhook worker's link to it."""
+
+    async def ingest(self, delivery: Delivery) -> IngestResult: ...
 
 
 def _ignore(channel: str, status: int, seconds: float) -> None:
@@ -39,7 +49,7 @@ async def _read_limited(request: web.Request, limit: int) -> bytes | None:
     return None if size > limit else b"".join(chunks)
 
 
-def handler(connector: Connector, desk: Desk, max_body_bytes: int,
+def handler(connector: Connector, desk: Ingestor, max_body_bytes: int,
             observe: Observer = _ignore) -> Callable[[web.Request], object]:
     channel = connector.channel
 
@@ -73,6 +83,9 @@ def handler(connector: Connector, desk: Desk, max_body_bytes: int,
             return web.Response(status=400, text="the payload could not be read")
         try:
             result = await desk.ingest(Delivery(items, channel, body))
+        except StoreUnavailable as exc:
+            log.warning("%s webhook not stored, the platform will retry: %s", channel, exc)
+            return web.Response(status=503, text="temporarily unable to store the message")
         except Exception:
             log.exception("%s webhook could not be stored; the platform will retry", channel)
             return web.Response(status=503, text="temporarily unable to store the message")
@@ -83,7 +96,7 @@ def handler(connector: Connector, desk: Desk, max_body_bytes: int,
     return handle
 
 
-def add_routes(app: web.Application, registry: dict[str, Connector], desk: Desk, max_body_bytes: int,
+def add_routes(app: web.Application, registry: dict[str, Connector], desk: Ingestor, max_body_bytes: int,
                observe: Observer = _ignore) -> None:
     """/webhooks/{whatsapp,messenger,x} (account from the payload), /webhooks/{line,wechat}/{name}."""
     for channel, connector in registry.items():

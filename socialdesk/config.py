@@ -59,6 +59,9 @@ class ServerConfig:
     retry_base_seconds: float = 2.0  # outbox backoff: base * 2**attempt, with jitter, capped
     retry_max_seconds: float = 600.0
     retry_max_attempts: int = 15
+    # Processes that take webhook traffic off the store process (socialdesk/workers.py); 0: none.
+    # Worth it on a machine with a core to spare when webhooks arrive by the thousand a second.
+    webhook_workers: int = 0
 
 
 @dataclass(slots=True)

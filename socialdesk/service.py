@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import secrets
+import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -27,6 +28,7 @@ from aiohttp import web
 from connectors import media, webhooks
 from connectors import registry as connector_registry
 from connectors.outbox import OutboxSender
+from socialdesk import workers
 from socialdesk.config import Config
 from socialdesk.metrics import Metrics
 from socialdesk.operations import OPERATIONS
@@ -197,16 +199,45 @@ def advertise(app: web.Application, port: int) -> None:
 def serve(cfg: Config) -> None:
     """`socialdesk serve`: run until SIGTERM/SIGINT, then stop cleanly (aiohttp drains and runs cleanups)."""
     app = build_app(cfg)
-    advertise(app, cfg.server.port)
+    listen: dict[str, Any] = {"host": cfg.server.host, "port": cfg.server.port}
+    port = cfg.server.port
+    if cfg.server.webhook_workers > 0:
+        # The workers take the public port; this process listens on loopback for them and the CLI.
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(1024)  # from now on the workers' connections wait in the backlog until we serve
+        port = sock.getsockname()[1]
+        listen = {"sock": sock}
+        _run_workers(app, cfg, f"http://127.0.0.1:{port}")
+    advertise(app, port)
     # A webhook allocates many short-lived objects; the default gen-0 threshold (700) makes the
     # collector run thousands of times a second under load. Start-up objects never need scanning.
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
-    log.info("SocialDesk listening on %s:%d (store %s, config %s)", cfg.server.host, cfg.server.port,
-             app[STORE].path, cfg.source)
+    log.info("SocialDesk listening on %s:%d (store %s, config %s%s)", cfg.server.host, cfg.server.port,
+             app[STORE].path, cfg.source, f", {cfg.server.webhook_workers} webhook workers"
+             if cfg.server.webhook_workers else "")
     # uvloop's event loop roughly halves the per-request cost of the HTTP side.
-    web.run_app(app, host=cfg.server.host, port=cfg.server.port, access_log=None, print=None,
-                loop=uvloop.new_event_loop())
+    web.run_app(app, access_log=None, print=None, loop=uvloop.new_event_loop(), **listen)
+
+
+def _run_workers(app: web.Application, cfg: Config, store_url: str) -> None:
+    token = secrets.token_urlsafe(32)
+    app.router.add_post(workers.INGEST_PATH, workers.ingest_route(app[DESK], app[METRICS].observe_webhook, token))
+    config_path = cfg.source if Path(cfg.source).is_file() else None
+    supervisor = workers.Supervisor(cfg.server.webhook_workers, store_url, token, config_path)
+    tasks: list[asyncio.Task[None]] = []
+
+    async def start(app: web.Application) -> None:
+        tasks.append(asyncio.create_task(supervisor.run(), name="webhook-workers"))
+
+    async def stop(app: web.Application) -> None:
+        # While the workers finish the webhooks they hold, this process still answers them.
+        await supervisor.stop()
+        for task in tasks:
+            task.cancel()
+    app.on_startup.append(start)
+    app.on_shutdown.append(stop)
 
 
 def admin_call(store_path: str, op: str, kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,268 @@
+"""Webhook workers: extra processes that take the webhook traffic off the store process.
+
+One process owns the DuckDB store, and in it the event loop and the store's writer share one GIL:
+under heavy webhook load, HTTP parsing, signature checks and payload parsing slow the writer down.
+With `[server] webhook_workers = N`, `socialdesk serve` starts N worker processes that listen on the
+public port together (SO_REUSEPORT) while the store process listens on loopback only. A worker
+answers `/webhooks/...` itself: size limit, signature, parsing, then the normalized deliveries go to
+the store process in batches (one request carries every delivery that arrived while the previous
+one was being stored) and each webhook is answered once its delivery is committed, as in one
+process. Every other route (Slack, /healthz, /metrics, /media) is passed through to the store
+process unchanged; /admin and /internal are not reachable from outside.
+
+Owns: the worker process (`python -m socialdesk.workers`), its link to the store process, the
+store process's `/internal/ingest` route, and the supervisor that starts and restarts workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import hmac
+import logging
+import os
+import pickle
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+import uvloop
+from aiohttp import web
+from multidict import CIMultiDict
+
+from connectors import registry as connector_registry
+from connectors import webhooks
+from connectors.webhooks import StoreUnavailable
+from socialdesk import logs
+from socialdesk.config import Config, load
+from warehouse.desk import Desk
+from warehouse.ingest import Delivery, IngestResult
+
+log = logging.getLogger(__name__)
+STORE_URL_ENV = "SOCIALDESK_STORE_URL"
+TOKEN_ENV = "SOCIALDESK_WORKER_TOKEN"
+INGEST_PATH = "/internal/ingest"
+PRIVATE_PREFIXES = ("/admin/", "/internal/")
+# Headers that describe one hop, not the message: the proxy sets its own.
+HOP_HEADERS = frozenset({"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
+                         "proxy-authorization", "proxy-authenticate", "host", "content-length"})
+Observation = tuple[str, int, float]
+# One request to the store carries at most this much; the rest waits for the next one.
+MAX_BATCH_DELIVERIES = 1024
+MAX_BATCH_BYTES = 8 * 1024 * 1024
+
+
+# -- the store process's side ------------------------------------------------------------------------
+
+def ingest_route(desk: Desk, observe: Callable[[str, int, float], None],
+                 token: str) -> Callable[[web.Request], Any]:
+    """`POST /internal/ingest`: a batch of deliveries from a worker, stored in one round."""
+    expected = f"Bearer {token}".encode()
+
+    async def handle(request: web.Request) -> web.Response:
+        given = request.headers.get("Authorization", "").encode()
+        if not hmac.compare_digest(given, expected):
+            return web.Response(status=401, text="not a webhook worker of this service")
+        # Only our own workers hold the token (it never leaves the environment of this process tree).
+        batch = pickle.loads(await request.content.read())  # a batch may exceed client_max_size
+        for channel, status, seconds in batch["observations"]:
+            observe(channel, status, seconds)
+        results = await desk.ingest_many(batch["deliveries"])
+        for result in results:
+            if isinstance(result, BaseException):
+                log.error("a delivery from a webhook worker could not be stored", exc_info=result)
+        answer = [None if isinstance(r, BaseException) else r for r in results]
+        return web.Response(body=pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL),
+                            content_type="application/octet-stream")
+
+    return handle
+
+
+class Supervisor:
+    """Starts the workers, starts again one that dies, and stops them with the service."""
+
+    def __init__(self, count: int, store_url: str, token: str, config_path: str | None) -> None:
+        self.count = count
+        self.env = {**os.environ, STORE_URL_ENV: store_url, TOKEN_ENV: token}
+        if config_path:
+            self.env["SOCIALDESK_CONFIG"] = config_path
+        self.processes: list[asyncio.subprocess.Process] = []
+        self._stopping = False
+
+    async def run(self) -> None:
+        await asyncio.gather(*(self._keep(i) for i in range(self.count)))
+
+    async def _keep(self, index: int) -> None:
+        while not self._stopping:
+            proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "socialdesk.workers", env=self.env)
+            self.processes.append(proc)
+            code = await proc.wait()
+            self.processes.remove(proc)
+            if not self._stopping:
+                log.warning("webhook worker %d exited with %s; starting it again", index, code)
+                await asyncio.sleep(1)
+
+    async def stop(self, timeout: float = 10) -> None:
+        self._stopping = True
+        for proc in self.processes:
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+        for proc in list(self.processes):
+            try:
+                await asyncio.wait_for(proc.wait(), timeout)
+            except TimeoutError:
+                proc.kill()
+
+
+# -- the worker's side -------------------------------------------------------------------------------
+
+class StoreLink:
+    """A worker's deliveries to the store process: while a batch is being stored the next one fills."""
+
+    def __init__(self, store_url: str, token: str, max_in_flight: int = 2) -> None:
+        self.url = store_url.rstrip("/") + INGEST_PATH
+        self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/octet-stream"}
+        self.max_in_flight = max_in_flight
+        self.session: aiohttp.ClientSession | None = None
+        self._pending: list[tuple[Delivery, asyncio.Future[IngestResult]]] = []
+        self._observations: list[Observation] = []
+        self._in_flight = 0
+
+    async def ingest(self, delivery: Delivery) -> IngestResult:
+        future: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
+        self._pending.append((delivery, future))
+        self._send_more()
+        return await future
+
+    def observe(self, channel: str, status: int, seconds: float) -> None:
+        """Webhook metrics are kept by the store process (it serves /metrics): they go with the next batch."""
+        self._observations.append((channel, status, seconds))
+
+    def flush_observations(self) -> None:
+        if self._observations:
+            self._send_more(force=True)
+
+    def _send_more(self, force: bool = False) -> None:
+        # Two batches on their way: one being stored while the next waits its turn, so the writer
+        # never waits for this process; whatever arrives meanwhile goes in the batch after.
+        if self._in_flight < self.max_in_flight and (self._pending or force):
+            self._in_flight += 1
+            batch, self._pending = _split(self._pending)
+            observations, self._observations = self._observations, []
+            asyncio.create_task(self._send(batch, observations))
+
+    async def _send(self, batch: list[tuple[Delivery, asyncio.Future[IngestResult]]],
+                    observations: list[Observation]) -> None:
+        outcome: list[IngestResult | None] | StoreUnavailable
+        try:
+            assert self.session is not None, "the worker's session is not open"
+            body = pickle.dumps({"deliveries": [d for d, _ in batch], "observations": observations},
+                                protocol=pickle.HIGHEST_PROTOCOL)
+            async with self.session.post(self.url, data=body, headers=self.headers) as resp:
+                answer = await resp.read()
+                if resp.status != 200:
+                    raise StoreUnavailable(f"the store process answered {resp.status}")
+            outcome = pickle.loads(answer)
+        except Exception as exc:
+            outcome = exc if isinstance(exc, StoreUnavailable) else StoreUnavailable(
+                f"the store process could not be reached: {type(exc).__name__}")
+        # The next batch leaves before this one's webhooks are answered, so the store's writer,
+        # which has just finished this one, waits as little as possible.
+        self._in_flight -= 1
+        self._send_more()
+        for i, (_, future) in enumerate(batch):
+            result = outcome if isinstance(outcome, StoreUnavailable) else outcome[i]
+            if future.done():
+                continue
+            if isinstance(result, IngestResult):
+                future.set_result(result)
+            else:
+                future.set_exception(result or StoreUnavailable("the store process could not store this delivery"))
+
+
+def _split(pending: list[tuple[Delivery, Any]]) -> tuple[list[tuple[Delivery, Any]], list[tuple[Delivery, Any]]]:
+    """The next batch (within MAX_BATCH_DELIVERIES and MAX_BATCH_BYTES, at least one) and what stays."""
+    size = 0
+    for n, (delivery, _) in enumerate(pending[:MAX_BATCH_DELIVERIES]):
+        size += len(delivery.raw or b"")
+        if size > MAX_BATCH_BYTES and n > 0:
+            return pending[:n], pending[n:]
+    return pending[:MAX_BATCH_DELIVERIES], pending[MAX_BATCH_DELIVERIES:]
+
+
+def _proxy(store_url: str, session: Callable[[], aiohttp.ClientSession]) -> Callable[[web.Request], Any]:
+    base = store_url.rstrip("/")
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        if request.path.startswith(PRIVATE_PREFIXES):
+            return web.Response(status=404, text="not found")
+        headers = CIMultiDict((k, v) for k, v in request.headers.items() if k.lower() not in HOP_HEADERS)
+        headers["X-Forwarded-For"] = request.remote or ""
+        body = await request.read()
+        try:
+            async with session().request(request.method, base + request.path_qs, headers=headers, data=body,
+                                         allow_redirects=False) as upstream:
+                response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=CIMultiDict(
+                    (k, v) for k, v in upstream.headers.items() if k.lower() not in HOP_HEADERS))
+                if upstream.content_length is not None:
+                    response.content_length = upstream.content_length
+                await response.prepare(request)
+                async for chunk in upstream.content.iter_chunked(64 * 1024):
+                    await response.write(chunk)
+                await response.write_eof()
+                return response
+        except (aiohttp.ClientError, TimeoutError):
+            log.warning("the store process did not answer %s %s", request.method, request.path)
+            return web.Response(status=503, text="the service is not answering; try again shortly")
+
+    return handle
+
+
+def worker_app(cfg: Config, store_url: str, token: str, parent_pid: int | None = None) -> web.Application:
+    """One webhook worker: the channels' webhook routes, and everything else passed to the store process."""
+    link = StoreLink(store_url, token)
+    app = web.Application(client_max_size=max(cfg.server.max_body_bytes, 1024 * 1024) + 1)
+    webhooks.add_routes(app, connector_registry.build(cfg.channels), link, cfg.server.max_body_bytes, link.observe)
+
+    async def lifetime(app: web.Application) -> AsyncIterator[None]:
+        # The proxy must hand bodies on as they are (compressed or not).
+        link.session = aiohttp.ClientSession(auto_decompress=False, timeout=aiohttp.ClientTimeout(total=60))
+        watch = asyncio.create_task(_watch(link, parent_pid))
+        yield
+        watch.cancel()
+        link.flush_observations()
+        await asyncio.sleep(0)
+        await link.session.close()
+
+    app.cleanup_ctx.append(lifetime)
+    app.router.add_route("*", "/{tail:.*}", _proxy(store_url, lambda: link.session))  # type: ignore[arg-type,return-value]
+    return app
+
+
+async def _watch(link: StoreLink, parent_pid: int | None) -> None:
+    """Every second: send the metrics gathered meanwhile, and stop if the store process is gone."""
+    while True:
+        await asyncio.sleep(1)
+        link.flush_observations()
+        if parent_pid is not None and os.getppid() != parent_pid:
+            log.warning("the store process is gone; this webhook worker stops")
+            os.kill(os.getpid(), signal.SIGTERM)  # run_app's graceful shutdown
+            return
+
+
+def main() -> None:
+    cfg = load()
+    logs.configure(cfg.server.json_logs)
+    store_url, token = os.environ[STORE_URL_ENV], os.environ.pop(TOKEN_ENV)
+    app = worker_app(cfg, store_url, token, parent_pid=os.getppid())
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)  # as in the service: a webhook makes many short-lived objects
+    web.run_app(app, host=cfg.server.host, port=cfg.server.port, reuse_port=True, access_log=None, print=None,
+                loop=uvloop.new_event_loop())
+
+
+if __name__ == "__main__":
+    main()
