@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -132,7 +133,10 @@ def test_rules_list_check_and_test_r24(env: Path, capsys) -> None:
     assert code == 1 and "bad.json" in err and "Broken" in err and "nope" in err
 
 
-def test_demo_data_fills_the_store_for_the_other_commands(env: Path, capsys) -> None:
+def test_demo_data_fills_the_store_for_the_other_commands(env: Path, capsys, monkeypatch) -> None:
+    # Whether a ticket is still unclaimed depends on the time of day: the generated day is fixed here.
+    from warehouse import clock
+    monkeypatch.setattr(clock, "_source", lambda: datetime(2026, 11, 24, 15, 0))
     code, counts, _ = run(capsys, "demo-data", "--tickets", "300", "--seed", "3")
     assert code == 0 and counts["tickets"] == 300 and counts["comments"] > 300
     assert run(capsys, "view", "Unassigned social messaging tickets")[1]["tickets"]

@@ -1,0 +1,207 @@
+"""`[server] webhook_workers`: worker processes answer the public port for the store process (issue 7).
+
+Everything runs through `socialdesk serve` in a subprocess, as deployed: webhooks are verified and
+answered by a worker once the store process has committed them, every other route reaches the
+store process unchanged, private routes stay private, and a crash of the store process loses
+nothing that was acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from socialdesk.fakes import slack_api
+from socialdesk.sandbox import WHATSAPP_PARIS, Sandbox
+from socialdesk.workers import MAX_BATCH_BYTES, MAX_BATCH_DELIVERIES, _split
+from tests.test_resilience import _free_port, _send_all, _serve, _toml, _wait_up
+from warehouse.ingest import Delivery
+
+
+def _workers_of(pid: int) -> list[int]:
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in children.read_text().split()] if children.exists() else []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().split(") ")[1].startswith("Z"))
+
+
+def _http(url: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    req = urllib.request.Request(url, data=body, headers=headers or {}, method="POST" if body is not None else "GET")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+class Served:
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, daemon=True).start()
+        # The fake Slack answers the notifier; the channels' fakes only lend accounts and signing.
+        self.sandbox = asyncio.run_coroutine_threadsafe(Sandbox().start(), self.loop).result(30)
+        slack = (f'[slack]\nbot_token = "{slack_api.BOT_TOKEN}"\nsigning_secret = "{slack_api.SIGNING_SECRET}"\n'
+                 f'api_url = "{self.sandbox.slack.api_url}"\nteam_id = "{slack_api.TEAM_ID}"\n')
+        self.config = tmp / "c.toml"
+        self.config.write_text("[server]\nwebhook_workers = 2\n" + slack + _toml(self.sandbox.channels))
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = _serve(tmp, self.config, self.port)
+        _wait_up(self.port, self.proc)
+
+    def webhook(self, text: str, message_id: str) -> tuple[int, bytes]:
+        body = self.sandbox.message("whatsapp", WHATSAPP_PARIS, "33612345678", text, message_id, datetime.now(UTC))
+        req = self.sandbox.request("whatsapp", WHATSAPP_PARIS, body)
+        return _http(self.url + req.path, req.body, req.headers)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
+        asyncio.run_coroutine_threadsafe(self.sandbox.stop(), self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    service = Served(tmp_path_factory.mktemp("workers"))
+    yield service
+    service.stop()
+
+
+def test_the_service_starts_the_configured_number_of_workers(served: Served) -> None:
+    deadline = time.monotonic() + 10
+    while len(_workers_of(served.proc.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(_workers_of(served.proc.pid)) == 2
+
+
+def test_a_signed_webhook_is_answered_after_the_store_process_commits_it_b4(served: Served) -> None:
+    assert served.webhook("Bonjour via a worker", "wamid.workers.1")[0] == 200
+    assert served.webhook("Bonjour via a worker", "wamid.workers.1")[0] == 200  # a redelivery: stored once
+    status, body = _http(f"{served.url}/admin/ops/tickets", b"{}")
+    assert status == 404  # the admin route is not reachable through the public port
+    admin = json.loads(Path(str(served.tmp / "c.duckdb") + ".admin.json").read_text())
+    status, body = _http(f"http://127.0.0.1:{admin['port']}/admin/ops/ticket", json.dumps({"id": 1}).encode(),
+                         {"Authorization": f"Bearer {admin['token']}", "Content-Type": "application/json"})
+    assert status == 200, body
+    assert [c["body"] for c in json.loads(body)["comments"]] == ["Bonjour via a worker"]
+
+
+def test_a_forged_webhook_is_refused_by_the_worker(served: Served) -> None:
+    status, _ = _http(f"{served.url}/webhooks/whatsapp", b'{"object": "whatsapp_business_account", "entry": []}',
+                      {"X-Hub-Signature-256": "sha256=" + "0" * 64, "Content-Type": "application/json"})
+    assert status == 401
+
+
+def test_the_internal_route_is_not_reachable_through_the_public_port(served: Served) -> None:
+    status, _ = _http(f"{served.url}/internal/ingest", b"\x80\x05N.")
+    assert status == 404
+
+
+def test_slack_requests_reach_the_store_process_unchanged(served: Served) -> None:
+    body = json.dumps({"type": "url_verification", "challenge": "prove-it", "token": "x"})
+    status, answer = _http(f"{served.url}/slack/events", body.encode(),
+                           {**slack_api.sign(body), "Content-Type": "application/json"})
+    assert status == 200 and b"prove-it" in answer
+    forged = {**slack_api.sign(body, secret="not-the-secret"), "Content-Type": "application/json"}
+    assert _http(f"{served.url}/slack/events", body.encode(), forged)[0] == 401
+
+
+def test_health_and_metrics_come_from_the_store_process_with_the_workers_counts(served: Served) -> None:
+    assert _http(f"{served.url}/healthz") == (200, b'{"ok": true}')
+    served.webhook("Counted", "wamid.workers.metrics")
+    deadline = time.monotonic() + 10
+    while True:  # workers hand their counts over with the next batch, or within a second
+        metrics = _http(f"{served.url}/metrics")[1].decode()
+        if 'socialdesk_webhooks_total{channel="whatsapp",status="401"}' in metrics and \
+                'socialdesk_webhooks_total{channel="whatsapp",status="200"}' in metrics:
+            break
+        assert time.monotonic() < deadline, metrics
+        time.sleep(0.2)
+
+
+def test_a_worker_that_dies_is_started_again(served: Served) -> None:
+    victim = _workers_of(served.proc.pid)[0]
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 15
+    while victim in _workers_of(served.proc.pid) or len(_workers_of(served.proc.pid)) < 2:
+        assert time.monotonic() < deadline, "the worker was not started again"
+        time.sleep(0.1)
+    assert served.webhook("After a worker restart", "wamid.workers.restart")[0] == 200
+
+
+def test_a_batch_stays_within_its_limits() -> None:
+    pending: list[tuple[Delivery, Any]] = [(Delivery([], "whatsapp", b"x" * 100), None) for _ in range(1500)]
+    batch, rest = _split(pending)
+    assert len(batch) == MAX_BATCH_DELIVERIES and len(rest) == 1500 - MAX_BATCH_DELIVERIES
+    big = [(Delivery([], "whatsapp", b"x" * (MAX_BATCH_BYTES // 2 + 1)), None) for _ in range(3)]
+    assert [len(part) for part in _split(big)] == [1, 2]
+    huge = [(Delivery([], "whatsapp", b"x" * (MAX_BATCH_BYTES + 1)), None)]
+    assert [len(part) for part in _split(huge)] == [1, 0]  # one delivery always goes
+
+
+def test_kill_9_of_the_store_process_loses_nothing_acknowledged_and_its_workers_stop(tmp_path: Path) -> None:
+    async def prepare() -> tuple[Sandbox, list[Any]]:
+        sandbox = await Sandbox().start()
+        await sandbox.stop()
+        now = datetime.now(UTC)
+        return sandbox, [(f"wamid.wcrash.{i}", sandbox.request("whatsapp", WHATSAPP_PARIS, sandbox.message(
+            "whatsapp", WHATSAPP_PARIS, f"3362{i % 89:07d}", f"message {i}", f"wamid.wcrash.{i}", now)))
+            for i in range(3000)]
+    sandbox, requests = asyncio.run(prepare())
+    config = tmp_path / "c.toml"
+    config.write_text("[server]\nwebhook_workers = 1\n" + _toml(sandbox.channels))
+    port = _free_port()
+    proc = _serve(tmp_path, config, port)
+    _wait_up(port, proc)
+    workers = _workers_of(proc.pid)
+    assert workers
+    acked: list[str] = []
+
+    def killer() -> None:
+        time.sleep(1.0)
+        os.kill(proc.pid, signal.SIGKILL)
+    threading.Thread(target=killer).start()
+    asyncio.run(_send_all(port, requests, acked, stop_after=20))
+    proc.wait(10)
+    assert 0 < len(acked) < len(requests), "the kill should land mid-load"
+    deadline = time.monotonic() + 15
+    while any(_alive(w) for w in workers):
+        assert time.monotonic() < deadline, "a worker outlived its store process"
+        time.sleep(0.1)
+
+    proc = _serve(tmp_path, config, port)
+    _wait_up(port, proc)
+    try:
+        redelivered: list[str] = []
+        asyncio.run(_send_all(port, requests, redelivered, stop_after=None))
+        assert len(redelivered) == len(requests)
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    con = duckdb.connect(str(tmp_path / "c.duckdb"), read_only=True)
+    stored = dict(con.execute("SELECT platform_message_id, count(*) FROM comments GROUP BY 1").fetchall())
+    con.close()
+    assert all(stored.get(mid) == 1 for mid in acked), "an acknowledged message was lost or duplicated"
+    assert len(stored) == len(requests) and set(stored.values()) == {1}
