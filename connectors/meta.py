@@ -72,8 +72,18 @@ def matching_secrets(request: Incoming, app_secrets: Iterable[str]) -> set[str]:
     return matched
 
 
+_last_loaded: tuple[bytes, str, dict[str, Any]] | None = None
+
+
 def load_json(body: bytes, expected_object: str) -> dict[str, Any]:
-    """The webhook JSON with `object` == expected and `entry` a list, else MalformedPayload."""
+    """The webhook JSON with `object` == expected and `entry` a list, else MalformedPayload.
+
+    verify() and parse() read the same body one after the other: the second call gets the first's
+    result (callers only read it). Keyed by the body object itself, which the cache keeps alive.
+    """
+    global _last_loaded
+    if _last_loaded is not None and _last_loaded[0] is body and _last_loaded[1] == expected_object:
+        return _last_loaded[2]
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):
@@ -84,6 +94,7 @@ def load_json(body: bytes, expected_object: str) -> dict[str, Any]:
         raise MalformedPayload(f"object is not {expected_object!r}")
     if not isinstance(data.get("entry"), list):
         raise MalformedPayload("entry is not a list")
+    _last_loaded = (body, expected_object, data)
     return data
 
 

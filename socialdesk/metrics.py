@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -21,11 +22,18 @@ class Metrics:
         self.slack_ack_seconds = Histogram("socialdesk_slack_ack_seconds", "Slack request answer latency",
                                            registry=self.registry, buckets=(.01, .05, .1, .25, .5, 1, 2, 3))
         self.outbox_depth = Gauge("socialdesk_outbox_depth", "Replies waiting to be sent", registry=self.registry)
+        self._webhook_children: dict[tuple[str, int], tuple[Any, Any]] = {}
         self.store_bytes = Gauge("socialdesk_store_bytes", "Size of the DuckDB file", registry=self.registry)
 
     def observe_webhook(self, channel: str, status: int, seconds: float) -> None:
-        self.webhooks.labels(channel, str(status)).inc()
-        self.webhook_seconds.labels(channel).observe(seconds)
+        # Called for every webhook: the labelled children are looked up once.
+        key = (channel, status)
+        children = self._webhook_children.get(key)
+        if children is None:
+            children = self._webhook_children[key] = (self.webhooks.labels(channel, str(status)),
+                                                      self.webhook_seconds.labels(channel))
+        children[0].inc()
+        children[1].observe(seconds)
 
     def observe_attempt(self, channel: str, outcome: str) -> None:
         self.send_attempts.labels(channel, outcome).inc()

@@ -53,6 +53,7 @@ Observation = tuple[str, int, float]
 # One request to the store carries at most this much; the rest waits for the next one.
 MAX_BATCH_DELIVERIES = 1024
 MAX_BATCH_BYTES = 8 * 1024 * 1024
+MIN_FOLLOWING_BATCH = 64  # fewer waiting than this, and they wait for the batch in flight to return
 
 
 # -- the store process's side ------------------------------------------------------------------------
@@ -146,8 +147,11 @@ class StoreLink:
             self._send_more(force=True)
 
     def _send_more(self, force: bool = False) -> None:
-        # Two batches on their way: one being stored while the next waits its turn, so the writer
-        # never waits for this process; whatever arrives meanwhile goes in the batch after.
+        # Under load two batches are on their way, one being stored while the next waits its turn,
+        # so the writer never waits for this process. A second batch of a few messages would cost
+        # a whole commit round and delay the messages behind it, so it waits to be worth one.
+        if self._in_flight and len(self._pending) < MIN_FOLLOWING_BATCH and not force:
+            return
         if self._in_flight < self.max_in_flight and (self._pending or force):
             self._in_flight += 1
             batch, self._pending = _split(self._pending)

@@ -29,7 +29,7 @@ from warehouse.model import (
 )
 from warehouse.phones import to_e164
 from warehouse.redact import redact_cards
-from warehouse.rows import event, insert, next_ids, record_events, registered, sql_list
+from warehouse.rows import arrow, event, insert, next_ids, record_events, sql_list
 
 DELIVERY_RANK = {"queued": 0, "sent": 1, "delivered": 2, "read": 3}
 
@@ -76,9 +76,10 @@ def ingest_batch(con: duckdb.DuckDBPyConnection, deliveries: list[Delivery]) -> 
             fresh.append((n, item))
     if fresh:
         keys = [{"channel": m.channel, "account": m.account, "message_id": m.message_id} for _, m in fresh]
-        with registered(con, keys) as name:
-            new = set(con.execute(f"INSERT INTO inbound_keys SELECT * FROM {name} ON CONFLICT DO NOTHING "
-                                  "RETURNING channel, account, message_id").fetchall())
+        # Row sets are local Arrow tables DuckDB finds by name (replacement scans; see rows.insert).
+        _keys = arrow(keys)  # noqa: F841
+        new = set(con.execute("INSERT INTO inbound_keys SELECT * FROM _keys ON CONFLICT DO NOTHING "
+                              "RETURNING channel, account, message_id").fetchall())
         stored = []
         for n, m in fresh:
             if (m.channel, m.account, m.message_id) in new:
@@ -162,15 +163,15 @@ def _store_messages(con: duckdb.DuckDBPyConnection, stored: list[tuple[int, Inbo
                for k, m in latest.items()
                if k not in missing and m.profile and _changes(stored_profiles.get(k), m.profile)]
     if updates:
-        with registered(con, updates) as name:
-            con.execute(f"UPDATE users SET social_messaging_info = json_merge_patch(users.social_messaging_info, "
-                        f"u.patch::JSON), phone = coalesce(users.phone, u.phone), "
-                        f"name = coalesce(u.name, users.name), updated_at = ? FROM {name} u "
-                        f"WHERE users.id = u.id AND users.id IN {sql_list(u['id'] for u in updates)}", [now])
-            con.execute(f"UPDATE identities SET profile = json_merge_patch(identities.profile, u.profile::JSON) "
-                        f"FROM {name} u WHERE identities.channel = u.channel AND identities.account = u.account "
-                        f"AND identities.platform_user_id = u.platform_user_id "
-                        f"AND identities.platform_user_id IN {sql_list(u['platform_user_id'] for u in updates)}")
+        _updates = arrow(updates)  # noqa: F841
+        con.execute(f"UPDATE users SET social_messaging_info = json_merge_patch(users.social_messaging_info, "
+                    f"u.patch::JSON), phone = coalesce(users.phone, u.phone), "
+                    f"name = coalesce(u.name, users.name), updated_at = ? FROM _updates u "
+                    f"WHERE users.id = u.id AND users.id IN {sql_list(u['id'] for u in updates)}", [now])
+        con.execute(f"UPDATE identities SET profile = json_merge_patch(identities.profile, u.profile::JSON) "
+                    f"FROM _updates u WHERE identities.channel = u.channel AND identities.account = u.account "
+                    f"AND identities.platform_user_id = u.platform_user_id "
+                    f"AND identities.platform_user_id IN {sql_list(u['platform_user_id'] for u in updates)}")
 
     # Tickets: the end user's unsolved ticket on that business account, else a new one (R1, R2).
     groups: dict[tuple[str, str, str], list[tuple[int, InboundMessage]]] = defaultdict(list)
@@ -233,14 +234,14 @@ def _store_messages(con: duckdb.DuckDBPyConnection, stored: list[tuple[int, Inbo
                                     count=redacted + caption_redactions))
     insert(con, "tickets", new_tickets)
     if ticket_updates:
-        with registered(con, ticket_updates) as name:
-            con.execute(
-                f"UPDATE tickets SET status = 'open', "
-                f"status_changed_at = CASE WHEN tickets.status <> 'open' THEN ?::TIMESTAMP "
-                f"ELSE tickets.status_changed_at END, end_user_messages = end_user_messages + u.count, "
-                f"last_end_user_message_at = greatest(tickets.last_end_user_message_at, u.last), updated_at = ? "
-                f"FROM {name} u WHERE tickets.id = u.id AND tickets.id IN {sql_list(u['id'] for u in ticket_updates)}",
-                [now, now])
+        _ticket_updates = arrow(ticket_updates)  # noqa: F841
+        con.execute(
+            f"UPDATE tickets SET status = 'open', "
+            f"status_changed_at = CASE WHEN tickets.status <> 'open' THEN ?::TIMESTAMP "
+            f"ELSE tickets.status_changed_at END, end_user_messages = end_user_messages + u.count, "
+            f"last_end_user_message_at = greatest(tickets.last_end_user_message_at, u.last), updated_at = ? "
+            f"FROM _ticket_updates u WHERE tickets.id = u.id "
+            f"AND tickets.id IN {sql_list(u['id'] for u in ticket_updates)}", [now, now])
     comment_ids = next_ids(con, "comment_ids", len(comments))
     for cid, c in zip(comment_ids, comments, strict=True):
         c["id"] = cid
