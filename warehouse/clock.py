@@ -21,4 +21,8 @@ def set_clock(source: Callable[[], datetime] | None) -> None:
 
 
 def naive_utc(dt: datetime) -> datetime:
-    return dt if dt.tzinfo is None else dt.astimezone(UTC).replace(tzinfo=None)
+    if dt.tzinfo is None:
+        return dt
+    if dt.tzinfo is UTC:  # what the connectors produce: no conversion needed
+        return dt.replace(tzinfo=None)
+    return dt.astimezone(UTC).replace(tzinfo=None)
