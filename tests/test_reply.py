@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from tests.conftest import ingest, msg
+from warehouse import outbox as box
 from warehouse import queries
+from warehouse.ingest import Delivery, ingest_batch
+from warehouse.model import StatusUpdate
 from warehouse.store import Store
 from warehouse.tickets import OperationError, ensure_agent, reply
 
@@ -103,3 +106,32 @@ def test_an_empty_reply_or_a_template_off_whatsapp_is_refused(store: Store, agen
         store.write(lambda c: reply(c, 1, agent, "  "))
     with pytest.raises(OperationError, match="WhatsApp only"):
         store.write(lambda c: reply(c, 1, agent, "", template={"name": "t"}))
+
+
+def _receipt(status: str, message_id: str, user: str = "33612345678") -> Delivery:
+    return Delivery([StatusUpdate("whatsapp", "PN1", user, status, datetime(2026, 11, 24, 9, 31, tzinfo=UTC),
+                                  message_id=message_id)])  # type: ignore[arg-type]
+
+
+def test_b2_a_receipt_that_arrives_before_the_reply_is_recorded_sent_is_applied_then(store: Store, agent: int,
+                                                                                      frozen_clock) -> None:
+    ingest(store, msg())
+    frozen_clock[0] = frozen_clock[0].replace(hour=9, minute=30)
+    queued = store.write(lambda c: reply(c, 1, agent, "On its way"))
+    # The platform's webhook can beat the sender's own record of the send (it sends many at once).
+    store.write(lambda c: ingest_batch(c, [_receipt("delivered", "wamid.early")]))
+    store.write(lambda c: box.record(c, [box.Outcome(queued["outbox_id"], 1, "sent",
+                                                     platform_message_id="wamid.early")]))
+    assert outbox(store)[0][5] == "delivered"
+    assert kinds(store, 1).count("reply_delivered") == 1
+    store.write(lambda c: ingest_batch(c, [_receipt("delivered", "wamid.early")]))  # a redelivery: nothing more
+    assert kinds(store, 1).count("reply_delivered") == 1
+
+
+def test_b2_receipts_for_messages_we_never_sent_are_not_kept_forever(store: Store, frozen_clock) -> None:
+    store.write(lambda c: ingest_batch(c, [_receipt("read", "wamid.from-the-phone-app")]))
+    assert store.read(lambda c: c.execute("SELECT count(*) FROM early_receipts").fetchone()[0]) == 1
+    frozen_clock[0] = frozen_clock[0] + timedelta(days=2)
+    store.write(lambda c: ingest_batch(c, [_receipt("read", "wamid.another")]))
+    assert store.read(lambda c: c.execute("SELECT platform_message_id FROM early_receipts").fetchall()) == [
+        ("wamid.another",)]

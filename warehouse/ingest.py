@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import duckdb
@@ -284,7 +284,36 @@ def apply_receipt(con: duckdb.DuckDBPyConnection, receipt: StatusUpdate, now: da
         f"WHERE channel = ? AND account = ? AND {where} AND {state_filter} RETURNING id, ticket_id",
         [receipt.status, now, receipt.status, at, receipt.status, at, receipt.status, receipt.error,
          receipt.channel, receipt.account, *params]).fetchall()
+    if not rows and receipt.message_id and _unknown_reply(con, receipt):
+        _keep_early(con, receipt, at, now)
     record_events(con, [event(tid, f"reply_{receipt.status}", "system", at=now, outbox_id=oid,
                               error=receipt.error, platform_time=at.isoformat())
                         for oid, tid in rows])
     return len(rows)
+
+
+EARLY_RECEIPT_DAYS = 1
+
+
+def _unknown_reply(con: duckdb.DuckDBPyConnection, receipt: StatusUpdate) -> bool:
+    return con.execute("SELECT count(*) FROM outbox WHERE channel = ? AND account = ? AND platform_message_id = ?",
+                       [receipt.channel, receipt.account, receipt.message_id]).fetchone()[0] == 0
+
+
+def _keep_early(con: duckdb.DuckDBPyConnection, receipt: StatusUpdate, at: datetime, now: datetime) -> None:
+    con.execute("DELETE FROM early_receipts WHERE received_at < ?", [now - timedelta(days=EARLY_RECEIPT_DAYS)])
+    con.execute("INSERT INTO early_receipts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [receipt.channel, receipt.account, receipt.message_id, receipt.user_id, receipt.status, at,
+                 receipt.error, now])
+
+
+def apply_early_receipts(con: duckdb.DuckDBPyConnection, channel: str, account: str, platform_message_id: str,
+                         now: datetime) -> int:
+    """A reply just recorded as sent takes the receipts that arrived before that record (B2)."""
+    rows = con.execute("DELETE FROM early_receipts WHERE channel = ? AND account = ? AND platform_message_id = ? "
+                       "RETURNING user_id, status, platform_at, error", [channel, account, platform_message_id]).fetchall()
+    changed = 0
+    for user_id, status, at, error in sorted(rows, key=lambda r: (r[2], DELIVERY_RANK.get(r[1], 4))):
+        changed += apply_receipt(con, StatusUpdate(channel, account, user_id, status, at,
+                                                   message_id=platform_message_id, error=error), now)
+    return changed

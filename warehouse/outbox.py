@@ -14,6 +14,7 @@ from typing import Any
 import duckdb
 
 from warehouse import clock
+from warehouse.ingest import apply_early_receipts
 from warehouse.rows import event, record_events
 
 
@@ -62,11 +63,14 @@ def record(con: duckdb.DuckDBPyConnection, outcomes: list[Outcome]) -> None:
     events = []
     for o in outcomes:
         if o.state == "sent":
-            con.execute("UPDATE outbox SET state = 'sent', attempts = attempts + 1, platform_message_id = ?, "
-                        "sent_at = ?, updated_at = ?, next_attempt_at = NULL WHERE id = ? AND state = 'queued'",
-                        [o.platform_message_id, now, now, o.outbox_id])
-            events.append(event(o.ticket_id, "reply_sent", "system", at=now, outbox_id=o.outbox_id,
-                                platform_message_id=o.platform_message_id))
+            sent = con.execute("UPDATE outbox SET state = 'sent', attempts = attempts + 1, platform_message_id = ?, "
+                               "sent_at = ?, updated_at = ?, next_attempt_at = NULL WHERE id = ? AND state = 'queued' "
+                               "RETURNING channel, account", [o.platform_message_id, now, now, o.outbox_id]).fetchall()
+            record_events(con, [event(o.ticket_id, "reply_sent", "system", at=now, outbox_id=o.outbox_id,
+                                      platform_message_id=o.platform_message_id)])
+            for channel, account in sent:
+                if o.platform_message_id:
+                    apply_early_receipts(con, channel, account, o.platform_message_id, now)
         elif o.state == "retry":
             at = now + timedelta(seconds=o.retry_in or 0)
             con.execute("UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?, "
