@@ -170,21 +170,20 @@ async def _send_all(port: int, requests: list[Any], acked: list[str], stop_after
             await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def test_kill_9_under_load_loses_no_acknowledged_message_and_redelivery_adds_nothing(tmp_path: Path) -> None:
+def crash_requests(prefix: str, count: int = 3000) -> tuple[Sandbox, list[Any]]:
+    """(sandbox, [(message id, signed WhatsApp request)]) from a few dozen customers."""
     async def prepare() -> tuple[Sandbox, list[Any]]:
         sandbox = await Sandbox().start()
         await sandbox.stop()  # only the accounts and the signing are needed here
         now = datetime.now(UTC)
-        reqs = [(f"wamid.crash.{i}", sandbox.request("whatsapp", WHATSAPP_PARIS, sandbox.message(
-            "whatsapp", WHATSAPP_PARIS, f"3361{i % 97:07d}", f"message {i}", f"wamid.crash.{i}", now)))
-            for i in range(3000)]
-        return sandbox, reqs
-    sandbox, requests = asyncio.run(prepare())
-    config = tmp_path / "c.toml"
-    config.write_text(_toml(sandbox.channels))
-    port = _free_port()
-    proc = _serve(tmp_path, config, port)
-    _wait_up(port, proc)
+        return sandbox, [(f"wamid.{prefix}.{i}", sandbox.request("whatsapp", WHATSAPP_PARIS, sandbox.message(
+            "whatsapp", WHATSAPP_PARIS, f"3361{i % 97:07d}", f"message {i}", f"wamid.{prefix}.{i}", now)))
+            for i in range(count)]
+    return asyncio.run(prepare())
+
+
+def kill_9_mid_load(proc: subprocess.Popen[bytes], port: int, requests: list[Any]) -> list[str]:
+    """Send everything with 16 clients, kill -9 the service a second in; the ids answered 200."""
     acked: list[str] = []
 
     def killer() -> None:
@@ -194,8 +193,13 @@ def test_kill_9_under_load_loses_no_acknowledged_message_and_redelivery_adds_not
     asyncio.run(_send_all(port, requests, acked, stop_after=20))
     proc.wait(10)
     assert 0 < len(acked) < len(requests), "the kill should land mid-load"
+    return acked
 
-    proc = _serve(tmp_path, config, port)
+
+def assert_redelivery_stores_each_once(tmp: Path, config: Path, port: int, requests: list[Any],
+                                       acked: list[str]) -> None:
+    """Restart, redeliver everything: every acknowledged message, and every other, is stored exactly once."""
+    proc = _serve(tmp, config, port)
     _wait_up(port, proc)
     try:
         redelivered: list[str] = []
@@ -204,8 +208,19 @@ def test_kill_9_under_load_loses_no_acknowledged_message_and_redelivery_adds_not
     finally:
         proc.terminate()
         proc.wait(20)
-    con = duckdb.connect(str(tmp_path / "c.duckdb"), read_only=True)
+    con = duckdb.connect(str(tmp / "c.duckdb"), read_only=True)
     stored = dict(con.execute("SELECT platform_message_id, count(*) FROM comments GROUP BY 1").fetchall())
     con.close()
     assert all(stored.get(mid) == 1 for mid in acked), "an acknowledged message was lost or duplicated"
     assert len(stored) == len(requests) and set(stored.values()) == {1}
+
+
+def test_kill_9_under_load_loses_no_acknowledged_message_and_redelivery_adds_nothing(tmp_path: Path) -> None:
+    sandbox, requests = crash_requests("crash")
+    config = tmp_path / "c.toml"
+    config.write_text(_toml(sandbox.channels))
+    port = _free_port()
+    proc = _serve(tmp_path, config, port)
+    _wait_up(port, proc)
+    acked = kill_9_mid_load(proc, port, requests)
+    assert_redelivery_stores_each_once(tmp_path, config, port, requests, acked)

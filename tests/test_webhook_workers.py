@@ -21,13 +21,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
 
 from socialdesk.fakes import slack_api
 from socialdesk.sandbox import WHATSAPP_PARIS, Sandbox
 from socialdesk.workers import MAX_BATCH_BYTES, MAX_BATCH_DELIVERIES, _split
-from tests.test_resilience import _free_port, _send_all, _serve, _toml, _wait_up
+from tests.test_resilience import (
+    _free_port,
+    _serve,
+    _toml,
+    _wait_up,
+    assert_redelivery_stores_each_once,
+    crash_requests,
+    kill_9_mid_load,
+)
 from warehouse.ingest import Delivery
 
 
@@ -162,14 +169,7 @@ def test_a_batch_stays_within_its_limits() -> None:
 
 
 def test_kill_9_of_the_store_process_loses_nothing_acknowledged_and_its_workers_stop(tmp_path: Path) -> None:
-    async def prepare() -> tuple[Sandbox, list[Any]]:
-        sandbox = await Sandbox().start()
-        await sandbox.stop()
-        now = datetime.now(UTC)
-        return sandbox, [(f"wamid.wcrash.{i}", sandbox.request("whatsapp", WHATSAPP_PARIS, sandbox.message(
-            "whatsapp", WHATSAPP_PARIS, f"3362{i % 89:07d}", f"message {i}", f"wamid.wcrash.{i}", now)))
-            for i in range(3000)]
-    sandbox, requests = asyncio.run(prepare())
+    sandbox, requests = crash_requests("wcrash")
     config = tmp_path / "c.toml"
     config.write_text("[server]\nwebhook_workers = 1\n" + _toml(sandbox.channels))
     port = _free_port()
@@ -177,31 +177,9 @@ def test_kill_9_of_the_store_process_loses_nothing_acknowledged_and_its_workers_
     _wait_up(port, proc)
     workers = _workers_of(proc.pid)
     assert workers
-    acked: list[str] = []
-
-    def killer() -> None:
-        time.sleep(1.0)
-        os.kill(proc.pid, signal.SIGKILL)
-    threading.Thread(target=killer).start()
-    asyncio.run(_send_all(port, requests, acked, stop_after=20))
-    proc.wait(10)
-    assert 0 < len(acked) < len(requests), "the kill should land mid-load"
+    acked = kill_9_mid_load(proc, port, requests)
     deadline = time.monotonic() + 15
     while any(_alive(w) for w in workers):
         assert time.monotonic() < deadline, "a worker outlived its store process"
         time.sleep(0.1)
-
-    proc = _serve(tmp_path, config, port)
-    _wait_up(port, proc)
-    try:
-        redelivered: list[str] = []
-        asyncio.run(_send_all(port, requests, redelivered, stop_after=None))
-        assert len(redelivered) == len(requests)
-    finally:
-        proc.terminate()
-        proc.wait(20)
-    con = duckdb.connect(str(tmp_path / "c.duckdb"), read_only=True)
-    stored = dict(con.execute("SELECT platform_message_id, count(*) FROM comments GROUP BY 1").fetchall())
-    con.close()
-    assert all(stored.get(mid) == 1 for mid in acked), "an acknowledged message was lost or duplicated"
-    assert len(stored) == len(requests) and set(stored.values()) == {1}
+    assert_redelivery_stores_each_once(tmp_path, config, port, requests, acked)
