@@ -311,7 +311,8 @@ def apply_early_receipts(con: duckdb.DuckDBPyConnection, channel: str, account: 
                          now: datetime) -> int:
     """A reply just recorded as sent takes the receipts that arrived before that record (B2)."""
     rows = con.execute("DELETE FROM early_receipts WHERE channel = ? AND account = ? AND platform_message_id = ? "
-                       "RETURNING user_id, status, platform_at, error", [channel, account, platform_message_id]).fetchall()
+                       "RETURNING user_id, status, platform_at, error",
+                       [channel, account, platform_message_id]).fetchall()
     changed = 0
     for user_id, status, at, error in sorted(rows, key=lambda r: (r[2], DELIVERY_RANK.get(r[1], 4))):
         changed += apply_receipt(con, StatusUpdate(channel, account, user_id, status, at,
