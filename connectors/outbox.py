@@ -1,7 +1,8 @@
 """The outbox sender: delivers queued replies through the channels' send APIs (R2, R20, B4).
 
-One task, so a reply is never in flight twice: it takes the due rows, sends them concurrently, and
-records every outcome in one write before it looks again. Transient failures back off exponentially
+One loop looks for due replies and starts a send for each that is not already on its way, so a
+reply is never in flight twice and a slow or hanging channel API holds up only its own replies.
+Each send records its outcome as soon as it has one. Transient failures back off exponentially
 with jitter (honouring Retry-After) from the same row; permanent ones stop with a plain reason.
 """
 
@@ -20,6 +21,8 @@ from warehouse import outbox as box
 from warehouse.store import Store
 
 log = logging.getLogger(__name__)
+BATCH = 50  # due replies looked at a time
+MAX_IN_FLIGHT = 200
 
 
 class OutboxSender:
@@ -33,6 +36,9 @@ class OutboxSender:
         self.max_delay = max_delay
         self.max_attempts = max_attempts
         self.on_attempt = on_attempt or (lambda channel, state: None)
+        self._in_flight: set[int] = set()
+        self._finished: set[int] = set()  # outcomes recorded while a look for due replies was running
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def backoff(self, attempts: int, retry_after: float | None) -> float:
         delay = min(self.max_delay, self.base_delay * 2 ** attempts) * (0.5 + random.random() / 2)
@@ -65,22 +71,48 @@ class OutboxSender:
             f"gave up after {row.attempts + 1} attempts: {result.reason}")
         return box.Outcome(row.id, row.ticket_id, "failed", reason=reason, window_closed=result.window_closed)
 
-    async def run_once(self) -> int:
-        """Attempt every due reply once; returns how many were attempted."""
-        rows = await self.store.aread(lambda con: box.due(con, clock.now()))
-        if not rows:
+    async def _send_and_record(self, row: box.DueReply) -> None:
+        try:
+            outcome = await self._attempt(row)
+            await self.store.awrite(lambda con: box.record(con, [outcome]))
+        except Exception:
+            log.exception("outbox: reply %d could not be sent or recorded; trying again", row.id)
+        finally:
+            self._in_flight.discard(row.id)
+            self._finished.add(row.id)
+
+    async def start_due(self) -> int:
+        """Start a send for every due reply not already on its way; returns how many were started."""
+        if len(self._in_flight) >= MAX_IN_FLIGHT:
             return 0
-        outcomes = await asyncio.gather(*(self._attempt(r) for r in rows))
-        await self.store.awrite(lambda con: box.record(con, list(outcomes)))
-        return len(rows)
+        self._finished.clear()
+        rows = await self.store.aread(lambda con: box.due(con, clock.now(), limit=BATCH + len(self._in_flight)))
+        # A send recorded while we read may still look due in what we read: it is not started again.
+        fresh = [r for r in rows if r.id not in self._in_flight and r.id not in self._finished]
+        started = fresh[:MAX_IN_FLIGHT - len(self._in_flight)]
+        for row in started:
+            self._in_flight.add(row.id)
+            task = asyncio.create_task(self._send_and_record(row), name=f"outbox-{row.id}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return len(started)
+
+    async def settle(self) -> None:
+        """Wait for the sends on their way (tests, shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def run(self, idle: float = 0.25) -> None:
-        while True:
-            try:
-                if await self.run_once():
-                    continue
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("outbox round failed; trying again")
-            await asyncio.sleep(idle)
+        try:
+            while True:
+                started = 0
+                try:
+                    started = await self.start_due()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("outbox round failed; trying again")
+                await asyncio.sleep(0 if started else idle)
+        finally:
+            for task in list(self._tasks):
+                task.cancel()

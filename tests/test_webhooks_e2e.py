@@ -168,6 +168,24 @@ async def test_b4_an_outage_delays_a_reply_without_losing_or_duplicating_it(worl
     assert kinds.count("reply_retry") == 3 and kinds.count("reply_sent") == 1
 
 
+async def test_a_hanging_channel_api_holds_up_only_its_own_replies(world) -> None:
+    sandbox, client = world
+    await post(client, sandbox, "whatsapp")
+    await post(client, sandbox, "line")
+    sandbox.meta.hang_next(1, 4.0, path_contains="/messages")
+    desk = client.app[DESK]
+    agent = await desk.agent("U1")
+    stuck = await desk.reply(1, agent, "through a slow WhatsApp")
+    await asyncio.sleep(0.5)  # the WhatsApp send is on its way, and hangs
+    quick = await desk.reply(2, agent, "through LINE")
+    await eventually(lambda: sql(client, "SELECT state FROM outbox WHERE id = ? AND state = 'sent'",
+                                 quick["outbox_id"]), timeout=2.5)
+    assert sql(client, "SELECT state FROM outbox WHERE id = ?", stuck["outbox_id"]) == [("queued",)]
+    await eventually(lambda: sql(client, "SELECT state FROM outbox WHERE id = ? AND state = 'sent'",
+                                 stuck["outbox_id"]))
+    assert len([r for r in sandbox.meta.requests if r.path.endswith("/messages")]) == 1  # sent once
+
+
 async def test_b2_delivery_and_read_receipts_become_ticket_events(world) -> None:
     sandbox, client = world
     await post(client, sandbox, "whatsapp")

@@ -4,6 +4,7 @@ and can be scripted to answer the next requests with the platform's own errors.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from abc import ABC, abstractmethod
 from collections import deque
@@ -42,6 +43,7 @@ class FakeAPI(ABC):
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
         self._script: deque[Scripted] = deque()
+        self._hangs: deque[tuple[float, str]] = deque()
         self._runner: web.AppRunner | None = None
         self.url = ""
 
@@ -55,6 +57,11 @@ class FakeAPI(ABC):
         for _ in range(count):
             self._script.append(Scripted(status, body, headers or {}, path_contains))
 
+    def hang_next(self, count: int, seconds: float, path_contains: str = "") -> None:
+        """Keep the next `count` matching requests waiting `seconds` before they are answered."""
+        for _ in range(count):
+            self._hangs.append((seconds, path_contains))
+
     async def record(self, request: web.Request) -> Recorded:
         form: dict[str, Any] = {}
         body = b""
@@ -66,6 +73,11 @@ class FakeAPI(ABC):
             body = await request.read()
         rec = Recorded(request.method, request.path, dict(request.query), dict(request.headers), body, form)
         self.requests.append(rec)
+        for i, (seconds, path_contains) in enumerate(self._hangs):
+            if path_contains in request.path:
+                del self._hangs[i]
+                await asyncio.sleep(seconds)
+                break
         return rec
 
     def scripted(self, request: web.Request) -> web.Response | None:
