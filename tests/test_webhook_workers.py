@@ -23,7 +23,8 @@ from typing import Any
 
 import pytest
 
-from socialdesk.fakes import slack_api
+from connectors import media
+from socialdesk.fakes import meta_api, slack_api
 from socialdesk.sandbox import WHATSAPP_PARIS, Sandbox
 from socialdesk.workers import MAX_BATCH_BYTES, MAX_BATCH_DELIVERIES, _split
 from tests.test_resilience import (
@@ -71,7 +72,8 @@ class Served:
         slack = (f'[slack]\nbot_token = "{slack_api.BOT_TOKEN}"\nsigning_secret = "{slack_api.SIGNING_SECRET}"\n'
                  f'api_url = "{self.sandbox.slack.api_url}"\nteam_id = "{slack_api.TEAM_ID}"\n')
         self.config = tmp / "c.toml"
-        self.config.write_text("[server]\nwebhook_workers = 2\n" + slack + _toml(self.sandbox.channels))
+        self.config.write_text('[server]\nwebhook_workers = 2\nmedia_secret = "workers-media"\n' + slack
+                               + _toml(self.sandbox.channels))
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = _serve(tmp, self.config, self.port)
@@ -113,6 +115,27 @@ def test_a_signed_webhook_is_answered_after_the_store_process_commits_it_b4(serv
                          {"Authorization": f"Bearer {admin['token']}", "Content-Type": "application/json"})
     assert status == 200, body
     assert [c["body"] for c in json.loads(body)["comments"]] == ["Bonjour via a worker"]
+
+
+def test_agents_open_inbound_media_through_a_worker(served: Served) -> None:
+    media_id = served.sandbox.meta.add_media(b"\x89PNG through the worker", "image/png")
+    body = meta_api.whatsapp_message_payload(WHATSAPP_PARIS, "33687654321", message_id="wamid.workers.img",
+                                             content={"type": "image", "image": {"id": media_id,
+                                                                                 "mime_type": "image/png"}})
+    req = served.sandbox.request("whatsapp", WHATSAPP_PARIS, body)
+    assert _http(served.url + req.path, req.body, req.headers)[0] == 200
+    admin = json.loads(Path(str(served.tmp / "c.duckdb") + ".admin.json").read_text())
+    status, found = _http(f"http://127.0.0.1:{admin['port']}/admin/ops/search", json.dumps(
+        {"query": "+33687654321"}).encode(), {"Authorization": f"Bearer {admin['token']}"})
+    assert status == 200, found
+    ticket_id = json.loads(found)["users"][0]["ticket_ids"][0]
+    status, shown = _http(f"http://127.0.0.1:{admin['port']}/admin/ops/ticket", json.dumps({"id": ticket_id}).encode(),
+                          {"Authorization": f"Bearer {admin['token']}"})
+    comment_id = json.loads(shown)["comments"][0]["id"]
+    link = media.sign_link("workers-media", served.url, comment_id, 0)
+    with urllib.request.urlopen(link, timeout=30) as resp:
+        assert (resp.status, resp.headers["Content-Type"], resp.read()) == (
+            200, "image/png", b"\x89PNG through the worker")
 
 
 def test_a_forged_webhook_is_refused_by_the_worker(served: Served) -> None:
