@@ -1,4 +1,4 @@
-"""Set-based writes: rows as Arrow tables inserted by name, id ranges from sequences.
+"""Set-based writes: rows as Arrow tables that DuckDB reads by name, id ranges from sequences.
 
 `executemany` runs about 600 rows/s here; an Arrow batch tens of thousands, so every multi-row
 write in the warehouse goes through these.
@@ -6,9 +6,7 @@ write in the warehouse goes through these.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from itertools import count
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import duckdb
@@ -16,8 +14,6 @@ import pyarrow as pa
 
 from warehouse import clock
 from warehouse.model import dumps
-
-_names = count()
 
 
 def sql_list(values: Iterable[str | int]) -> str:
@@ -44,18 +40,6 @@ def arrow(rows: Sequence[dict[str, Any]], schema: pa.Schema | None = None) -> pa
     """Dict rows as an Arrow table, built column by column (eight times faster than from_pylist)."""
     names = schema.names if schema is not None else list(dict.fromkeys(k for r in rows for k in r))
     return pa.table({n: [r.get(n) for r in rows] for n in names}, schema=schema)
-
-
-@contextmanager
-def registered(con: duckdb.DuckDBPyConnection, rows: Sequence[dict[str, Any]],
-               schema: pa.Schema | None = None) -> Iterator[str]:
-    """The rows as a temporary relation name usable in SQL."""
-    name = f"_rows_{next(_names)}"
-    con.register(name, arrow(rows, schema))
-    try:
-        yield name
-    finally:
-        con.unregister(name)
 
 
 def insert(con: duckdb.DuckDBPyConnection, table: str, rows: Sequence[dict[str, Any]],
