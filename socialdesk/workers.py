@@ -131,6 +131,7 @@ class StoreLink:
         self._pending: list[tuple[Delivery, asyncio.Future[IngestResult]]] = []
         self._observations: list[Observation] = []
         self._in_flight = 0
+        self._sending: set[asyncio.Task[None]] = set()  # held so that they are not garbage-collected
 
     async def ingest(self, delivery: Delivery) -> IngestResult:
         future: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
@@ -156,7 +157,19 @@ class StoreLink:
             self._in_flight += 1
             batch, self._pending = _split(self._pending)
             observations, self._observations = self._observations, []
-            asyncio.create_task(self._send(batch, observations))
+            task = asyncio.create_task(self._send(batch, observations))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+
+    async def close(self, timeout: float = 10) -> None:
+        """Send what is left (deliveries, metrics), wait for the answers, then close the session."""
+        self.flush_observations()
+        while self._sending:
+            done, _ = await asyncio.wait(list(self._sending), timeout=timeout)
+            if not done:
+                break
+        if self.session is not None:
+            await self.session.close()
 
     async def _send(self, batch: list[tuple[Delivery, asyncio.Future[IngestResult]]],
                     observations: list[Observation]) -> None:
@@ -237,9 +250,7 @@ def worker_app(cfg: Config, store_url: str, token: str, parent_pid: int | None =
         watch = asyncio.create_task(_watch(link, parent_pid))
         yield
         watch.cancel()
-        link.flush_observations()
-        await asyncio.sleep(0)
-        await link.session.close()
+        await link.close()
 
     app.cleanup_ctx.append(lifetime)
     app.router.add_route("*", "/{tail:.*}", _proxy(store_url, lambda: link.session))  # type: ignore[arg-type,return-value]
