@@ -27,6 +27,7 @@ from aiohttp import web
 
 from connectors import media, webhooks
 from connectors import registry as connector_registry
+from connectors.base import ConfigError
 from connectors.outbox import OutboxSender
 from socialdesk import workers
 from socialdesk.config import Config
@@ -198,6 +199,7 @@ def advertise(app: web.Application, port: int) -> None:
 
 def serve(cfg: Config) -> None:
     """`socialdesk serve`: run until SIGTERM/SIGINT, then stop cleanly (aiohttp drains and runs cleanups)."""
+    _check_port(cfg.server.host, cfg.server.port, shared=cfg.server.webhook_workers > 0)
     app = build_app(cfg)
     listen: dict[str, Any] = {"host": cfg.server.host, "port": cfg.server.port}
     port = cfg.server.port
@@ -219,6 +221,17 @@ def serve(cfg: Config) -> None:
              if cfg.server.webhook_workers else "")
     # uvloop's event loop roughly halves the per-request cost of the HTTP side.
     web.run_app(app, access_log=None, print=None, loop=uvloop.new_event_loop(), **listen)
+
+
+def _check_port(host: str, port: int, shared: bool) -> None:
+    """Stop at once, with a plain message, when another program holds the port (the workers would
+    otherwise fail and be started again forever)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT if shared else socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(f"[server] port {port} on {host} cannot be used: {exc.strerror}") from None
 
 
 def _run_workers(app: web.Application, cfg: Config, store_url: str) -> None:

@@ -12,6 +12,9 @@ import asyncio
 import json
 import os
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -206,3 +209,19 @@ def test_kill_9_of_the_store_process_loses_nothing_acknowledged_and_its_workers_
         assert time.monotonic() < deadline, "a worker outlived its store process"
         time.sleep(0.1)
     assert_redelivery_stores_each_once(tmp_path, config, port, requests, acked)
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_port_held_by_another_program_stops_start_up_with_a_plain_error(tmp_path: Path, workers: int) -> None:
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        config = tmp_path / "c.toml"
+        config.write_text(f'[server]\nhost = "127.0.0.1"\nwebhook_workers = {workers}\n')
+        env = {**os.environ, "PORT": str(port), "SOCIALDESK_CONFIG": str(config),
+               "SOCIALDESK_DB": str(tmp_path / "p.duckdb")}
+        out = subprocess.run([sys.executable, "-m", "socialdesk.cli", "serve"], env=env, cwd=tmp_path,
+                             capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    assert f"port {port} on 127.0.0.1 cannot be used" in out.stderr and "Traceback" not in out.stderr
