@@ -2,8 +2,11 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# The suite runs twice: on today's clock, then with the whole machine's clock a month ahead
+# (libfaketime), so a test bound to today's date fails today rather than next week.
+CLOCK_AHEAD ?= +31d
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean faketime
 
 $(BIN)/socialdesk: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,9 +17,18 @@ $(BIN)/socialdesk: pyproject.toml
 run: $(BIN)/socialdesk
 	$(BIN)/socialdesk demo
 
-test: $(BIN)/socialdesk
+faketime:
+	@command -v faketime >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  { apt-get install -y -qq faketime >/dev/null 2>&1 || \
+	    { apt-get update -qq >/dev/null && apt-get install -y -qq faketime >/dev/null; }; }; } || \
+	  { echo "the date-shift pass needs libfaketime: apt-get install faketime" >&2; exit 1; }
+
+lint: $(BIN)/socialdesk
 	$(BIN)/ruff check .
+
+test: $(BIN)/socialdesk faketime lint
 	$(BIN)/python -m pytest
+	faketime -f '$(CLOCK_AHEAD)' $(BIN)/python -m pytest
 
 bench: $(BIN)/socialdesk
 	$(BIN)/python -m bench

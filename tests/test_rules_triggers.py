@@ -121,8 +121,9 @@ def test_round_robin_skips_agents_who_are_not_online(store: Store) -> None:
     assert store.read(lambda c: queries.ticket(c, 1))["assignee"]["slack_user_id"] == "UB"
 
 
-def test_a_trigger_reply_on_create_leaves_from_the_ticket_account_and_keeps_it_new(tmp_path: Path,
-                                                                                  store: Store) -> None:
+def test_a_trigger_reply_on_create_leaves_from_the_ticket_account_and_keeps_it_new(
+        tmp_path: Path, store: Store, frozen_clock: Any) -> None:
+    """The message was sent an hour before the store's clock: WhatsApp's window is open, the reply is queued."""
     rules = rules_with(tmp_path, {"title": "Auto-reply", "conditions": {"all": [
         {"field": "update_type", "operator": "is", "value": "Create"}, TAGGED]},
         "actions": [{"field": "comment_value", "value": "Hi {{ticket.requester.first_name}}, we are on it."}]})

@@ -133,7 +133,7 @@ async def test_a_reply_refused_by_the_window_is_told_at_once_and_logged(world: W
     assert "Not delivered" in text_of(world.posts(thread=True)[-1])
 
 
-async def test_a_reply_without_text_or_file_gets_a_field_error(world: World) -> None:
+async def test_a_reply_without_text_or_file_gets_a_field_error(world: World, frozen: Any) -> None:
     tid = await new_ticket(world)
     await world.click(AGENT, "reply", str(tid), channel=TRIAGE)
     resp = await world.submit(AGENT, world.last_modal(), {"text-0": {"reply_text": {"value": ""}}})
