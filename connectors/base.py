@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Literal, Protocol
 import aiohttp
 from aiohttp import web
 
-from warehouse.model import InboundMessage, StatusUpdate
+from warehouse.model import InboundMessage, MessageEdit, MessageWithdrawn, StatusUpdate
 
 
 class ConfigError(ValueError):
@@ -116,6 +116,18 @@ class DeliveryResult:
 
 
 @dataclass(frozen=True, slots=True)
+class Skipped:
+    """A payload entry the parser did not understand. It is skipped alone, logged and counted in
+    /metrics; everything else the webhook carried is stored and the platform gets its 200 (a 4xx
+    would make the platform retry the whole body for days)."""
+
+    what: str  # safe to log: what kind of entry it was, never its content
+
+
+Parsed = InboundMessage | StatusUpdate | MessageEdit | MessageWithdrawn | Skipped
+
+
+@dataclass(frozen=True, slots=True)
 class Media:
     data: bytes
     mime_type: str
@@ -142,8 +154,10 @@ class Connector(Protocol):
         """Raise BadSignature / UnknownAccount unless the request is authentic. Constant-time."""
         ...
 
-    def parse(self, request: Incoming) -> list[InboundMessage | StatusUpdate]:
-        """Pure: the verified request's messages and receipts. Raise MalformedPayload."""
+    def parse(self, request: Incoming) -> list[Parsed]:
+        """Pure: the verified request's messages, receipts, edits and withdrawals, and a `Skipped` for
+        each entry it does not understand. Raise MalformedPayload only when the body as a whole is
+        unreadable."""
         ...
 
     def acknowledge(self, request: Incoming) -> web.Response:

@@ -14,11 +14,11 @@ from typing import Protocol
 
 from aiohttp import web
 
-from connectors.base import Connector, Incoming, WebhookError
+from connectors.base import Connector, Incoming, Skipped, WebhookError
 from warehouse.ingest import Delivery, IngestResult
 
 log = logging.getLogger(__name__)
-Observer = Callable[[str, int, float], None]  # (channel, HTTP status, seconds) for metrics
+Observer = Callable[[str, int, float, int], None]  # (channel, HTTP status, seconds, entries skipped) for metrics
 
 
 class StoreUnavailable(RuntimeError):
@@ -31,7 +31,7 @@ class Ingestor(Protocol):
     async def ingest(self, delivery: Delivery) -> IngestResult: ...
 
 
-def _ignore(channel: str, status: int, seconds: float) -> None:
+def _ignore(channel: str, status: int, seconds: float, skipped: int) -> None:
     return None
 
 
@@ -55,11 +55,12 @@ def handler(connector: Connector, desk: Ingestor, max_body_bytes: int,
 
     async def handle(request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
-        response = await _handle(request)
-        observe(channel, response.status, time.perf_counter() - started)
+        skipped: list[Skipped] = []
+        response = await _handle(request, skipped)
+        observe(channel, response.status, time.perf_counter() - started, len(skipped))
         return response
 
-    async def _handle(request: web.Request) -> web.StreamResponse:
+    async def _handle(request: web.Request, skipped: list[Skipped]) -> web.StreamResponse:
         name = request.match_info.get("name")
         try:
             if request.method == "GET":
@@ -74,7 +75,12 @@ def handler(connector: Connector, desk: Ingestor, max_body_bytes: int,
                 return web.Response(status=413, text=f"body larger than {max_body_bytes} bytes")
             incoming = Incoming(request.headers, request.query, body, name)
             connector.verify(incoming)
-            items = connector.parse(incoming)
+            items = []
+            for item in connector.parse(incoming):
+                if isinstance(item, Skipped):
+                    skipped.append(item)
+                else:
+                    items.append(item)
         except WebhookError as exc:
             log.warning("%s webhook refused (%d): %s", channel, exc.status, exc)
             return web.Response(status=exc.status, text=str(exc))
@@ -89,6 +95,9 @@ def handler(connector: Connector, desk: Ingestor, max_body_bytes: int,
         except Exception:
             log.exception("%s webhook could not be stored; the platform will retry", channel)
             return web.Response(status=503, text="temporarily unable to store the message")
+        for item in skipped:
+            log.warning("%s webhook: skipped one entry we do not understand (%s); the rest is stored",
+                        channel, item.what)
         if result.duplicates:
             log.info("%s webhook: %d duplicate message(s) ignored", channel, result.duplicates)
         return connector.acknowledge(incoming)

@@ -22,10 +22,13 @@ class Metrics:
         self.slack_ack_seconds = Histogram("socialdesk_slack_ack_seconds", "Slack request answer latency",
                                            registry=self.registry, buckets=(.01, .05, .1, .25, .5, 1, 2, 3))
         self.outbox_depth = Gauge("socialdesk_outbox_depth", "Replies waiting to be sent", registry=self.registry)
+        self.skipped = Counter("socialdesk_webhook_entries_skipped_total",
+                               "Webhook entries skipped because we do not understand them (the rest was stored)",
+                               ["channel"], registry=self.registry)
         self._webhook_children: dict[tuple[str, int], tuple[Any, Any]] = {}
         self.store_bytes = Gauge("socialdesk_store_bytes", "Size of the DuckDB file", registry=self.registry)
 
-    def observe_webhook(self, channel: str, status: int, seconds: float) -> None:
+    def observe_webhook(self, channel: str, status: int, seconds: float, skipped: int = 0) -> None:
         # Called for every webhook: the labelled children are looked up once.
         key = (channel, status)
         children = self._webhook_children.get(key)
@@ -34,6 +37,8 @@ class Metrics:
                                                       self.webhook_seconds.labels(channel))
         children[0].inc()
         children[1].observe(seconds)
+        if skipped:
+            self.skipped.labels(channel).inc(skipped)
 
     def observe_attempt(self, channel: str, outcome: str) -> None:
         self.send_attempts.labels(channel, outcome).inc()

@@ -49,7 +49,7 @@ PRIVATE_PREFIXES = ("/admin/", "/internal/")
 # Headers that describe one hop, not the message: the proxy sets its own.
 HOP_HEADERS = frozenset({"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
                          "proxy-authorization", "proxy-authenticate", "host", "content-length"})
-Observation = tuple[str, int, float]
+Observation = tuple[str, int, float, int]  # channel, HTTP status, seconds, entries skipped
 # One request to the store carries at most this much; the rest waits for the next one.
 MAX_BATCH_DELIVERIES = 1024
 MAX_BATCH_BYTES = 8 * 1024 * 1024
@@ -58,7 +58,7 @@ MIN_FOLLOWING_BATCH = 64  # fewer waiting than this, and they wait for the batch
 
 # -- the store process's side ------------------------------------------------------------------------
 
-def ingest_route(desk: Desk, observe: Callable[[str, int, float], None],
+def ingest_route(desk: Desk, observe: Callable[[str, int, float, int], None],
                  token: str) -> Callable[[web.Request], Any]:
     """`POST /internal/ingest`: a batch of deliveries from a worker, stored in one round."""
     expected = f"Bearer {token}".encode()
@@ -69,8 +69,8 @@ def ingest_route(desk: Desk, observe: Callable[[str, int, float], None],
             return web.Response(status=401, text="not a webhook worker of this service")
         # Only our own workers hold the token (it never leaves the environment of this process tree).
         batch = pickle.loads(await request.content.read())  # a batch may exceed client_max_size
-        for channel, status, seconds in batch["observations"]:
-            observe(channel, status, seconds)
+        for channel, status, seconds, skipped in batch["observations"]:
+            observe(channel, status, seconds, skipped)
         results = await desk.ingest_many(batch["deliveries"])
         for result in results:
             if isinstance(result, BaseException):
@@ -139,9 +139,9 @@ class StoreLink:
         self._send_more()
         return await future
 
-    def observe(self, channel: str, status: int, seconds: float) -> None:
+    def observe(self, channel: str, status: int, seconds: float, skipped: int) -> None:
         """Webhook metrics are kept by the store process (it serves /metrics): they go with the next batch."""
-        self._observations.append((channel, status, seconds))
+        self._observations.append((channel, status, seconds, skipped))
 
     def flush_observations(self) -> None:
         if self._observations:

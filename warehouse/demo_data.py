@@ -181,7 +181,8 @@ def generate(con: duckdb.DuckDBPyConnection, tickets: int, seed: int = 1, *, day
            {rnd('ticket_id * 16 + m', 30)} AS r_out, {rnd('ticket_id * 16 + m', 31)} AS r_out2
     FROM _g_comments""")
     x("DROP TABLE _g_comments")
-    x("""INSERT INTO comments SELECT id, ticket_id, author_id, true,
+    x("""INSERT INTO comments (id, ticket_id, author_id, public, body, attachments, platform_message_id, created_at)
+         SELECT id, ticket_id, author_id, true,
             CASE WHEN from_agent THEN 'Thanks for your message, we are looking into it.'
                  ELSE 'Hello, I have a question about my order.' END, '[]', platform_message_id, ts
          FROM _g_comments2""")

@@ -9,6 +9,7 @@ skipped.
 from __future__ import annotations
 
 import json
+import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -24,6 +25,9 @@ from warehouse.model import (
     SOCIAL_TAG,
     UNSOLVED,
     InboundMessage,
+    Item,
+    MessageEdit,
+    MessageWithdrawn,
     StatusUpdate,
     dumps,
 )
@@ -31,14 +35,16 @@ from warehouse.phones import to_e164
 from warehouse.redact import redact_cards
 from warehouse.rows import arrow, event, insert, next_ids, record_events, sql_list
 
-DELIVERY_RANK = {"queued": 0, "sent": 1, "delivered": 2, "read": 3}
+log = logging.getLogger(__name__)
+DELIVERY_RANK = {"queued": 0, "sent": 1, "delivered": 2, "read": 3, "played": 4}
+QUOTE_CHARS = 200  # how much of a message a reaction to it quotes
 
 
 @dataclass(slots=True)
 class Delivery:
     """What one webhook request (or one line of an import) carried."""
 
-    items: list[InboundMessage | StatusUpdate]
+    items: list[Item]
     channel: str = ""
     raw: bytes | None = None
 
@@ -62,38 +68,59 @@ def ingest_batch(con: duckdb.DuckDBPyConnection, deliveries: list[Delivery]) -> 
         insert(con, "inbox", [{"id": i, "channel": d.channel, "received_at": now, "body": d.raw}
                               for i, d in zip(ids, raws, strict=True)])
 
-    fresh: list[tuple[int, InboundMessage]] = []
+    fresh: list[tuple[int, Item]] = []
     seen: set[tuple[str, str, str]] = set()
     for n, d in enumerate(deliveries):
         for item in d.items:
-            if not isinstance(item, InboundMessage):
+            key = _key(item)
+            if key is None:
                 continue
-            key = (item.channel, item.account, item.message_id)
             if key in seen:
                 results[n].duplicates += 1
                 continue
             seen.add(key)
             fresh.append((n, item))
     if fresh:
-        keys = [{"channel": m.channel, "account": m.account, "message_id": m.message_id} for _, m in fresh]
+        keys = [dict(zip(("channel", "account", "message_id"), _key(item) or (), strict=True)) for _, item in fresh]
         # Row sets are local Arrow tables DuckDB finds by name (replacement scans; see rows.insert).
         _keys = arrow(keys)  # noqa: F841
         new = set(con.execute("INSERT INTO inbound_keys SELECT * FROM _keys ON CONFLICT DO NOTHING "
                               "RETURNING channel, account, message_id").fetchall())
-        stored = []
-        for n, m in fresh:
-            if (m.channel, m.account, m.message_id) in new:
-                stored.append((n, m))
+        stored: list[tuple[int, Item]] = []
+        for n, item in fresh:
+            if _key(item) in new:
+                stored.append((n, item))
                 results[n].stored += 1
             else:
                 results[n].duplicates += 1
-        if stored:
-            _store_messages(con, stored, results, now)
+        edits = [(n, i) for n, i in stored if isinstance(i, MessageEdit)]
+        withdrawals = [(n, i) for n, i in stored if isinstance(i, MessageWithdrawn)]
+        business = [(n, i) for n, i in stored if isinstance(i, InboundMessage) and i.business_origin]
+        messages = [(n, i) for n, i in stored if isinstance(i, InboundMessage) and not i.business_origin]
+        # An edit of a message we never received is kept as a message of its own: nothing is lost.
+        messages += _unmatched_edits(con, edits)
+        if messages:
+            _store_messages(con, messages, results, now)
+        if business:
+            _store_business_messages(con, business, now)
+        _record_edits(con, edits, now)
+        _record_withdrawals(con, withdrawals, now)
 
     receipts = [(n, s) for n, d in enumerate(deliveries) for s in d.items if isinstance(s, StatusUpdate)]
     for n, status in receipts:
         results[n].receipts += apply_receipt(con, status, now)
     return results
+
+
+def _key(item: Item) -> tuple[str, str, str] | None:
+    """What makes an item the same item when it comes again (a replay, a redelivery)."""
+    if isinstance(item, InboundMessage):
+        return (item.channel, item.account, item.message_id)
+    if isinstance(item, MessageEdit):
+        return (item.channel, item.account, f"edit:{item.edit_id}")
+    if isinstance(item, MessageWithdrawn):
+        return (item.channel, item.account, f"withdrawn:{item.message_id}")
+    return None
 
 
 def _naive(dt: datetime) -> datetime:
@@ -132,14 +159,28 @@ def _store_messages(con: duckdb.DuckDBPyConnection, stored: list[tuple[int, Inbo
     # End users: one per (channel, business account, platform user) (R4).
     idents = sorted({_identity_key(m) for m in messages})
     wanted = set(idents)
+    aliases = {(m.channel, m.account, a): _identity_key(m) for m in messages for a in m.aliases}
     known: dict[tuple[str, str, str], int] = {}
     stored_profiles: dict[tuple[str, str, str], str] = {}
     for c, a, u, uid, profile in con.execute(
             "SELECT channel, account, platform_user_id, user_id, profile FROM identities "
-            f"WHERE platform_user_id IN {sql_list({k[2] for k in idents})}").fetchall():
+            f"WHERE platform_user_id IN {sql_list({k[2] for k in idents} | {k[2] for k in aliases})}").fetchall():
         if (c, a, u) in wanted:
             known[(c, a, u)] = uid
             stored_profiles[(c, a, u)] = profile
+    # A user first known by one id who now writes with another (a WhatsApp phone number, then the
+    # business-scoped user id beside it) is the same user: the new id becomes another identity of theirs.
+    linked: list[dict[str, Any]] = []
+    for c, a, u, uid, _ in con.execute(
+            "SELECT channel, account, platform_user_id, user_id, profile FROM identities "
+            f"WHERE platform_user_id IN {sql_list({k[2] for k in aliases})}").fetchall() if aliases else []:
+        key = aliases.get((c, a, u))
+        if key is not None and key not in known:
+            known[key] = uid
+            linked.append({"channel": key[0], "account": key[1], "platform_user_id": key[2], "user_id": uid,
+                           "profile": "{}", "created_at": now})
+            stored_profiles[key] = "{}"
+    insert(con, "identities", linked)
     latest: dict[tuple[str, str, str], InboundMessage] = {}
     for m in sorted(messages, key=lambda m: m.sent_at):
         latest[_identity_key(m)] = m
@@ -178,14 +219,27 @@ def _store_messages(con: duckdb.DuckDBPyConnection, stored: list[tuple[int, Inbo
     for n, m in sorted(stored, key=lambda nm: nm[1].sent_at):
         groups[_identity_key(m)].append((n, m))
     open_tickets: dict[tuple[str, str, str], tuple[int, str]] = {}
+    # Under another id of the same user: the conversation goes on, and replies now go to the id the
+    # customer writes from.
+    by_alias = {alias: key for alias, key in aliases.items() if key in groups}
+    readdressed: list[dict[str, Any]] = []
     for c, a, r, tid, status in con.execute(
             f"SELECT channel, account, recipient, id, status FROM tickets WHERE status IN {UNSOLVED} "
-            f"AND recipient IN {sql_list({k[2] for k in groups})} ORDER BY id").fetchall():
+            f"AND recipient IN {sql_list({k[2] for k in groups} | {k[2] for k in by_alias})} "
+            "ORDER BY id").fetchall():
         if (c, a, r) in groups:
             open_tickets[(c, a, r)] = (tid, status)  # the newest unsolved one wins
+        elif (c, a, r) in by_alias and by_alias[(c, a, r)] not in open_tickets:
+            key = by_alias[(c, a, r)]
+            open_tickets[key] = (tid, status)
+            readdressed.append({"id": tid, "recipient": key[2]})
+    if readdressed:
+        _readdressed = arrow(readdressed)  # noqa: F841
+        con.execute("UPDATE tickets SET recipient = r.recipient FROM _readdressed r WHERE tickets.id = r.id")
     account_info = {(c, a): json.loads(info) for c, a, info in con.execute(
         "SELECT channel, account, info FROM accounts").fetchall()}
 
+    quotes = _quoted(con, [m for m in messages if m.reaction is not None and m.reply_to])
     to_create = [k for k in groups if k not in open_tickets]
     new_ids = dict(zip(to_create, next_ids(con, "ticket_ids", len(to_create)), strict=True))
     new_tickets, ticket_updates, comments = [], [], []
@@ -196,6 +250,8 @@ def _store_messages(con: duckdb.DuckDBPyConnection, stored: list[tuple[int, Inbo
             tid = new_ids[key]
             status = "new" if len(items) == 1 else "open"
             info = account_info.get((channel, account)) or {"channel": channel, "account": account}
+            for _, m in items:
+                info = {**info, **m.channel_info}
             name = _display_name(items[0][1])
             new_tickets.append({
                 "id": tid, "status": status, "requester_id": known[key], "channel": channel, "account": account,
@@ -211,13 +267,17 @@ def _store_messages(con: duckdb.DuckDBPyConnection, stored: list[tuple[int, Inbo
             results[items[0][0]].created_tickets.append(tid)
         else:
             tid, status = open_tickets[key]
-            ticket_updates.append({"id": tid, "count": len(items), "last": last})
+            info_patch: dict[str, Any] = {}
+            for _, m in items:
+                info_patch.update(m.channel_info)
+            ticket_updates.append({"id": tid, "count": len(items), "last": last,
+                                   "info": dumps(info_patch) if info_patch else None})
             if status != "open":
                 events.append(event(tid, "status_changed", "end-user", known[key], at=now, previous=status,
                                     status="open"))
             results[items[0][0]].updated_tickets.append(tid)
         for _, m in items:
-            text, redacted = redact_cards(m.text)
+            text, redacted = redact_cards(_body(m, quotes))
             caption_redactions = 0
             attachments = []
             for a in m.attachments:
@@ -239,7 +299,9 @@ def _store_messages(con: duckdb.DuckDBPyConnection, stored: list[tuple[int, Inbo
             f"UPDATE tickets SET status = 'open', "
             f"status_changed_at = CASE WHEN tickets.status <> 'open' THEN ?::TIMESTAMP "
             f"ELSE tickets.status_changed_at END, end_user_messages = end_user_messages + u.count, "
-            f"last_end_user_message_at = greatest(tickets.last_end_user_message_at, u.last), updated_at = ? "
+            f"last_end_user_message_at = greatest(tickets.last_end_user_message_at, u.last), updated_at = ?, "
+            f"channel_info = CASE WHEN u.info IS NULL THEN tickets.channel_info "
+            f"ELSE json_merge_patch(tickets.channel_info, u.info::JSON) END "
             f"FROM _ticket_updates u WHERE tickets.id = u.id "
             f"AND tickets.id IN {sql_list(u['id'] for u in ticket_updates)}", [now, now])
     comment_ids = next_ids(con, "comment_ids", len(comments))
@@ -251,6 +313,147 @@ def _store_messages(con: duckdb.DuckDBPyConnection, stored: list[tuple[int, Inbo
     record_events(con, events)
 
 
+def _user_ids(con: duckdb.DuckDBPyConnection, keys: set[tuple[str, str, str]]) -> dict[tuple[str, str, str], int]:
+    if not keys:
+        return {}
+    return {(c, a, u): uid for c, a, u, uid in con.execute(
+        "SELECT channel, account, platform_user_id, user_id FROM identities "
+        f"WHERE platform_user_id IN {sql_list({k[2] for k in keys})}").fetchall() if (c, a, u) in keys}
+
+
+def _business_author(con: duckdb.DuckDBPyConnection, channel: str, account: str, now: datetime) -> int:
+    """The user business-account messages sent from elsewhere are written by: one per account."""
+    marker = f"business:{channel}:{account}"
+    row = con.execute("SELECT id FROM users WHERE role = 'agent' AND slack_user_id = ?", [marker]).fetchone()
+    if row:
+        return int(row[0])
+    name = (con.execute("SELECT name FROM accounts WHERE channel = ? AND account = ?", [channel, account]).fetchone()
+            or [f"{CHANNEL_LABELS[channel]} {account}"])[0]
+    (uid,) = next_ids(con, "user_ids", 1)
+    insert(con, "users", [{"id": uid, "role": "agent", "name": name, "slack_user_id": marker,
+                           "social_messaging_info": "{}", "created_at": now, "updated_at": now}])
+    return uid
+
+
+def _store_business_messages(con: duckdb.DuckDBPyConnection, stored: list[tuple[int, InboundMessage]],
+                             now: datetime) -> None:
+    """What the business sent outside SocialDesk joins the customer's newest ticket; it opens none.
+
+    The echo of a reply SocialDesk sent itself carries that reply's platform id: it changes nothing.
+    """
+    ids = {m.message_id for _, m in stored}
+    ours = {(c, a, p) for c, a, p in con.execute(
+        f"SELECT channel, account, platform_message_id FROM outbox WHERE platform_message_id IN {sql_list(ids)}"
+    ).fetchall()}
+    messages = [m for _, m in stored if (m.channel, m.account, m.message_id) not in ours]
+    users = _user_ids(con, {(m.channel, m.account, u) for m in messages for u in (m.user_id, *m.aliases)})
+    comments, events = [], []
+    for m in sorted(messages, key=lambda m: m.sent_at):
+        uid = next((users[(m.channel, m.account, u)] for u in (m.user_id, *m.aliases)
+                    if (m.channel, m.account, u) in users), None)
+        row = con.execute("SELECT id FROM tickets WHERE channel = ? AND account = ? AND requester_id = ? "
+                          "AND status <> 'closed' ORDER BY id DESC LIMIT 1", [m.channel, m.account, uid]
+                          ).fetchone() if uid is not None else None
+        if row is None:
+            log.info("%s message sent by account %s from %s to a customer with no open ticket: not kept",
+                     m.channel, m.account, m.business_origin)
+            continue
+        author = _business_author(con, m.channel, m.account, now)
+        text, _ = redact_cards(m.text)
+        comments.append({"ticket_id": row[0], "author_id": author, "public": True, "body": text,
+                         "attachments": dumps([a.to_dict() for a in m.attachments]),
+                         "platform_message_id": m.message_id, "created_at": _naive(m.sent_at),
+                         "origin": m.business_origin})
+    for cid, c in zip(next_ids(con, "comment_ids", len(comments)), comments, strict=True):
+        c["id"] = cid
+        events.append(event(c["ticket_id"], "comment_added", "agent", c["author_id"], at=now, comment_id=cid,
+                            public=True, origin=c["origin"]))
+    insert(con, "comments", comments)
+    record_events(con, events)
+
+
+def _find_comments(con: duckdb.DuckDBPyConnection, items: list[MessageEdit] | list[MessageWithdrawn]
+                   ) -> dict[tuple[str, str, str], tuple[int, int, int]]:
+    """(channel, account, platform message id) -> (comment id, ticket id, author id) of the customer's messages."""
+    ids = {i.message_id for i in items}
+    if not ids:
+        return {}
+    return {(c, a, p): (cid, tid, author) for c, a, p, cid, tid, author in con.execute(
+        "SELECT t.channel, t.account, c.platform_message_id, c.id, c.ticket_id, c.author_id FROM comments c "
+        f"JOIN tickets t ON t.id = c.ticket_id WHERE c.platform_message_id IN {sql_list(ids)}").fetchall()}
+
+
+def _unmatched_edits(con: duckdb.DuckDBPyConnection, edits: list[tuple[int, MessageEdit]]
+                     ) -> list[tuple[int, InboundMessage]]:
+    found = _find_comments(con, [e for _, e in edits])
+    return [(n, InboundMessage(e.channel, e.account, e.user_id, f"edit:{e.edit_id}", e.at,
+                               f"✏️ edited a message: {e.text}" if e.text else "✏️ edited a message",
+                               e.attachments))
+            for n, e in edits if (e.channel, e.account, e.message_id) not in found]
+
+
+def _record_edits(con: duckdb.DuckDBPyConnection, edits: list[tuple[int, MessageEdit]], now: datetime) -> None:
+    """The original stays as it was; the new text is an event on the comment."""
+    found = _find_comments(con, [e for _, e in edits])
+    events = []
+    for _, e in edits:
+        hit = found.get((e.channel, e.account, e.message_id))
+        if hit is not None:
+            cid, tid, author = hit
+            text, _ = redact_cards(e.text)
+            events.append(event(tid, "comment_edited", "end-user", author, at=now, comment_id=cid, text=text,
+                                attachments=[a.to_dict() for a in e.attachments], edited_at=_naive(e.at)))
+    record_events(con, events)
+
+
+def _record_withdrawals(con: duckdb.DuckDBPyConnection, withdrawals: list[tuple[int, MessageWithdrawn]],
+                        now: datetime) -> None:
+    """An unsent message stays for the record, marked withdrawn by the customer."""
+    found = _find_comments(con, [w for _, w in withdrawals])
+    events = []
+    for _, w in withdrawals:
+        hit = found.get((w.channel, w.account, w.message_id))
+        if hit is None:
+            log.info("%s: the customer withdrew message %s, which was never received", w.channel, w.message_id)
+            continue
+        cid, tid, author = hit
+        con.execute("UPDATE comments SET withdrawn_at = ? WHERE id = ? AND withdrawn_at IS NULL",
+                    [_naive(w.at), cid])
+        events.append(event(tid, "comment_withdrawn", "end-user", author, at=now, comment_id=cid,
+                            withdrawn_at=_naive(w.at)))
+    record_events(con, events)
+
+
+def _quoted(con: duckdb.DuckDBPyConnection, reactions: list[InboundMessage]) -> dict[tuple[str, str, str], str]:
+    """The text of the messages these reactions are to: the customer's own, or a reply of ours."""
+    if not reactions:
+        return {}
+    ids = {m.reply_to for m in reactions if m.reply_to}
+    found: dict[tuple[str, str, str], str] = {}
+    for channel, account, pmid, body in con.execute(
+            "SELECT t.channel, t.account, c.platform_message_id, c.body FROM comments c "
+            "JOIN tickets t ON t.id = c.ticket_id "
+            f"WHERE c.platform_message_id IN {sql_list(ids)} "
+            "UNION ALL SELECT channel, account, platform_message_id, body FROM outbox "
+            f"WHERE platform_message_id IN {sql_list(ids)}").fetchall():
+        found[(channel, account, pmid)] = body
+    return found
+
+
+def _body(m: InboundMessage, quotes: dict[tuple[str, str, str], str]) -> str:
+    """The comment's text; a reaction says what it was to."""
+    if m.reaction is None:
+        return m.text
+    quoted = quotes.get((m.channel, m.account, m.reply_to or ""))
+    to = f"to: {_quote(quoted)}" if quoted else "to a message"
+    return f"reacted {m.reaction} {to}" if m.reaction else f"removed their reaction {to.replace('to', 'from', 1)}"
+
+
+def _quote(text: str) -> str:
+    text = " ".join(text.split())
+    return f"“{text if len(text) <= QUOTE_CHARS else text[:QUOTE_CHARS - 1] + '…'}”"
+
+
 _COMMENT_SCHEMA = pa.schema([("ticket_id", pa.int64()), ("author_id", pa.int64()), ("public", pa.bool_()),
                              ("body", pa.string()), ("attachments", pa.string()),
                              ("platform_message_id", pa.string()), ("created_at", pa.timestamp("us")),
@@ -260,7 +463,8 @@ _COMMENT_SCHEMA = pa.schema([("ticket_id", pa.int64()), ("author_id", pa.int64()
 def apply_receipt(con: duckdb.DuckDBPyConnection, receipt: StatusUpdate, now: datetime) -> int:
     """A delivery, read or failure receipt moves matching replies forward (B2); returns how many changed.
 
-    States only move forward (sent < delivered < read), so a redelivered receipt changes nothing.
+    States only move forward (sent < delivered < read < played), so a redelivered receipt changes
+    nothing. The price the platform puts on a message is kept whatever the state.
     """
     rank = DELIVERY_RANK.get(receipt.status, 0)
     if receipt.message_id:
@@ -269,21 +473,26 @@ def apply_receipt(con: duckdb.DuckDBPyConnection, receipt: StatusUpdate, now: da
         where, params = "recipient = ? AND sent_at <= ?", [receipt.user_id, _naive(receipt.watermark)]
     else:
         return 0
+    if receipt.pricing and receipt.message_id:
+        con.execute(f"UPDATE outbox SET pricing = ? WHERE channel = ? AND account = ? AND {where}",
+                    [dumps(receipt.pricing), receipt.channel, receipt.account, *params])
     if receipt.status == "failed":
         state_filter = "state IN ('sent', 'delivered')"
     else:
-        state_filter = "state IN ('sent', 'delivered', 'read') AND " + (
-            "CASE state WHEN 'sent' THEN 1 WHEN 'delivered' THEN 2 ELSE 3 END < ?")
+        state_filter = "state IN ('sent', 'delivered', 'read', 'played') AND " + (
+            "CASE state WHEN 'sent' THEN 1 WHEN 'delivered' THEN 2 WHEN 'read' THEN 3 ELSE 4 END < ?")
         params = [*params, rank]
     at = _naive(receipt.at)
     rows = con.execute(
         f"UPDATE outbox SET state = ?, updated_at = ?, "
-        f"delivered_at = CASE WHEN ? IN ('delivered', 'read') THEN coalesce(delivered_at, ?) ELSE delivered_at END, "
-        f"read_at = CASE WHEN ? = 'read' THEN ? ELSE read_at END, "
+        f"delivered_at = CASE WHEN ? IN ('delivered', 'read', 'played') THEN coalesce(delivered_at, ?) "
+        f"ELSE delivered_at END, "
+        f"read_at = CASE WHEN ? IN ('read', 'played') THEN coalesce(read_at, ?) ELSE read_at END, "
+        f"played_at = CASE WHEN ? = 'played' THEN ? ELSE played_at END, "
         f"last_error = CASE WHEN ? = 'failed' THEN ? ELSE last_error END "
         f"WHERE channel = ? AND account = ? AND {where} AND {state_filter} RETURNING id, ticket_id",
-        [receipt.status, now, receipt.status, at, receipt.status, at, receipt.status, receipt.error,
-         receipt.channel, receipt.account, *params]).fetchall()
+        [receipt.status, now, receipt.status, at, receipt.status, at, receipt.status, at, receipt.status,
+         receipt.error, receipt.channel, receipt.account, *params]).fetchall()
     if not rows and receipt.message_id and _unknown_reply(con, receipt):
         _keep_early(con, receipt, at, now)
     record_events(con, [event(tid, f"reply_{receipt.status}", "system", at=now, outbox_id=oid,
@@ -302,19 +511,20 @@ def _unknown_reply(con: duckdb.DuckDBPyConnection, receipt: StatusUpdate) -> boo
 
 def _keep_early(con: duckdb.DuckDBPyConnection, receipt: StatusUpdate, at: datetime, now: datetime) -> None:
     con.execute("DELETE FROM early_receipts WHERE received_at < ?", [now - timedelta(days=EARLY_RECEIPT_DAYS)])
-    con.execute("INSERT INTO early_receipts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    con.execute("INSERT INTO early_receipts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [receipt.channel, receipt.account, receipt.message_id, receipt.user_id, receipt.status, at,
-                 receipt.error, now])
+                 receipt.error, now, dumps(receipt.pricing) if receipt.pricing else None])
 
 
 def apply_early_receipts(con: duckdb.DuckDBPyConnection, channel: str, account: str, platform_message_id: str,
                          now: datetime) -> int:
     """A reply just recorded as sent takes the receipts that arrived before that record (B2)."""
     rows = con.execute("DELETE FROM early_receipts WHERE channel = ? AND account = ? AND platform_message_id = ? "
-                       "RETURNING user_id, status, platform_at, error",
+                       "RETURNING user_id, status, platform_at, error, pricing",
                        [channel, account, platform_message_id]).fetchall()
     changed = 0
-    for user_id, status, at, error in sorted(rows, key=lambda r: (r[2], DELIVERY_RANK.get(r[1], 4))):
+    for user_id, status, at, error, pricing in sorted(rows, key=lambda r: (r[2], DELIVERY_RANK.get(r[1], 5))):
         changed += apply_receipt(con, StatusUpdate(channel, account, user_id, status, at,
-                                                   message_id=platform_message_id, error=error), now)
+                                                   message_id=platform_message_id, error=error,
+                                                   pricing=json.loads(pricing) if pricing else None), now)
     return changed

@@ -25,7 +25,8 @@ CHANNEL_LABELS = {"whatsapp": "WhatsApp", "messenger": "Facebook Messenger", "li
                   "x": "X"}
 STATUSES = ("new", "open", "pending", "hold", "solved", "closed")
 UNSOLVED = ("new", "open", "pending", "hold")
-DeliveryState = Literal["sent", "delivered", "read", "failed"]
+# "played": a voice message was listened to (WhatsApp); it comes after "read".
+DeliveryState = Literal["sent", "delivered", "read", "played", "failed"]
 
 
 class InvalidMessage(ValueError):
@@ -50,7 +51,18 @@ class Attachment:
 
 @dataclass(frozen=True, slots=True)
 class InboundMessage:
-    """One end-user message, keyed by (channel, account, message_id)."""
+    """One message in a conversation, keyed by (channel, account, message_id).
+
+    Most are the end user's. With `business_origin` (where it was sent from, e.g. "the WhatsApp
+    Business app") it is a message the business sent outside SocialDesk to the end user `user_id`: it
+    joins that user's ticket as the business account's comment and never opens a ticket; the echo of
+    a reply SocialDesk sent itself changes nothing.
+    `aliases` are other platform ids the same end user was known by on this account (a WhatsApp phone
+    number beside the business-scoped user id). `reaction` (an emoji, "" for a removed reaction) and
+    `reply_to` (the platform id of the message quoted or reacted to) let the desk say what a reaction
+    was to. `channel_info` is what the message says about the conversation (an ad referral) and is
+    merged into the ticket's "Social messaging channel info" (R8).
+    """
 
     channel: str
     account: str  # business account platform id: phone_number_id, page id, bot user id, gh_..., user id
@@ -60,6 +72,11 @@ class InboundMessage:
     text: str = ""
     attachments: tuple[Attachment, ...] = ()
     profile: dict[str, Any] = field(default_factory=dict)
+    aliases: tuple[str, ...] = ()
+    business_origin: str | None = None
+    reply_to: str | None = None
+    reaction: str | None = None
+    channel_info: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> InboundMessage:
@@ -95,7 +112,8 @@ class StatusUpdate:
 
     Either `message_id` names the reply (WhatsApp statuses, Messenger delivery `mids`), or
     `watermark` says everything sent to `user_id` up to then has reached that state (Messenger
-    watermarks, X read events).
+    watermarks, X read events). `pricing` is what the platform says the message costs (WhatsApp's
+    `pricing`: category, billable, pricing_model).
     """
 
     channel: str
@@ -106,6 +124,39 @@ class StatusUpdate:
     message_id: str | None = None
     watermark: datetime | None = None
     error: str | None = None
+    pricing: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageEdit:
+    """The end user edited message `message_id`; `edit_id` keys this edit (replays change nothing).
+
+    The original comment is kept; the new text is recorded as an edit event on it.
+    """
+
+    channel: str
+    account: str
+    user_id: str
+    message_id: str
+    edit_id: str
+    at: datetime
+    text: str = ""
+    attachments: tuple[Attachment, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class MessageWithdrawn:
+    """The end user unsent (revoked, deleted for everyone) message `message_id`: the comment is kept for
+    the record and marked withdrawn."""
+
+    channel: str
+    account: str
+    user_id: str
+    message_id: str
+    at: datetime
+
+
+Item = InboundMessage | StatusUpdate | MessageEdit | MessageWithdrawn
 
 
 def parse_time(value: Any) -> datetime:
