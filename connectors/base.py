@@ -11,7 +11,7 @@ import hashlib
 import hmac
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal, Protocol
 
 import aiohttp
@@ -84,6 +84,9 @@ class OutboundReply:
     template: Template | None = None
     # Stable per outbox row, so a retried send is recognized by platforms that dedupe (LINE).
     retry_key: str = ""
+    # When the end user last wrote on this ticket (naive UTC): a channel whose messaging type depends
+    # on the window (Messenger's HUMAN_AGENT tag after 24 hours) reads it here.
+    customer_wrote_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

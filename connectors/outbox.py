@@ -55,7 +55,7 @@ class OutboxSender:
             if row.file_data is not None and row.file_name else None,
             template=Template(row.template["name"], row.template.get("language", "en_US"),
                               tuple(row.template.get("parameters") or ())) if row.template else None,
-            retry_key=row.retry_key)
+            retry_key=row.retry_key, customer_wrote_at=row.customer_wrote_at)
         try:
             result = await connector.send(self.session, reply)
         except Exception:  # a connector bug must not kill the sender; the row is retried

@@ -116,7 +116,9 @@ class Sandbox:
 
     def message(self, channel: str, account: str, user: str, text: str, message_id: str, sent_at: datetime,
                 name: str = "Demo Customer") -> bytes:
-        """A text message as `channel` would send it to our webhook."""
+        """A text message as `channel` would send it to our webhook (its platform's fake learns that the
+        customer wrote then)."""
+        self.fakes[channel].customer_wrote(account, user, sent_at)
         seconds = int(sent_at.timestamp())
         if channel == "whatsapp":
             return meta_api.whatsapp_message_payload(account, user, text, message_id, name=name, timestamp=seconds)

@@ -32,14 +32,16 @@ class DueReply:
     template: dict[str, Any] | None
     retry_key: str
     attempts: int
+    customer_wrote_at: datetime | None = None  # the end user's last message on the ticket: windows and tags
 
 
 def due(con: duckdb.DuckDBPyConnection, now: datetime, limit: int = 50) -> list[DueReply]:
     rows = con.execute(
-        "SELECT id, ticket_id, channel, account, recipient, body, file_name, file_mime, file_data, template, "
-        "retry_key, attempts FROM outbox WHERE state = 'queued' AND next_attempt_at <= ? ORDER BY id LIMIT ?",
-        [now, limit]).fetchall()
-    return [DueReply(*r[:9], json.loads(r[9]) if r[9] else None, r[10], r[11]) for r in rows]
+        "SELECT o.id, o.ticket_id, o.channel, o.account, o.recipient, o.body, o.file_name, o.file_mime, o.file_data, "
+        "o.template, o.retry_key, o.attempts, t.last_end_user_message_at FROM outbox o "
+        "JOIN tickets t ON t.id = o.ticket_id "
+        "WHERE o.state = 'queued' AND o.next_attempt_at <= ? ORDER BY o.id LIMIT ?", [now, limit]).fetchall()
+    return [DueReply(*r[:9], json.loads(r[9]) if r[9] else None, r[10], r[11], r[12]) for r in rows]
 
 
 def depth(con: duckdb.DuckDBPyConnection) -> int:

@@ -9,6 +9,7 @@ import json
 from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -46,6 +47,16 @@ class FakeAPI(ABC):
         self._hangs: deque[tuple[float, str]] = deque()
         self._runner: web.AppRunner | None = None
         self.url = ""
+        # (business account, end user) -> when the end user last wrote. A platform knows this from the
+        # messages it delivered; the fake learns it from whoever builds those webhooks (the sandbox),
+        # so it can refuse replies outside the messaging window as the platform does.
+        self.customers: dict[tuple[str, str], datetime] = {}
+
+    def customer_wrote(self, account: str, user: str, at: datetime) -> None:
+        key = (account, user)
+        at = at if at.tzinfo else at.replace(tzinfo=UTC)
+        if key not in self.customers or self.customers[key] < at:
+            self.customers[key] = at
 
     @abstractmethod
     def routes(self) -> list[web.RouteDef]:
