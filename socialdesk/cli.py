@@ -1,7 +1,7 @@
 """`socialdesk`: the service, and ops and scripting commands over the same store.
 
 Every command exits non-zero with a one-line error on bad input and prints JSON with `--json`.
-While the service holds the store, commands run inside it through its loopback admin route.
+While the service holds the store, commands run inside it, through its admin socket.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from connectors.base import ConfigError
 from socialdesk import config as config_module
 from socialdesk import logs
 from socialdesk.operations import OPERATIONS, file_argument, parse_jsonl
+from warehouse import owner
 from warehouse.conditions import ConditionError
 from warehouse.store import StoreBusy
 from warehouse.tickets import OperationError
@@ -156,13 +158,10 @@ def _kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_operation(cfg: config_module.Config, op: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     """Run an operation on the store, or inside the running service when it holds the store."""
-    from socialdesk.service import admin_call, admin_file, open_desk
-    try:
-        desk = open_desk(cfg)
-    except StoreBusy:
-        if admin_file(cfg.store.path).exists():
-            return admin_call(cfg.store.path, op, kwargs)
-        raise
+    from socialdesk.service import admin_call, open_desk
+    if owner.is_running(cfg.store.path):
+        return admin_call(cfg.store.path, op, kwargs)
+    desk = open_desk(cfg)
     try:
         return asyncio.run(OPERATIONS[op](desk, **kwargs))
     finally:
@@ -213,6 +212,8 @@ def render(command: str, result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # The store, its WAL and the service's sockets hold every customer's messages: its user's alone.
+    os.umask(0o077)
     args = _parser().parse_args(argv)
     for name, default in (("config", None), ("json", False), ("verbose", False)):
         if not hasattr(args, name):

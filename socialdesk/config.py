@@ -41,7 +41,10 @@ class StoreConfig:
     path: str = "data/socialdesk.duckdb"
     memory_limit: str = "1GB"
     threads: int = 2
-    quack_port: int = 0  # 0: no live attach for notebooks
+    # Notebooks and `socialdesk report` attach the running service's store over DuckDB's Quack, read-only;
+    # they find it through the service's admin socket. Port 0: any free loopback port; token "": random.
+    quack: bool = True
+    quack_port: int = 0
     quack_host: str = "127.0.0.1"
     quack_token: str = ""
     report_memory_limit: str = "512MB"  # each notebook's own DuckDB (warehouse.connect)
@@ -52,7 +55,6 @@ class ServerConfig:
     port: int = 3000
     host: str = "0.0.0.0"
     max_body_bytes: int = 1024 * 1024
-    admin_token: str = ""  # loopback admin routes used by the CLI while the service runs
     public_url: str = "http://localhost:3000"  # where agents' links to inbound media point
     media_secret: str = ""  # signs those links; empty: a random one per run (links end at restart)
     json_logs: bool = False

@@ -25,7 +25,8 @@ from socialdesk.config import Config
 from socialdesk.fakes import slack_api
 from socialdesk.fakes.meta_api import whatsapp_status_payload
 from socialdesk.sandbox import ACCOUNTS, AGENT, AGENT_NAME, TRIAGE_CHANNEL, WHATSAPP_LYON, WHATSAPP_PARIS, Sandbox
-from socialdesk.service import DESK, STORE, advertise, build_app
+from socialdesk.service import DESK, STORE, build_app
+from warehouse import owner
 from warehouse.desk import Desk
 
 # (channel, account, user id, name, minutes ago, text): a morning at a small online shop.
@@ -165,10 +166,13 @@ async def run(cfg: Config, *, once: bool = False) -> int:
     cfg.server.retry_base_seconds = 0.5
     port = _free_port(cfg.server.port)
     app = build_app(cfg)
-    advertise(app, port)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
+    # CLI commands and notebooks reach the demo's store through it, as with `socialdesk serve`.
+    admin = owner.admin_socket(app[STORE].path)
+    admin.unlink(missing_ok=True)
+    await web.UnixSite(runner, str(admin)).start()
     base = f"http://127.0.0.1:{port}"
     say(f"The service is up at {base} (store {app[STORE].path}; /healthz, /metrics, /webhooks/...)")
     desk = app[DESK]

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import functools
 import gc
-import hmac
 import json
 import logging
 import os
@@ -33,7 +32,7 @@ from socialdesk import workers
 from socialdesk.config import Config
 from socialdesk.metrics import Metrics
 from socialdesk.operations import OPERATIONS
-from warehouse import clock, open_store, register_accounts
+from warehouse import clock, open_store, owner, register_accounts
 from warehouse import outbox as box
 from warehouse.connect import serve_quack, stop_quack
 from warehouse.desk import Desk
@@ -50,12 +49,7 @@ METRICS = web.AppKey("metrics", Metrics)
 SENDER = web.AppKey("sender", OutboxSender)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 REGISTRY = web.AppKey("registry", dict)
-ADMIN_TOKEN = web.AppKey("admin_token", str)
-
-
-def admin_file(store_path: str) -> Path:
-    """Where the running service tells the CLI its port and admin token (readable by its owner only)."""
-    return Path(f"{store_path}.admin.json")
+LIVE = web.AppKey("live", dict)  # the Quack URI and token readers attach, while it is served
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -71,15 +65,20 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, content_type="text/plain", charset="utf-8")
 
 
+def _through(request: web.Request, sock: Path) -> bool:
+    """Whether the request came in on this Unix socket (only the service's user can connect to it)."""
+    transport = request.transport
+    return transport is not None and transport.get_extra_info("sockname") == str(sock)
+
+
 async def admin(request: web.Request) -> web.Response:
-    """Run a CLI operation on the service's own Desk (loopback callers with the admin token only)."""
-    if request.remote not in ("127.0.0.1", "::1"):
-        return web.json_response({"error": "admin routes answer loopback only"}, status=403)
-    token = request.app[ADMIN_TOKEN]
-    given = request.headers.get("Authorization", "").removeprefix("Bearer ")
-    if not hmac.compare_digest(given.encode(), token.encode()):
-        return web.json_response({"error": "bad admin token"}, status=401)
+    """Run a CLI operation on the service's own Desk: on the admin socket only, never from the network
+    and never through a webhook worker (which reaches this process on another socket)."""
+    if not _through(request, owner.admin_socket(request.app[STORE].path)):
+        return web.json_response({"error": "not found"}, status=404)
     name = request.match_info["op"]
+    if name == "live":  # where readers (notebooks, `socialdesk report`) attach the live store
+        return web.json_response(request.app[LIVE] or {})
     op = OPERATIONS.get(name)
     if op is None:
         return web.json_response({"error": f"unknown operation {name!r}"}, status=404)
@@ -124,10 +123,11 @@ def build_app(cfg: Config, *, store: Store | None = None) -> web.Application:
     app[METRICS] = Metrics()
     app[DESK] = open_desk(cfg, store, registry)
     app[STORE] = app[DESK].store
-    app[ADMIN_TOKEN] = cfg.server.admin_token or secrets.token_urlsafe(24)
+    app[LIVE] = {}
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/admin/ops/{op}", admin)
+    app.router.add_post(workers.INGEST_PATH, workers.ingest_route(app[DESK], app[METRICS].observe_webhook))
     webhooks.add_routes(app, registry, app[DESK], cfg.server.max_body_bytes, app[METRICS].observe_webhook)
     media_secret = cfg.server.media_secret or secrets.token_urlsafe(32)
     app.router.add_get("/media/{comment}/{index}", media.handler(registry, app[STORE], media_secret,
@@ -152,10 +152,12 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     app[SENDER] = sender
     store_cfg = app[CONFIG].store
     quack_uri = None
-    if store_cfg.quack_port:
-        # Notebooks attach the live store over Quack (loopback, token from the configuration).
-        quack_uri = serve_quack(app[STORE].connection, store_cfg.quack_host, store_cfg.quack_port,
-                                store_cfg.quack_token)
+    if store_cfg.quack:
+        # Notebooks and `socialdesk report` attach the live store over Quack: loopback, read-only.
+        token = store_cfg.quack_token or secrets.token_urlsafe(24)
+        quack_uri = serve_quack(app[STORE].connection, store_cfg.quack_host, store_cfg.quack_port or _free_port(),
+                                token)
+        app[LIVE] = {"uri": quack_uri, "token": token}
         log.info("notebooks can attach the live store at %s", quack_uri)
     tasks = [asyncio.create_task(sender.run(), name="outbox-sender"),
              asyncio.create_task(_automations(app[DESK], app[CONFIG].rules_interval), name="automations")]
@@ -186,59 +188,63 @@ async def _close_store(app: web.Application) -> None:
     app[STORE].close()
 
 
-def advertise(app: web.Application, port: int) -> None:
-    """Tell CLI commands on this machine where the running service is (removed at shutdown)."""
-    info = admin_file(app[STORE].path)
-    info.write_text(json.dumps({"port": port, "token": app[ADMIN_TOKEN]}))
-    os.chmod(info, 0o600)
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
-    async def forget(app: web.Application) -> None:
-        info.unlink(missing_ok=True)
-    app.on_shutdown.append(forget)
+
+def _claim_sockets(*paths: Path) -> None:
+    """Remove sockets a service that died left behind (this process holds the store: none is alive)."""
+    for path in paths:
+        path.unlink(missing_ok=True)
 
 
 def serve(cfg: Config) -> None:
     """`socialdesk serve`: run until SIGTERM/SIGINT, then stop cleanly (aiohttp drains and runs cleanups)."""
-    _check_port(cfg.server.host, cfg.server.port, shared=cfg.server.webhook_workers > 0)
+    # Everything this process creates (the store, its WAL, the sockets) is its user's alone.
+    os.umask(0o077)
+    _check_port(cfg.server.host, cfg.server.port)
     app = build_app(cfg)
+    store_path = app[STORE].path
+    sockets = [owner.admin_socket(store_path)]
     listen: dict[str, Any] = {"host": cfg.server.host, "port": cfg.server.port}
-    port = cfg.server.port
     if cfg.server.webhook_workers > 0:
-        # The workers take the public port; this process listens on loopback for them and the CLI.
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(1024)  # from now on the workers' connections wait in the backlog until we serve
-        port = sock.getsockname()[1]
-        listen = {"sock": sock}
-        _run_workers(app, cfg, f"http://127.0.0.1:{port}")
-    advertise(app, port)
+        # The workers take the public port; they reach this process on a socket of their own.
+        sockets.append(owner.workers_socket(store_path))
+        listen = {}
+        _run_workers(app, cfg, sockets[-1])
+    _claim_sockets(*sockets)
+
+    async def remove_sockets(app: web.Application) -> None:
+        _claim_sockets(*sockets)
+    app.on_cleanup.append(remove_sockets)
     # A webhook allocates many short-lived objects; the default gen-0 threshold (700) makes the
     # collector run thousands of times a second under load. Start-up objects never need scanning.
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
     log.info("SocialDesk listening on %s:%d (store %s, config %s%s)", cfg.server.host, cfg.server.port,
-             app[STORE].path, cfg.source, f", {cfg.server.webhook_workers} webhook workers"
+             store_path, cfg.source, f", {cfg.server.webhook_workers} webhook workers"
              if cfg.server.webhook_workers else "")
     # uvloop's event loop roughly halves the per-request cost of the HTTP side.
-    web.run_app(app, access_log=None, print=None, loop=uvloop.new_event_loop(), **listen)
+    web.run_app(app, access_log=None, print=None, loop=uvloop.new_event_loop(), path=[str(p) for p in sockets],
+                **listen)
 
 
-def _check_port(host: str, port: int, shared: bool) -> None:
-    """Stop at once, with a plain message, when another program holds the port (the workers would
-    otherwise fail and be started again forever)."""
+def _check_port(host: str, port: int) -> None:
+    """Stop at once, with a plain message, when anything holds the port: another program, or another
+    SocialDesk whose webhook workers would share it with ours (SO_REUSEPORT) and take half the webhooks."""
     with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT if shared else socket.SO_REUSEADDR, 1)
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as exc:
             raise ConfigError(f"[server] port {port} on {host} cannot be used: {exc.strerror}") from None
 
 
-def _run_workers(app: web.Application, cfg: Config, store_url: str) -> None:
-    token = secrets.token_urlsafe(32)
-    app.router.add_post(workers.INGEST_PATH, workers.ingest_route(app[DESK], app[METRICS].observe_webhook, token))
+def _run_workers(app: web.Application, cfg: Config, sock: Path) -> None:
     config_path = cfg.source if Path(cfg.source).is_file() else None
-    supervisor = workers.Supervisor(cfg.server.webhook_workers, store_url, token, config_path)
+    supervisor = workers.Supervisor(cfg.server.webhook_workers, sock, config_path)
     tasks: list[asyncio.Task[None]] = []
 
     async def start(app: web.Application) -> None:
@@ -255,15 +261,7 @@ def _run_workers(app: web.Application, cfg: Config, store_url: str) -> None:
 
 def admin_call(store_path: str, op: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     """Run `op` inside the running service (the CLI's path while the service holds the store)."""
-    import urllib.error
-    import urllib.request
-    info = json.loads(admin_file(store_path).read_text())
-    req = urllib.request.Request(f"http://127.0.0.1:{info['port']}/admin/ops/{op}",
-                                 data=json.dumps(kwargs).encode(), method="POST",
-                                 headers={"Authorization": f"Bearer {info['token']}",
-                                          "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        raise OperationError(json.loads(exc.read() or b"{}").get("error", f"HTTP {exc.code}")) from None
+    status, answer = owner.call(store_path, f"/admin/ops/{op}", kwargs)
+    if status != 200:
+        raise OperationError((answer or {}).get("error", f"HTTP {status}"))
+    return dict(answer)

@@ -3,12 +3,14 @@
 One process owns the DuckDB store, and in it the event loop and the store's writer share one GIL:
 under heavy webhook load, HTTP parsing, signature checks and payload parsing slow the writer down.
 With `[server] webhook_workers = N`, `socialdesk serve` starts N worker processes that listen on the
-public port together (SO_REUSEPORT) while the store process listens on loopback only. A worker
-answers `/webhooks/...` itself: size limit, signature, parsing, then the normalized deliveries go to
-the store process in batches (one request carries every delivery that arrived while the previous
-one was being stored) and each webhook is answered once its delivery is committed, as in one
-process. Every other route (Slack, /healthz, /metrics, /media) is passed through to the store
-process unchanged; /admin and /internal are not reachable from outside.
+public port together (SO_REUSEPORT) while the store process listens only on Unix sockets beside the
+store, which only the service's user can connect to. A worker answers `/webhooks/...` itself: size
+limit, signature, parsing, then the normalized deliveries go to the store process in batches (one
+request carries every delivery that arrived while the previous one was being stored; msgpack into
+fixed types, never pickle) and each webhook is answered once its delivery is committed, as in one
+process. The other public routes (Slack, /healthz, /metrics, /media) are passed on to the store
+process, matched and forwarded on their normalized path; nothing else is. The store process answers
+its admin routes on another socket, so what comes through a worker never reaches them.
 
 Owns: the worker process (`python -m socialdesk.workers`), its link to the store process, the
 store process's `/internal/ingest` route, and the supervisor that starts and restarts workers.
@@ -19,16 +21,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import hmac
 import logging
 import os
-import pickle
+import posixpath
+import re
 import signal
 import sys
+import urllib.parse
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
+import msgspec
 import uvloop
 from aiohttp import web
 from multidict import CIMultiDict
@@ -40,44 +46,86 @@ from socialdesk import logs
 from socialdesk.config import Config, load
 from warehouse.desk import Desk
 from warehouse.ingest import Delivery, IngestResult
+from warehouse.model import InboundMessage, MessageEdit, MessageWithdrawn, StatusUpdate
 
 log = logging.getLogger(__name__)
-STORE_URL_ENV = "SOCIALDESK_STORE_URL"
-TOKEN_ENV = "SOCIALDESK_WORKER_TOKEN"
+SOCKET_ENV = "SOCIALDESK_STORE_SOCKET"
 INGEST_PATH = "/internal/ingest"
-PRIVATE_PREFIXES = ("/admin/", "/internal/")
+# What a worker passes on to the store process: the public routes other than webhooks, matched on the
+# normalized path (dot segments resolved, percent-escapes decoded) and passed on as that path.
+PUBLIC_ROUTES = re.compile(r"^/(slack/events|healthz|metrics|media/\d+/\d+)$")
 # Headers that describe one hop, not the message: the proxy sets its own.
 HOP_HEADERS = frozenset({"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
                          "proxy-authorization", "proxy-authenticate", "host", "content-length"})
 Observation = tuple[str, int, float, int]  # channel, HTTP status, seconds, entries skipped
+STORE = "http://store"  # the host part of URLs on the workers' socket (any name: the socket decides)
 # One request to the store carries at most this much; the rest waits for the next one.
 MAX_BATCH_DELIVERIES = 1024
 MAX_BATCH_BYTES = 8 * 1024 * 1024
 MIN_FOLLOWING_BATCH = 64  # fewer waiting than this, and they wait for the batch in flight to return
 
 
+# -- what crosses the workers' socket ------------------------------------------------------------------
+# msgpack decoded into these types only (msgspec): unlike pickle, a body cannot make the store process
+# run code, whoever wrote it.
+
+@dataclass(slots=True)
+class WireDelivery:
+    channel: str
+    raw: bytes | None
+    messages: list[InboundMessage] = field(default_factory=list)
+    statuses: list[StatusUpdate] = field(default_factory=list)
+    edits: list[MessageEdit] = field(default_factory=list)
+    withdrawals: list[MessageWithdrawn] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, d: Delivery) -> WireDelivery:
+        # Ingestion takes messages, then edits and withdrawals, then receipts, whatever their order in
+        # the webhook, so grouping them by kind loses nothing.
+        wire = cls(d.channel, d.raw)
+        for item in d.items:
+            {InboundMessage: wire.messages, StatusUpdate: wire.statuses, MessageEdit: wire.edits,
+             MessageWithdrawn: wire.withdrawals}[type(item)].append(item)  # type: ignore[attr-defined]
+        return wire
+
+    def delivery(self) -> Delivery:
+        return Delivery([*self.messages, *self.edits, *self.withdrawals, *self.statuses], self.channel, self.raw)
+
+
+@dataclass(slots=True)
+class Batch:
+    deliveries: list[WireDelivery]
+    observations: list[Observation]
+
+
+_encode = msgspec.msgpack.Encoder().encode
+_decode_batch = msgspec.msgpack.Decoder(Batch).decode
+_decode_answer = msgspec.msgpack.Decoder(list[IngestResult | None]).decode
+
+
 # -- the store process's side ------------------------------------------------------------------------
 
-def ingest_route(desk: Desk, observe: Callable[[str, int, float, int], None],
-                 token: str) -> Callable[[web.Request], Any]:
-    """`POST /internal/ingest`: a batch of deliveries from a worker, stored in one round."""
-    expected = f"Bearer {token}".encode()
+def ingest_route(desk: Desk, observe: Callable[[str, int, float, int], None]) -> Callable[[web.Request], Any]:
+    """`POST /internal/ingest`: a batch of deliveries from a worker, stored in one round. It answers on
+    the workers' socket only, which only the service's user can connect to."""
 
     async def handle(request: web.Request) -> web.Response:
-        given = request.headers.get("Authorization", "").encode()
-        if not hmac.compare_digest(given, expected):
-            return web.Response(status=401, text="not a webhook worker of this service")
-        # Only our own workers hold the token (it never leaves the environment of this process tree).
-        batch = pickle.loads(await request.content.read())  # a batch may exceed client_max_size
-        for channel, status, seconds, skipped in batch["observations"]:
+        transport = request.transport
+        sock = transport.get_extra_info("sockname") if transport is not None else None
+        if not (isinstance(sock, str) and sock.endswith(".workers.sock")):
+            return web.Response(status=404, text="not found")
+        try:
+            batch = _decode_batch(await request.content.read())  # a batch may exceed client_max_size
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            return web.Response(status=400, text=f"not a batch of deliveries: {exc}")
+        for channel, status, seconds, skipped in batch.observations:
             observe(channel, status, seconds, skipped)
-        results = await desk.ingest_many(batch["deliveries"])
+        results = await desk.ingest_many([d.delivery() for d in batch.deliveries])
         for result in results:
             if isinstance(result, BaseException):
                 log.error("a delivery from a webhook worker could not be stored", exc_info=result)
         answer = [None if isinstance(r, BaseException) else r for r in results]
-        return web.Response(body=pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL),
-                            content_type="application/octet-stream")
+        return web.Response(body=_encode(answer), content_type="application/msgpack")
 
     return handle
 
@@ -85,9 +133,9 @@ def ingest_route(desk: Desk, observe: Callable[[str, int, float, int], None],
 class Supervisor:
     """Starts the workers, starts again one that dies, and stops them with the service."""
 
-    def __init__(self, count: int, store_url: str, token: str, config_path: str | None) -> None:
+    def __init__(self, count: int, sock: Path, config_path: str | None) -> None:
         self.count = count
-        self.env = {**os.environ, STORE_URL_ENV: store_url, TOKEN_ENV: token}
+        self.env = {**os.environ, SOCKET_ENV: str(sock)}
         if config_path:
             self.env["SOCIALDESK_CONFIG"] = config_path
         self.processes: list[asyncio.subprocess.Process] = []
@@ -123,9 +171,9 @@ class Supervisor:
 class StoreLink:
     """A worker's deliveries to the store process: while a batch is being stored the next one fills."""
 
-    def __init__(self, store_url: str, token: str, max_in_flight: int = 2) -> None:
-        self.url = store_url.rstrip("/") + INGEST_PATH
-        self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/octet-stream"}
+    def __init__(self, max_in_flight: int = 2) -> None:
+        self.url = STORE + INGEST_PATH
+        self.headers = {"Content-Type": "application/msgpack"}
         self.max_in_flight = max_in_flight
         self.session: aiohttp.ClientSession | None = None
         self._pending: list[tuple[Delivery, asyncio.Future[IngestResult]]] = []
@@ -176,13 +224,12 @@ class StoreLink:
         outcome: list[IngestResult | None] | StoreUnavailable
         try:
             assert self.session is not None, "the worker's session is not open"
-            body = pickle.dumps({"deliveries": [d for d, _ in batch], "observations": observations},
-                                protocol=pickle.HIGHEST_PROTOCOL)
+            body = _encode(Batch([WireDelivery.of(d) for d, _ in batch], observations))
             async with self.session.post(self.url, data=body, headers=self.headers) as resp:
                 answer = await resp.read()
                 if resp.status != 200:
                     raise StoreUnavailable(f"the store process answered {resp.status}")
-            outcome = pickle.loads(answer)
+            outcome = _decode_answer(answer)
         except Exception as exc:
             outcome = exc if isinstance(exc, StoreUnavailable) else StoreUnavailable(
                 f"the store process could not be reached: {type(exc).__name__}")
@@ -210,17 +257,32 @@ def _split(pending: list[tuple[Delivery, Any]]) -> tuple[list[tuple[Delivery, An
     return pending[:MAX_BATCH_DELIVERIES], pending[MAX_BATCH_DELIVERIES:]
 
 
-def _proxy(store_url: str, session: Callable[[], aiohttp.ClientSession]) -> Callable[[web.Request], Any]:
-    base = store_url.rstrip("/")
+def public_path(request: web.Request) -> str | None:
+    """The path to pass on to the store process, or None when the request is not for a public route.
+
+    Decided on the path as the store process would see it after normalization (`/x/../admin`,
+    `/%2e/admin` and absolute-form targets all become what they point at), and that normalized path is
+    what is passed on, so what was checked is what is served.
+    """
+    raw = request.raw_path.split("?", 1)[0]
+    if not raw.startswith("/"):  # absolute-form or asterisk-form targets
+        return None
+    path = posixpath.normpath(urllib.parse.unquote(raw))
+    return path if PUBLIC_ROUTES.match(path) else None
+
+
+def _proxy(session: Callable[[], aiohttp.ClientSession]) -> Callable[[web.Request], Any]:
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        if request.path.startswith(PRIVATE_PREFIXES):
+        path = public_path(request)
+        if path is None:
             return web.Response(status=404, text="not found")
         headers = CIMultiDict((k, v) for k, v in request.headers.items() if k.lower() not in HOP_HEADERS)
         headers["X-Forwarded-For"] = request.remote or ""
+        target = STORE + path + (f"?{request.query_string}" if request.query_string else "")
         body = await request.read()
         try:
-            async with session().request(request.method, base + request.path_qs, headers=headers, data=body,
+            async with session().request(request.method, target, headers=headers, data=body,
                                          allow_redirects=False) as upstream:
                 response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=CIMultiDict(
                     (k, v) for k, v in upstream.headers.items() if k.lower() not in HOP_HEADERS))
@@ -232,28 +294,30 @@ def _proxy(store_url: str, session: Callable[[], aiohttp.ClientSession]) -> Call
                 await response.write_eof()
                 return response
         except (aiohttp.ClientError, TimeoutError):
-            log.warning("the store process did not answer %s %s", request.method, request.path)
+            log.warning("the store process did not answer %s %s", request.method, path)
             return web.Response(status=503, text="the service is not answering; try again shortly")
 
     return handle
 
 
-def worker_app(cfg: Config, store_url: str, token: str, parent_pid: int | None = None) -> web.Application:
-    """One webhook worker: the channels' webhook routes, and everything else passed to the store process."""
-    link = StoreLink(store_url, token)
+def worker_app(cfg: Config, sock: str, parent_pid: int | None = None) -> web.Application:
+    """One webhook worker: the channels' webhook routes, and the other public routes passed to the store
+    process over its workers' socket."""
+    link = StoreLink()
     app = web.Application(client_max_size=max(cfg.server.max_body_bytes, 1024 * 1024) + 1)
     webhooks.add_routes(app, connector_registry.build(cfg.channels), link, cfg.server.max_body_bytes, link.observe)
 
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
         # The proxy must hand bodies on as they are (compressed or not).
-        link.session = aiohttp.ClientSession(auto_decompress=False, timeout=aiohttp.ClientTimeout(total=60))
+        link.session = aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=sock), auto_decompress=False,
+                                             timeout=aiohttp.ClientTimeout(total=60))
         watch = asyncio.create_task(_watch(link, parent_pid))
         yield
         watch.cancel()
         await link.close()
 
     app.cleanup_ctx.append(lifetime)
-    app.router.add_route("*", "/{tail:.*}", _proxy(store_url, lambda: link.session))  # type: ignore[arg-type,return-value]
+    app.router.add_route("*", "/{tail:.*}", _proxy(lambda: link.session))  # type: ignore[arg-type,return-value]
     return app
 
 
@@ -271,8 +335,7 @@ async def _watch(link: StoreLink, parent_pid: int | None) -> None:
 def main() -> None:
     cfg = load()
     logs.configure(cfg.server.json_logs)
-    store_url, token = os.environ[STORE_URL_ENV], os.environ.pop(TOKEN_ENV)
-    app = worker_app(cfg, store_url, token, parent_pid=os.getppid())
+    app = worker_app(cfg, os.environ[SOCKET_ENV], parent_pid=os.getppid())
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)  # as in the service: a webhook makes many short-lived objects
     web.run_app(app, host=cfg.server.host, port=cfg.server.port, reuse_port=True, access_log=None, print=None,

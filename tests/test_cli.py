@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from socialdesk.cli import main
+from warehouse import owner
 
 LINES = [
     {"channel": "whatsapp", "account": "106540352242922", "user_id": "33612345678", "message_id": "wamid.1",
@@ -97,9 +98,8 @@ def test_while_the_service_holds_the_store_commands_run_through_it(tmp_path: Pat
     server = subprocess.Popen([*cli, "serve"], env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE)
     try:
-        admin = tmp_path / "live.duckdb.admin.json"
         deadline = time.monotonic() + 20
-        while not admin.exists():
+        while not owner.is_running(tmp_path / "live.duckdb"):
             assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
             assert time.monotonic() < deadline, "service did not start"
             time.sleep(0.1)
@@ -115,7 +115,7 @@ def test_while_the_service_holds_the_store_commands_run_through_it(tmp_path: Pat
         server.terminate()
         server.wait(timeout=20)
     assert server.returncode == 0
-    assert not (tmp_path / "live.duckdb.admin.json").exists()
+    assert not owner.admin_socket(tmp_path / "live.duckdb").exists()
 
 
 def test_rules_list_check_and_test_r24(env: Path, capsys) -> None:

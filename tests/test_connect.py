@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import ingest, msg
 from warehouse import open_store, reports
-from warehouse.connect import NoStore, connect, extension_path, serve_quack, stop_quack, store_settings
+from warehouse.connect import NoStore, connect, extension_path, load_quack, serve_quack, stop_quack, store_settings
 from warehouse.store import Store
 
 TOKEN = "test-quack-token"
@@ -143,3 +143,36 @@ def test_every_report_gives_the_same_answer_live_and_offline(tmp_path: Path) -> 
         assert not frame.empty, name
         assert_frame_equal(live[name].drop(columns=["age"], errors="ignore"),
                            frame.drop(columns=["age"], errors="ignore"), check_dtype=False, obj=name)
+
+
+@pytest.mark.parametrize("attack", [
+    "UPDATE tickets SET status = 'closed'", "DROP TABLE inbox", "DELETE FROM comments",
+    "SELECT * FROM read_text('/etc/shadow')", "SELECT * FROM '/etc/passwd'", "COPY tickets TO '/tmp/stolen.csv'",
+    "ATTACH '/tmp/other.duckdb' AS other", "INSTALL httpfs", "SET enable_external_access = true",
+    "WITH x AS (SELECT 1) INSERT INTO accounts SELECT 'line', 'L9', 'x', '{}' FROM x",
+    "SELECT (SELECT content FROM read_text('/etc/hostname'))", "SELECT * FROM glob('/*')",
+    "SELECT 1; DROP TABLE inbox",
+])
+def test_the_notebook_token_gives_reads_only_issue_13(served: tuple[Store, int], attack: str) -> None:
+    """Whoever holds the token may send the service any SQL (quack_query): only reads of the store run."""
+    store, port = served
+    Path("/tmp/stolen.csv").unlink(missing_ok=True)
+    ingest(store, msg(user="33600000001"))
+    reader = duckdb.connect()
+    load_quack(reader)
+    with pytest.raises(duckdb.Error, match="Authorization failed"):
+        reader.execute(f"SELECT * FROM quack_query('quack:localhost:{port}', ?, token := '{TOKEN}')",
+                       [attack]).fetchall()
+    assert store.read(lambda c: c.execute("SELECT count(*), min(status) FROM tickets").fetchone()) == (1, "new")
+    assert not Path("/tmp/stolen.csv").exists()
+
+
+def test_reads_of_the_store_are_authorized(served: tuple[Store, int]) -> None:
+    store, port = served
+    ingest(store, msg(user="33600000001"))
+    reader = duckdb.connect()
+    load_quack(reader)
+    query = ("SELECT count(*) FROM tickets t JOIN users u ON u.id = t.requester_id "
+             "WHERE list_contains(t.tags, 'whatsapp')")
+    assert reader.execute(f"SELECT * FROM quack_query('quack:localhost:{port}', ?, token := '{TOKEN}')",
+                          [query]).fetchall() == [(1,)]

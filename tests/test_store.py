@@ -93,3 +93,30 @@ def test_a_second_process_cannot_open_a_held_store(tmp_path) -> None:
     assert out.returncode == 3, out.stderr
     assert "in use by another process" in out.stdout
     assert StoreBusy.__doc__
+
+
+def test_a_damaged_store_is_reported_as_damaged_with_how_to_restore_issue_13(tmp_path) -> None:
+    from warehouse.store import StoreDamaged
+    path = tmp_path / "damaged.duckdb"
+    open_store(path).close()
+    data = bytearray(path.read_bytes())
+    data[5000:9000] = b"x" * 4000  # a block's checksum no longer matches
+    path.write_bytes(bytes(data))
+    with pytest.raises(StoreDamaged, match="damaged .* restore the latest backup"):
+        Store(path).read(lambda c: c.execute("SELECT count(*) FROM tickets").fetchone())
+
+
+def test_a_file_that_is_no_store_is_reported_as_damaged_not_busy_issue_13(tmp_path) -> None:
+    from warehouse.store import StoreDamaged
+    path = tmp_path / "not-a-store.duckdb"
+    path.write_bytes(b"garbage" * 1000)
+    with pytest.raises(StoreDamaged, match="not a valid DuckDB database"):
+        Store(path)
+
+
+def test_the_store_directory_and_files_are_the_services_users_alone_issue_13(tmp_path) -> None:
+    path = tmp_path / "fresh" / "desk.duckdb"
+    with open_store(path) as s:
+        s.write(lambda c: c.execute("CREATE TABLE IF NOT EXISTS t (i INTEGER)"))
+        assert path.parent.stat().st_mode & 0o777 == 0o700
+        assert path.stat().st_mode & 0o077 == 0

@@ -39,6 +39,7 @@ from tests.test_resilience import (
     crash_requests,
     kill_9_mid_load,
 )
+from warehouse import owner
 from warehouse.ingest import Delivery
 
 
@@ -82,6 +83,10 @@ class Served:
         self.proc = _serve(tmp, self.config, self.port)
         _wait_up(self.port, self.proc)
 
+    def admin(self, op: str, kwargs: dict[str, Any]) -> tuple[int, Any]:
+        """An operation through the store process's admin socket, as the CLI calls it."""
+        return owner.call(self.tmp / "c.duckdb", f"/admin/ops/{op}", kwargs)
+
     def webhook(self, text: str, message_id: str) -> tuple[int, bytes]:
         body = self.sandbox.message("whatsapp", WHATSAPP_PARIS, "33612345678", text, message_id, datetime.now(UTC))
         req = self.sandbox.request("whatsapp", WHATSAPP_PARIS, body)
@@ -113,11 +118,9 @@ def test_a_signed_webhook_is_answered_after_the_store_process_commits_it_b4(serv
     assert served.webhook("Bonjour via a worker", "wamid.workers.1")[0] == 200  # a redelivery: stored once
     status, body = _http(f"{served.url}/admin/ops/tickets", b"{}")
     assert status == 404  # the admin route is not reachable through the public port
-    admin = json.loads(Path(str(served.tmp / "c.duckdb") + ".admin.json").read_text())
-    status, body = _http(f"http://127.0.0.1:{admin['port']}/admin/ops/ticket", json.dumps({"id": 1}).encode(),
-                         {"Authorization": f"Bearer {admin['token']}", "Content-Type": "application/json"})
-    assert status == 200, body
-    assert [c["body"] for c in json.loads(body)["comments"]] == ["Bonjour via a worker"]
+    status, ticket = served.admin("ticket", {"id": 1})
+    assert status == 200, ticket
+    assert [c["body"] for c in ticket["comments"]] == ["Bonjour via a worker"]
 
 
 def test_agents_open_inbound_media_through_a_worker(served: Served) -> None:
@@ -127,14 +130,10 @@ def test_agents_open_inbound_media_through_a_worker(served: Served) -> None:
                                                                                  "mime_type": "image/png"}})
     req = served.sandbox.request("whatsapp", WHATSAPP_PARIS, body)
     assert _http(served.url + req.path, req.body, req.headers)[0] == 200
-    admin = json.loads(Path(str(served.tmp / "c.duckdb") + ".admin.json").read_text())
-    status, found = _http(f"http://127.0.0.1:{admin['port']}/admin/ops/search", json.dumps(
-        {"query": "+33687654321"}).encode(), {"Authorization": f"Bearer {admin['token']}"})
+    status, found = served.admin("search", {"query": "+33687654321"})
     assert status == 200, found
-    ticket_id = json.loads(found)["users"][0]["ticket_ids"][0]
-    status, shown = _http(f"http://127.0.0.1:{admin['port']}/admin/ops/ticket", json.dumps({"id": ticket_id}).encode(),
-                          {"Authorization": f"Bearer {admin['token']}"})
-    comment_id = json.loads(shown)["comments"][0]["id"]
+    ticket_id = found["users"][0]["ticket_ids"][0]
+    comment_id = served.admin("ticket", {"id": ticket_id})[1]["comments"][0]["id"]
     link = media.sign_link("workers-media", served.url, comment_id, 0)
     with urllib.request.urlopen(link, timeout=30) as resp:
         assert (resp.status, resp.headers["Content-Type"], resp.read()) == (
@@ -150,6 +149,38 @@ def test_a_forged_webhook_is_refused_by_the_worker(served: Served) -> None:
 def test_the_internal_route_is_not_reachable_through_the_public_port(served: Served) -> None:
     status, _ = _http(f"{served.url}/internal/ingest", b"\x80\x05N.")
     assert status == 404
+
+
+def _raw(port: int, target: str, body: bytes = b"{}") -> int:
+    """A request with exactly this request target (urllib would normalize it)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(f"POST {target} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return int(answer.split(b" ", 2)[1])
+
+
+@pytest.mark.parametrize("target", ["/x/../admin/ops/search", "/./admin/ops/search", "/%2e/admin/ops/search",
+                                    "/webhooks/x/../../internal/ingest", "/slack/events/../../admin/ops/search",
+                                    "/%2fadmin/ops/search", "http://127.0.0.1/admin/ops/search",
+                                    "/media/1/0/../../../admin/ops/search"])
+def test_dot_segments_and_absolute_targets_never_reach_private_routes_issue_13(served: Served, target: str) -> None:
+    assert _raw(served.port, target, json.dumps({"query": "+33"}).encode()) == 404
+
+
+def test_the_store_process_listens_on_no_tcp_port_but_quacks_and_its_sockets_are_its_users_alone_issue_13(
+        served: Served) -> None:
+    listening = Path(f"/proc/{served.proc.pid}/net/tcp").read_text().splitlines()[1:]
+    fds = {os.readlink(f) for f in Path(f"/proc/{served.proc.pid}/fd").iterdir() if os.path.exists(f)}
+    ports = {int(line.split()[1].split(":")[1], 16) for line in listening
+             if line.split()[3] == "0A" and f"socket:[{line.split()[9]}]" in fds}
+    quack = int(served.admin("live", {})[1]["uri"].rsplit(":", 1)[1])  # the notebooks' read-only port
+    assert ports == {quack}
+    for sock in (owner.admin_socket(served.tmp / "c.duckdb"), owner.workers_socket(served.tmp / "c.duckdb")):
+        assert sock.stat().st_mode & 0o077 == 0, oct(sock.stat().st_mode)
+    assert not list(served.tmp.glob("*.admin.json"))  # no token file any more
 
 
 def test_slack_requests_reach_the_store_process_unchanged(served: Served) -> None:

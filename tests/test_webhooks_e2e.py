@@ -278,3 +278,13 @@ async def test_agents_open_inbound_media_through_a_signed_link(world) -> None:
     expired = media.sign_link(secret, "", comment_id, 0, ttl=-10)
     assert (await client.get(expired)).status == 403
     assert (await client.get(media.sign_link(secret, "", comment_id, 5))).status == 404
+
+
+async def test_admin_operations_never_answer_over_tcp_issue_13(world) -> None:
+    """The CLI's operations answer on the store's admin socket only: not on the public port, from
+    loopback or anywhere, whatever token is shown."""
+    sandbox, client = world
+    await post(client, sandbox, "whatsapp", "Hello")
+    for path in ("/admin/ops/search", "/admin/ops/live", "/internal/ingest"):
+        resp = await client.post(path, json={"query": "+33"}, headers={"Authorization": "Bearer anything"})
+        assert resp.status == 404, path

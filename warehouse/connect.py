@@ -28,6 +28,7 @@ from typing import Any
 
 import duckdb
 
+from warehouse import owner
 from warehouse.store import StoreBusy, open_connection
 
 LIVE_CATALOG = "desk"
@@ -57,14 +58,42 @@ def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+# Quack asks this function about every query a client sends (`quack_authorization_function`). Readers
+# may run SELECTs over the store's own tables and views and the catalog functions the Quack client
+# uses, nothing else: no statement but SELECT (json_serialize_sql serializes SELECTs only), no table
+# function outside the list (read_text, read_csv, glob, quack_query, ... are refused), and no table
+# name that is a file path (DuckDB reads `FROM '/etc/passwd'` as a file). Every table-function and
+# table node of the parsed query must match its pattern, so a node the patterns miss is refused too.
+READ_ONLY_MACRO = "socialdesk_read_only"
+_TABLE_FUNCTIONS = ("duckdb_tables", "duckdb_views", "duckdb_columns", "duckdb_schemas", "duckdb_databases",
+                    "duckdb_indexes", "duckdb_constraints", "duckdb_types", "duckdb_functions", "unnest", "range",
+                    "generate_series")
+_READ_ONLY_SQL = f"""
+CREATE OR REPLACE MACRO {READ_ONLY_MACRO}(sid, query) AS (
+    WITH parsed AS (SELECT json_serialize_sql(query::VARCHAR) AS j)
+    SELECT NOT coalesce((j::JSON ->> 'error')::BOOLEAN, true)
+       AND len(regexp_extract_all(j, '"type":"TABLE_FUNCTION"'))
+         = len(list_filter(
+               regexp_extract_all(j, '"type":"TABLE_FUNCTION","alias":"[^"\\\\]*","sample":null,'
+                                     '"query_location":[0-9]+,"function":[{{]"class":"FUNCTION","type":"FUNCTION",'
+                                     '"alias":"[^"\\\\]*","query_location":[0-9]+,"function_name":"([a-z_]+)"',
+                                  1),
+               f -> list_contains({list(_TABLE_FUNCTIONS)}, f)))
+       AND len(regexp_extract_all(j, '"type":"BASE_TABLE"'))
+         = len(regexp_extract_all(j, '"type":"BASE_TABLE","alias":"[^"\\\\]*","sample":null,'
+                                     '"query_location":[0-9]+,"schema_name":"[A-Za-z_]*",'
+                                     '"table_name":"[A-Za-z_][A-Za-z0-9_]*","column_name_alias"'))
+    FROM parsed
+)"""
+
+
 def serve_quack(con: duckdb.DuckDBPyConnection, host: str = "127.0.0.1", port: int = 9494,
                 token: str = "", *, allow_other_hostname: bool = False) -> str:
-    """Serve this connection's database over Quack (plain HTTP) at host:port; returns the listen URI.
+    """Serve this connection's database over Quack (plain HTTP) at host:port, read-only; returns the URI.
 
-    The service calls it once at start-up with the store's connection:
-    `serve_quack(store.connection, cfg.store.quack_host, cfg.store.quack_port, cfg.store.quack_token)`.
-    Readers must present `token`. A host other than loopback is refused unless `allow_other_hostname`
-    (the operator's explicit choice).
+    The service calls it once at start-up with the store's connection. Readers must present `token`
+    and may run reads only (`READ_ONLY_MACRO`). A host other than loopback is refused unless
+    `allow_other_hostname` (the operator's explicit choice).
     """
     if not token:
         raise ValueError("a Quack token is required: set [store] quack_token")
@@ -72,6 +101,9 @@ def serve_quack(con: duckdb.DuckDBPyConnection, host: str = "127.0.0.1", port: i
     if not loopback and not allow_other_hostname:
         raise ValueError(f"Quack serves on loopback only; {host!r} needs allow_other_hostname")
     load_quack(con)
+    # The callback runs on a fresh server-side connection, so the macro lives in the database itself.
+    con.execute(_READ_ONLY_SQL)
+    con.execute(f"SET GLOBAL quack_authorization_function = {_literal(READ_ONLY_MACRO)}")
     uri = f"quack:{'localhost' if loopback else host}:{int(port)}"
     con.execute(f"CALL quack_serve({_literal(uri)}, token = {_literal(token)}, "
                 f"allow_other_hostname = {str(allow_other_hostname).lower()}, disable_ssl = true)")
@@ -138,29 +170,43 @@ def attach_live(host: str, port: int, token: str, *, memory_limit: str = "1GB",
     return con
 
 
+def live_settings(store_path: str) -> tuple[str, int, str] | None:
+    """(host, port, token) of the live store, as the service that owns `store_path` serves it, if one does."""
+    try:
+        status, answer = owner.call(store_path, "/admin/ops/live", timeout=10)
+    except (owner.NotRunning, OSError):
+        return None
+    if status != 200 or not isinstance(answer, dict) or not answer.get("uri"):
+        return None
+    _, host, port = str(answer["uri"]).split(":")
+    return host, int(port), str(answer["token"])
+
+
 def connect(config_path: str | os.PathLike[str] | None = None, *, path: str | os.PathLike[str] | None = None,
             quack_host: str | None = None, quack_port: int | None = None, quack_token: str | None = None,
             live: bool | None = None) -> duckdb.DuckDBPyConnection:
     """A read-only connection to the store: the running service over Quack, else the file read-only.
 
-    Settings come from the configuration's `[store]`; keyword arguments override them. `live=True`
-    insists on the service (errors if it does not answer), `live=False` opens the file, `None` tries
-    the service first when a Quack port and token are configured. Report SQL uses unqualified table
-    names, which resolve in either case.
+    Settings come from the configuration's `[store]`; keyword arguments override them. The running
+    service that owns the file says where it serves the store (its admin socket: readable by its user
+    only); a configured Quack port and token are used as they are. `live=True` insists on the service
+    (errors if it does not answer), `live=False` opens the file, `None` tries the service first. Report
+    SQL uses unqualified table names, which resolve in either case.
     """
     s = store_settings(config_path)
     s.path = str(path) if path is not None else s.path
     s.quack_host = quack_host if quack_host is not None else s.quack_host
     s.quack_port = int(quack_port) if quack_port is not None else s.quack_port
     s.quack_token = quack_token if quack_token is not None else s.quack_token
-    can_attach = bool(s.quack_port and s.quack_token)
-    if live and not can_attach:
-        raise NoStore("live attach needs [store] quack_port and quack_token")
+    target = (s.quack_host, s.quack_port, s.quack_token) if s.quack_port and s.quack_token else None
+    if target is None and live is not False:
+        target = live_settings(s.path)
+    if live and target is None:
+        raise NoStore(f"no running service serves {s.path} (and no [store] quack_port and quack_token are set)")
     attach_error: Exception | None = None
-    if can_attach and live is not False:
+    if target is not None and live is not False:
         try:
-            return attach_live(s.quack_host, s.quack_port, s.quack_token, memory_limit=s.report_memory_limit,
-                               threads=s.threads)
+            return attach_live(*target, memory_limit=s.report_memory_limit, threads=s.threads)
         except duckdb.Error as exc:
             if live:
                 raise
@@ -172,5 +218,5 @@ def connect(config_path: str | os.PathLike[str] | None = None, *, path: str | os
         return open_connection(s.path, read_only=True, memory_limit=s.report_memory_limit, threads=s.threads)
     except (StoreBusy, duckdb.ConnectionException):
         # ConnectionException: this very process holds the file for writing (the service's own tests).
-        raise StoreBusy(f"the store {s.path} is held by the running service; configure [store] quack_port and "
-                        "quack_token so notebooks attach it live") from None
+        raise StoreBusy(f"the store {s.path} is held by a process that does not serve it to readers "
+                        "(`socialdesk serve` with [store] quack = false?)") from None

@@ -87,18 +87,42 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
     return applied
 
 
+class StoreDamaged(RuntimeError):
+    """The store file is not a DuckDB database, or its blocks fail their checksums."""
+
+
+# DuckDB's words for a file another process holds ("Could not set lock on file", "Conflicting lock").
+_LOCKED = re.compile(r"could not set lock|conflicting lock", re.IGNORECASE)
+_DAMAGED = re.compile(r"not a valid duckdb database|corrupt|checksum", re.IGNORECASE)
+
+
+def private(path: str | Path) -> None:
+    """Only the service's user may read the store: every customer's messages and phone number are in it."""
+    for p in (Path(path), Path(f"{path}.wal")):
+        with suppress(FileNotFoundError):
+            if p.stat().st_mode & 0o077:
+                p.chmod(0o600)
+
+
 def open_connection(path: str | Path, *, read_only: bool = False, memory_limit: str = "1GB",
                     threads: int = 2) -> duckdb.DuckDBPyConnection:
     path = str(path)
     if path != ":memory:" and not read_only:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
-        return duckdb.connect(path, read_only=read_only,
-                              config={"memory_limit": memory_limit, "threads": threads})
+        con = duckdb.connect(path, read_only=read_only, config={"memory_limit": memory_limit, "threads": threads})
     except duckdb.IOException as exc:
-        if "lock" in str(exc).lower():
+        if _LOCKED.search(str(exc)):
             raise StoreBusy(f"the store {path} is in use by another process (is `socialdesk serve` running?)") from None
+        if _DAMAGED.search(str(exc)):
+            raise StoreDamaged(
+                f"the store {path} is damaged ({exc}). Stop the service, move the file and its .wal aside, and "
+                f"restore the latest backup (or start an empty store and replay the webhooks the platforms "
+                f"redeliver)") from None
         raise
+    if path != ":memory:" and not read_only:
+        private(path)
+    return con
 
 
 class Store:
