@@ -48,6 +48,7 @@ CONFIG = web.AppKey("config", Config)
 METRICS = web.AppKey("metrics", Metrics)
 SENDER = web.AppKey("sender", OutboxSender)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
+MEDIA_SESSION = web.AppKey("media_session", aiohttp.ClientSession)  # guarded: URLs from webhooks
 REGISTRY = web.AppKey("registry", dict)
 LIVE = web.AppKey("live", dict)  # the Quack URI and token readers attach, while it is served
 
@@ -131,7 +132,7 @@ def build_app(cfg: Config, *, store: Store | None = None) -> web.Application:
     webhooks.add_routes(app, registry, app[DESK], cfg.server.max_body_bytes, app[METRICS].observe_webhook)
     media_secret = cfg.server.media_secret or secrets.token_urlsafe(32)
     app.router.add_get("/media/{comment}/{index}", media.handler(registry, app[STORE], media_secret,
-                                                                 lambda: app[SESSION]))
+                                                                 lambda: app[MEDIA_SESSION]))
     if cfg.slack.enabled:
         import bot
         bot.install(app, cfg.slack, app[DESK],
@@ -145,6 +146,7 @@ def build_app(cfg: Config, *, store: Store | None = None) -> web.Application:
 async def _background(app: web.Application) -> AsyncIterator[None]:
     session = aiohttp.ClientSession()
     app[SESSION] = session
+    app[MEDIA_SESSION] = media.guarded_session(media.configured_origins(app[CONFIG].channels))
     server = app[CONFIG].server
     sender = OutboxSender(app[STORE], app[REGISTRY], session, base_delay=server.retry_base_seconds,
                           max_delay=server.retry_max_seconds, max_attempts=server.retry_max_attempts,
@@ -168,6 +170,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
         with contextlib.suppress(asyncio.CancelledError):
             await task
     await session.close()
+    await app[MEDIA_SESSION].close()
     if quack_uri:
         stop_quack(app[STORE].connection, quack_uri)  # before the store closes, or Quack keeps serving it
 
