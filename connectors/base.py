@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, Literal, Protocol
 
 import aiohttp
@@ -276,10 +279,23 @@ async def call_api(session: aiohttp.ClientSession, method: str, url: str, **kwar
         return DeliveryResult.retry(f"could not reach the platform: {type(exc).__name__}")
 
 
-def retry_after_seconds(value: str | None) -> float | None:
+MAX_RETRY_AFTER = 3600.0  # a platform asking for more is answered again within the hour
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """`Retry-After` in seconds (a number or an HTTP date), within 0..MAX_RETRY_AFTER; None if unreadable.
+
+    The value comes from outside: `1e20`, `inf` or a date in the year 9999 must not overflow the
+    outbox's clock or park a reply for ever."""
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - (time.time() if now is None else now)
+        except (TypeError, ValueError, OverflowError):
+            return None
+    if math.isnan(seconds):
         return None
+    return min(MAX_RETRY_AFTER, max(0.0, seconds))

@@ -7,6 +7,7 @@ the platform retries later and nothing acknowledged is lost.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -35,17 +36,21 @@ def _ignore(channel: str, status: int, seconds: float, skipped: int) -> None:
     return None
 
 
+BODY_SECONDS = 10.0  # a body that takes longer to arrive (one byte every few seconds) is cut off
+
+
 async def _read_limited(request: web.Request, limit: int) -> bytes | None:
     if request.content_length is not None and request.content_length > limit:
         return None
     # One read(n) may return less than is there; read to the end or just past the limit.
     chunks, size = [], 0
-    while size <= limit:
-        chunk = await request.content.read(limit + 1 - size)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
+    async with asyncio.timeout(BODY_SECONDS):
+        while size <= limit:
+            chunk = await request.content.read(limit + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
     return None if size > limit else b"".join(chunks)
 
 
@@ -69,7 +74,11 @@ def handler(connector: Connector, desk: Ingestor, max_body_bytes: int,
                 if answer is None:
                     return web.Response(status=400, text="not a verification request")
                 return answer
-            body = await _read_limited(request, max_body_bytes)
+            try:
+                body = await _read_limited(request, max_body_bytes)
+            except TimeoutError:
+                log.warning("%s webhook refused: the body took over %.0f s to arrive", channel, BODY_SECONDS)
+                return web.Response(status=408, text="the request body took too long to arrive")
             if body is None:
                 log.warning("%s webhook refused: body over %d bytes", channel, max_body_bytes)
                 return web.Response(status=413, text=f"body larger than {max_body_bytes} bytes")
@@ -88,7 +97,7 @@ def handler(connector: Connector, desk: Ingestor, max_body_bytes: int,
             log.exception("%s webhook could not be read", channel)
             return web.Response(status=400, text="the payload could not be read")
         try:
-            result = await desk.ingest(Delivery(items, channel, body))
+            result = await desk.ingest(Delivery(items, channel, body, len(skipped)))
         except StoreUnavailable as exc:
             log.warning("%s webhook not stored, the platform will retry: %s", channel, exc)
             return web.Response(status=503, text="temporarily unable to store the message")

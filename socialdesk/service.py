@@ -92,11 +92,17 @@ async def admin(request: web.Request) -> web.Response:
 
 @web.middleware
 async def _slack_latency(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Slack wants an answer within 3 seconds: how long ours take is a metric."""
+    """Slack wants an answer within 3 seconds: how long ours take is a metric. Its body must arrive in
+    time too: one sent a byte every few seconds would hold a connection for ever."""
     if request.path != "/slack/events":
         return await handler(request)
     started = time.perf_counter()
     try:
+        try:
+            async with asyncio.timeout(webhooks.BODY_SECONDS):
+                await request.read()  # kept by aiohttp for Bolt's own read
+        except TimeoutError:
+            return web.Response(status=408, text="the request body took too long to arrive")
         return await handler(request)
     finally:
         request.app[METRICS].slack_ack_seconds.observe(time.perf_counter() - started)

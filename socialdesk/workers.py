@@ -77,19 +77,21 @@ class WireDelivery:
     statuses: list[StatusUpdate] = field(default_factory=list)
     edits: list[MessageEdit] = field(default_factory=list)
     withdrawals: list[MessageWithdrawn] = field(default_factory=list)
+    skipped: int = 0
 
     @classmethod
     def of(cls, d: Delivery) -> WireDelivery:
         # Ingestion takes messages, then edits and withdrawals, then receipts, whatever their order in
         # the webhook, so grouping them by kind loses nothing.
-        wire = cls(d.channel, d.raw)
+        wire = cls(d.channel, d.raw, skipped=d.skipped)
         for item in d.items:
             {InboundMessage: wire.messages, StatusUpdate: wire.statuses, MessageEdit: wire.edits,
              MessageWithdrawn: wire.withdrawals}[type(item)].append(item)  # type: ignore[attr-defined]
         return wire
 
     def delivery(self) -> Delivery:
-        return Delivery([*self.messages, *self.edits, *self.withdrawals, *self.statuses], self.channel, self.raw)
+        return Delivery([*self.messages, *self.edits, *self.withdrawals, *self.statuses], self.channel, self.raw,
+                        self.skipped)
 
 
 @dataclass(slots=True)
@@ -280,7 +282,11 @@ def _proxy(session: Callable[[], aiohttp.ClientSession]) -> Callable[[web.Reques
         headers = CIMultiDict((k, v) for k, v in request.headers.items() if k.lower() not in HOP_HEADERS)
         headers["X-Forwarded-For"] = request.remote or ""
         target = STORE + path + (f"?{request.query_string}" if request.query_string else "")
-        body = await request.read()
+        try:
+            async with asyncio.timeout(webhooks.BODY_SECONDS):
+                body = await request.read()
+        except TimeoutError:
+            return web.Response(status=408, text="the request body took too long to arrive")
         try:
             async with session().request(request.method, target, headers=headers, data=body,
                                          allow_redirects=False) as upstream:

@@ -42,8 +42,8 @@ from socialdesk.service import DESK, STORE, build_app
 from warehouse import queries
 
 CHANNELS = ("whatsapp", "messenger", "line", "wechat", "x")
-# The tables a webhook can change; `inbox` keeps every raw body and is left out.
-TABLES = ("tickets", "comments", "events", "users", "identities", "outbox", "inbound_keys")
+# The tables a webhook can change (`inbox` keeps a raw body once, when it brought something).
+TABLES = ("tickets", "comments", "events", "users", "identities", "outbox", "inbound_keys", "inbox")
 
 
 def _corpus() -> Path | None:

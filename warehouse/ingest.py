@@ -47,6 +47,7 @@ class Delivery:
     items: list[Item]
     channel: str = ""
     raw: bytes | None = None
+    skipped: int = 0  # entries of the body the connector did not understand (kept raw for reprocessing)
 
 
 @dataclass(slots=True)
@@ -62,11 +63,6 @@ def ingest_batch(con: duckdb.DuckDBPyConnection, deliveries: list[Delivery]) -> 
     """Store everything `deliveries` carried in the caller's transaction; one result per delivery."""
     now = clock.now()
     results = [IngestResult() for _ in deliveries]
-    raws = [d for d in deliveries if d.raw is not None]
-    if raws:
-        ids = next_ids(con, "inbox_ids", len(raws))
-        insert(con, "inbox", [{"id": i, "channel": d.channel, "received_at": now, "body": d.raw}
-                              for i, d in zip(ids, raws, strict=True)])
 
     fresh: list[tuple[int, Item]] = []
     seen: set[tuple[str, str, str]] = set()
@@ -109,7 +105,19 @@ def ingest_batch(con: duckdb.DuckDBPyConnection, deliveries: list[Delivery]) -> 
     receipts = [(n, s) for n, d in enumerate(deliveries) for s in d.items if isinstance(s, StatusUpdate)]
     for n, status in receipts:
         results[n].receipts += apply_receipt(con, status, now)
+    _keep_raw(con, deliveries, results, now)
     return results
+
+
+def _keep_raw(con: duckdb.DuckDBPyConnection, deliveries: list[Delivery], results: list[IngestResult],
+              now: datetime) -> None:
+    """The verified raw body, for audit and reprocessing, when it brought something: a replayed body (a
+    platform's retry, or someone resending a captured one a hundred times) is kept once, not again."""
+    raws = [d for d, r in zip(deliveries, results, strict=True)
+            if d.raw is not None and (r.stored or r.receipts or d.skipped)]
+    ids = next_ids(con, "inbox_ids", len(raws))
+    insert(con, "inbox", [{"id": i, "channel": d.channel, "received_at": now, "body": d.raw}
+                          for i, d in zip(ids, raws, strict=True)])
 
 
 def _key(item: Item) -> tuple[str, str, str] | None:
