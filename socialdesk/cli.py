@@ -221,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     quiet = args.command not in ("serve", "demo")
     logs.configure(verbose=args.verbose, quiet=quiet)
     try:
-        cfg = config_module.load(args.config)
+        # Only the service calls channels and Slack: other commands need none of their secrets.
+        cfg = config_module.load(args.config, secrets=args.command in ("serve", "demo"))
         logs.configure(cfg.server.json_logs, args.verbose, quiet)
         if args.command == "serve":
             from socialdesk.service import serve

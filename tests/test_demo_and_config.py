@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -33,15 +34,21 @@ def test_the_demo_drives_every_channel_and_shows_the_notifier(tmp_path: Path) ->
     assert (tmp_path / "data" / "demo.duckdb").exists()
 
 
-def test_the_example_configuration_is_complete_and_valid(monkeypatch: pytest.MonkeyPatch) -> None:
-    text = (ROOT / "socialdesk.example.toml").read_text()
+def uncommented(text: str) -> str:
+    """The example with every switched-off section switched on, as an operator uncomments it."""
+    return "\n".join(line[2:] if re.match(r"^# (\[|[a-z_]+ = )", line) else line for line in text.splitlines())
+
+
+def test_the_example_configuration_is_complete_and_valid(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    text = uncommented((ROOT / "socialdesk.example.toml").read_text())
     for name in {part.split("}")[0] for part in text.split("${")[1:]}:
         monkeypatch.setenv(name, "x" * 43 if "AES" in name else "secret-" + name.lower())
     monkeypatch.setenv("WECHAT_ENCODING_AES_KEY", "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG")
-    cfg = config.load(ROOT / "socialdesk.example.toml")
+    (tmp_path / "full.toml").write_text(text)
+    cfg = config.load(tmp_path / "full.toml")
     built = registry.build(cfg.channels)
     assert sorted(built) == ["line", "messenger", "wechat", "whatsapp", "x"]
-    assert cfg.slack.enabled and cfg.store.threads == 2
+    assert cfg.slack.enabled and cfg.store.threads == 2 and cfg.templates[0]["name"] == "order_update"
 
 
 def test_a_missing_environment_variable_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
