@@ -24,6 +24,7 @@ import msgspec
 from bot.settings import SlackConfig
 from connectors.base import ConfigError
 from warehouse.model import CHANNELS
+from warehouse.phones import check_region as phonenumbers_region
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
@@ -80,6 +81,13 @@ class AssignmentConfig:
 
 
 @dataclass(slots=True)
+class PhonesConfig:
+    # The country whose national format agents and customers type (R25): "FR" reads "06 12 34 56 78"
+    # as +33612345678. Empty: only international numbers are understood.
+    default_region: Annotated[str, msgspec.Meta(pattern=r"^([A-Za-z]{2})?$")] = ""
+
+
+@dataclass(slots=True)
 class TemplateConfig:
     """An approved WhatsApp template (B1), as WhatsApp Manager names it."""
 
@@ -98,12 +106,13 @@ class Config:
     rules_dir: str = "rules"
     rules_interval: float = 300.0  # seconds between automation runs
     templates: list[dict[str, Any]] = field(default_factory=list)  # approved WhatsApp templates (B1)
+    phones: PhonesConfig = field(default_factory=PhonesConfig)
     source: str = "built-in defaults"
 
 
 # The file's sections: name -> the type its table (or array of tables) is checked against.
 SECTIONS: dict[str, Any] = {"store": StoreConfig, "server": ServerConfig, "slack": SlackConfig, "rules": RulesConfig,
-                            "assignment": AssignmentConfig, "template": list[TemplateConfig]}
+                            "assignment": AssignmentConfig, "template": list[TemplateConfig], "phones": PhonesConfig}
 
 
 def _expand(value: Any, where: str, missing: list[str]) -> Any:
@@ -190,8 +199,13 @@ def load(path: str | os.PathLike[str] | None = None, *, secrets: bool = True) ->
         rules_interval=rules.interval_seconds,
         templates=[{"name": t.name, "language": t.language, "parameters": list(t.parameters)}
                    for t in _section("template", raw.get("template", []))],
+        phones=_section("phones", raw.get("phones", {})),
         source=str(file) if file.exists() else "built-in defaults",
     )
+    try:
+        phonenumbers_region(cfg.phones.default_region)
+    except ValueError as exc:
+        raise ConfigError(f"[phones] default_region: {exc}") from None
     for channel in CHANNELS:
         tables = raw.get(channel, [])
         if not isinstance(tables, list):

@@ -32,7 +32,7 @@ from socialdesk import workers
 from socialdesk.config import Config
 from socialdesk.metrics import Metrics
 from socialdesk.operations import OPERATIONS
-from warehouse import clock, open_store, owner, register_accounts
+from warehouse import clock, open_store, owner, phones, register_accounts
 from warehouse import outbox as box
 from warehouse.connect import serve_quack, stop_quack
 from warehouse.desk import Desk
@@ -111,6 +111,7 @@ async def _slack_latency(request: web.Request, handler: Any) -> web.StreamRespon
 def open_desk(cfg: Config, store: Store | None = None, registry: dict[str, Any] | None = None) -> Desk:
     """The store (opened, migrated, accounts recorded, shared views synced) behind a Desk with the rules."""
     registry = connector_registry.build(cfg.channels) if registry is None else registry
+    phones.set_default_region(cfg.phones.default_region)
     rules = load_rules(cfg.rules_dir, cfg.assignment)
     if store is None:
         store = open_store(cfg.store.path, memory_limit=cfg.store.memory_limit, threads=cfg.store.threads,

@@ -71,6 +71,7 @@ def _free_port() -> int:
     ("[[template]]\nlanguage = \"fr\"\n", r"\[\[template\]\] #1: missing key name"),
     ("[whatsapp]\nname = \"x\"\n", r"\[\[whatsapp\]\] must be an array of tables"),
     ("[rules]\ninterval_seconds = 0\n", r"\[rules\] interval_seconds: expected float > 0"),
+    ('[phones]\ndefault_region = "XX"\n', r"\[phones\] default_region: unknown phone region 'XX'"),
 ])
 def test_a_mistake_is_one_line_naming_the_section_and_the_key(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message) as err:
