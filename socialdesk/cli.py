@@ -45,64 +45,103 @@ def _parser() -> argparse.ArgumentParser:
         return add(name, parents=[common], **kw)
     sub.add_parser = add_parser  # type: ignore[method-assign]
 
-    sub.add_parser("serve", help="run the service (webhooks, Slack app, outbox, rules clock)")
-    s = sub.add_parser("demo", help="the service with fake channels and demo traffic (no accounts needed)")
+    def command(name: str, summary: str, description: str | None = None) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=summary, description=description or summary[0].upper() + summary[1:] + ".")
+
+    command("serve", "run the service (webhooks, Slack app, outbox, rules clock)",
+            "Run the service on PORT (default 3000) until SIGTERM or Ctrl-C: the channels' webhooks, the Slack "
+            "app at /slack/events, /healthz, /metrics, the outbox sender and the rules clock. It owns the store; "
+            "other commands reach it through its admin socket while it runs.")
+    s = command("demo", "the service with fake channels and demo traffic (no accounts needed)",
+                "Start local fakes of every channel's API and of Slack, run the real service on data/demo.duckdb and "
+                "drive signed webhooks, replies and Slack requests through it; then serve until Ctrl-C.")
     s.add_argument("--once", action="store_true", help="drive the demo, print the notifier and exit")
-    s = sub.add_parser("ingest", help="ingest normalized messages from a JSON-lines file")
-    s.add_argument("file")
-    s = sub.add_parser("notifier", help="the notifier as an agent sees it (R10-R16)")
-    s.add_argument("--agent", required=True, help="the agent's Slack user id")
-    s.add_argument("--tab", choices=["assigned", "unassigned"], default="assigned")
-    s.add_argument("--page", type=int, default=1)
-    s = sub.add_parser("view", help="one page of a view (R16, R18, R19)")
-    s.add_argument("name")
-    s.add_argument("--agent")
-    s.add_argument("--page", type=int, default=1)
-    s = sub.add_parser("search", help="end users by phone or social info, tickets by channel info (R25-R27)")
-    s.add_argument("query")
-    s = sub.add_parser("ticket", help="one ticket with its comments and events")
-    s.add_argument("id", type=int)
-    s = sub.add_parser("user", help="one user with identities and tickets")
-    s.add_argument("id", type=int)
-    s = sub.add_parser("claim", help="assign a ticket to an agent")
-    s.add_argument("ticket", type=int)
-    s.add_argument("--agent", required=True)
-    s = sub.add_parser("status", help="set a ticket's status")
-    s.add_argument("ticket", type=int)
+    s = command("ingest", "ingest normalized messages from a JSON-lines file",
+                "Store each line of FILE (a normalized message, see the README) through the one ingestion path. "
+                "Lines that cannot be read are reported on stderr by number and skipped; the exit status is then 2.")
+    s.add_argument("file", metavar="FILE", help="one JSON object a line")
+    s = command("notifier", "the notifier as an agent sees it (R10-R16)")
+    s.add_argument("--agent", required=True, metavar="SLACK_USER_ID", help="the agent's Slack user id")
+    s.add_argument("--tab", choices=["assigned", "unassigned"], default="assigned", help="default: assigned")
+    s.add_argument("--page", type=int, default=1, help="20 tickets a page (default 1)")
+    s = command("view", "one page of a view (R16, R18, R19)")
+    s.add_argument("name", metavar="VIEW", help="the view's title, e.g. \"Unassigned social messaging tickets\"")
+    s.add_argument("--agent", metavar="SLACK_USER_ID", help="whose view it is (for views about the current user)")
+    s.add_argument("--page", type=int, default=1, help="default 1")
+    s = command("search", "end users by phone or social info, tickets by channel info (R25-R27)")
+    s.add_argument("query", metavar="QUERY", help="a phone number in any format, a name, a username or an id")
+    s = command("ticket", "one ticket with its comments and events")
+    s.add_argument("id", type=int, metavar="TICKET_ID")
+    s = command("user", "one user with identities and tickets")
+    s.add_argument("id", type=int, metavar="USER_ID")
+    s = command("claim", "assign a ticket to an agent")
+    s.add_argument("ticket", type=int, metavar="TICKET_ID")
+    s.add_argument("--agent", required=True, metavar="SLACK_USER_ID")
+    s = command("status", "set a ticket's status")
+    s.add_argument("ticket", type=int, metavar="TICKET_ID")
     s.add_argument("status", choices=["new", "open", "pending", "hold", "solved", "closed"])
-    s = sub.add_parser("tag", help="add or remove a ticket tag")
-    s.add_argument("ticket", type=int)
+    s = command("tag", "add or remove a ticket tag")
+    s.add_argument("ticket", type=int, metavar="TICKET_ID")
     s.add_argument("action", choices=["add", "remove"])
-    s.add_argument("tag")
-    s = sub.add_parser("reply", help="reply on the ticket's channel, from its business account (R20)")
-    s.add_argument("ticket", type=int)
-    s.add_argument("--agent", required=True)
-    s.add_argument("--text", default="")
-    s.add_argument("--status", choices=["new", "open", "pending", "hold", "solved"])
-    s.add_argument("--file")
-    s = sub.add_parser("merge", help="merge an end user into another (R5)")
-    s.add_argument("source", type=int)
-    s.add_argument("target", type=int)
-    s = sub.add_parser("unmerge", help="undo a merge")
-    s.add_argument("source", type=int)
-    s = sub.add_parser("report", help="run the managers' notebooks into self-contained HTML (R28)")
-    s.add_argument("--from", dest="start", help="first day, YYYY-MM-DD (default: 30 days ago)")
-    s.add_argument("--to", dest="end", help="last day, YYYY-MM-DD (default: today)")
-    s.add_argument("--out", default="reports", help="folder for the HTML pages (default: reports)")
-    s = sub.add_parser("demo-data", help="fill the store with a realistic generated history")
-    s.add_argument("--tickets", type=int, required=True)
-    s.add_argument("--seed", type=int, default=1)
-    s = sub.add_parser("rules", help="triggers, automations, macros and views: list, show, check, test (R24)")
+    s.add_argument("tag", metavar="TAG")
+    s = command("reply", "reply on the ticket's channel, from its business account (R20)",
+                "Queue a public reply; the running service sends it through the channel's API from the ticket's "
+                "business account. Outside the channel's messaging window it fails at once with the reason.")
+    s.add_argument("ticket", type=int, metavar="TICKET_ID")
+    s.add_argument("--agent", required=True, metavar="SLACK_USER_ID")
+    s.add_argument("--text", default="", help="the message")
+    s.add_argument("--status", choices=["new", "open", "pending", "hold", "solved"], help="submit the ticket as")
+    s.add_argument("--file", metavar="PATH", help="a file to send with it")
+    s = command("merge", "merge an end user into another (R5)",
+                "Merge end user SOURCE into INTO_TARGET: SOURCE's identities, tickets and comments move to "
+                "INTO_TARGET, and SOURCE stays as a tombstone pointing at it (unmerge undoes it).")
+    s.add_argument("source", type=int, metavar="SOURCE", help="the user merged away")
+    s.add_argument("target", type=int, metavar="INTO_TARGET", help="the user that remains")
+    s = command("unmerge", "undo a merge", "Give the merged user SOURCE back their identities and tickets.")
+    s.add_argument("source", type=int, metavar="SOURCE")
+    s = command("report", "run the managers' notebooks into self-contained HTML (R28)",
+                "Execute every notebook of notebooks/ on the store (live over the running service, else the file "
+                "read-only) and write one HTML page each.")
+    s.add_argument("--from", dest="start", metavar="YYYY-MM-DD", help="first day (default: 30 days ago)")
+    s.add_argument("--to", dest="end", metavar="YYYY-MM-DD", help="last day (default: today)")
+    s.add_argument("--out", default="reports", metavar="DIR", help="folder for the HTML pages (default: reports)")
+    s = command("demo-data", "fill a store with a realistic generated history (for the notebooks)",
+                "Generate tickets, comments, events and users over 30 days into the store "
+                                   "(SOCIALDESK_DB), set-based: a million tickets take about a minute. Refuses a "
+                                   "store that holds real data unless --into-existing.")
+    s.add_argument("--tickets", type=int, required=True, help="how many tickets to generate")
+    s.add_argument("--seed", type=int, default=1, help="the same seed gives the same history (default 1)")
+    s.add_argument("--into-existing", action="store_true",
+                   help="add to a store that already holds real tickets or webhooks")
+    s = command("rules", "triggers, automations, macros and views: list, show, check, test (R24)",
+                "list: every rule loaded; show RULE: one, by title or id; check [FILE]: load and check the rules "
+                "directory (or one file), naming the file, rule and field of each problem; test TICKET_ID: which "
+                "rules would act on the ticket now.")
     s.add_argument("action", choices=["list", "show", "check", "test"])
-    s.add_argument("target", nargs="?", help="show: a rule's title or id; check: a file; test: a ticket id")
+    s.add_argument("target", nargs="?", metavar="RULE|FILE|TICKET_ID",
+                   help="show: a rule's title or id; check: a file; test: a ticket id")
     return p
 
 
-def _demo_data(cfg: config_module.Config, tickets: int, seed: int) -> dict[str, Any]:
+def _demo_data(cfg: config_module.Config, tickets: int, seed: int, into_existing: bool) -> dict[str, Any]:
     """Set-based generation straight into the store (the service must not be running)."""
-    from warehouse.demo_data import generate_store
+    from warehouse.demo_data import generate_store, real_data
+    from warehouse.store import open_connection
     if tickets <= 0:
         raise CommandError("--tickets must be positive")
+    if owner.is_running(cfg.store.path):
+        raise CommandError(f"the service is running on {cfg.store.path}; demo data goes into a store of its own "
+                           "(SOCIALDESK_DB=data/demo-data.duckdb socialdesk demo-data ...)")
+    if Path(cfg.store.path).exists() and not into_existing:
+        con = open_connection(cfg.store.path, read_only=True)
+        try:
+            tables = {t for (t,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+            why = real_data(con) if {"inbox", "tickets"} <= tables else None
+        finally:
+            con.close()
+        if why:
+            raise CommandError(f"{cfg.store.path} is not a demo store ({why}); generated tickets would mix with "
+                               "real ones. Use another SOCIALDESK_DB, or --into-existing if you mean it")
     return generate_store(cfg.store.path, tickets, seed)
 
 
@@ -238,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
             pages = run_report(args.start, args.end, args.out, db_path=cfg.store.path, config_path=args.config)
             result = {"pages": [str(p) for p in pages]}
         elif args.command == "demo-data":
-            result = _demo_data(cfg, args.tickets, args.seed)
+            result = _demo_data(cfg, args.tickets, args.seed, args.into_existing)
         elif args.command == "rules":
             result = _rules(cfg, args.action, args.target)
         else:
@@ -247,7 +286,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(result, ensure_ascii=False, default=str) if args.json else render(args.command, result))
-    return 0
+    # Lines were skipped: the good ones are in, but a script must not take that for complete success.
+    return 2 if args.command == "ingest" and result.get("skipped") else 0
 
 
 if __name__ == "__main__":

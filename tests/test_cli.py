@@ -45,7 +45,7 @@ def write_lines(path: Path, lines: list[object]) -> Path:
 def test_ingest_reports_a_malformed_line_by_number_and_ingests_the_others(env: Path, capsys) -> None:
     file = write_lines(env / "in.jsonl", [LINES[0], "{not json", {"channel": "fax"}, LINES[1]])
     code, result, err = run(capsys, "ingest", str(file))
-    assert code == 0
+    assert code == 2  # not complete success: a script must notice
     assert result["stored"] == 2 and result["skipped"] == 2
     assert "line 2:" in err and "line 3: missing account" in err
 
@@ -140,3 +140,25 @@ def test_demo_data_fills_the_store_for_the_other_commands(env: Path, capsys, mon
     code, counts, _ = run(capsys, "demo-data", "--tickets", "300", "--seed", "3")
     assert code == 0 and counts["tickets"] == 300 and counts["comments"] > 300
     assert run(capsys, "view", "Unassigned social messaging tickets")[1]["tickets"]
+
+
+def test_every_command_says_what_it_does_and_names_its_arguments(capsys) -> None:
+    from socialdesk.cli import _parser
+    commands = _parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    for name, parser in commands.items():
+        with pytest.raises(SystemExit):
+            main([name, "--help"])
+        text = capsys.readouterr().out
+        assert parser.description and parser.description in " ".join(text.split()), name
+        assert "None" not in text, name
+    with pytest.raises(SystemExit):
+        main(["merge", "--help"])
+    assert "SOURCE INTO_TARGET" in capsys.readouterr().out
+
+
+def test_demo_data_refuses_a_store_that_holds_real_data(env: Path, capsys) -> None:
+    run(capsys, "ingest", str(write_lines(env / "in.jsonl", [{**LINES[0], "account": "PN-REAL"}])))
+    code, _, err = run(capsys, "demo-data", "--tickets", "50")
+    assert code == 1 and "is not a demo store" in err and "--into-existing" in err
+    code, counts, _ = run(capsys, "demo-data", "--tickets", "50", "--into-existing")
+    assert code == 0 and counts["tickets"] == 50

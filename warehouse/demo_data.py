@@ -19,6 +19,7 @@ import duckdb
 
 from warehouse import clock
 from warehouse.model import CHANNEL_TAGS, SOCIAL_TAG
+from warehouse.rows import sql_list
 
 ACCOUNTS = (  # channel, account id, name, weight of the channel's traffic
     ("whatsapp", "106540352242922", "Paris support", 0.25), ("whatsapp", "106540352242923", "Lyon support", 0.15),
@@ -352,6 +353,15 @@ def generate(con: duckdb.DuckDBPyConnection, tickets: int, seed: int = 1, *, day
 
 
 GENERATION_MEMORY = "6GB"  # one transaction builds millions of rows: 1 GB is too little past a million tickets
+
+
+def real_data(con: duckdb.DuckDBPyConnection) -> str | None:
+    """Why this store holds more than generated data (webhooks received, tickets on other accounts), if it does."""
+    if con.execute("SELECT count(*) FROM inbox").fetchone()[0]:  # type: ignore[index]
+        return "it has received webhooks"
+    demo = [a for _, a, _, _ in ACCOUNTS]
+    other = con.execute(f"SELECT count(*) FROM tickets WHERE account NOT IN {sql_list(demo)}").fetchone()[0]  # type: ignore[index]
+    return f"it has {other} tickets on accounts that are not the demo's" if other else None
 
 
 def generate_store(path: Any, tickets: int, seed: int = 1, *, memory_limit: str = GENERATION_MEMORY,
