@@ -84,3 +84,45 @@ def test_the_macro_acts_as_in_zendesk(store: Store, rules: RuleSet, frozen_clock
     assert t["comments"][-1]["public"] is True
     assert t["status"] == "pending" and {"shipping", "wismo"} <= set(t["tags"])
     assert t["fields"]["360001112223"] == "order_status"
+
+
+def via_trigger(tmp_path: Path, condition: dict[str, Any]) -> RuleSet:
+    """A Zendesk trigger export selecting a channel the way real exports do, with `via_id`."""
+    (tmp_path / "rules").mkdir(exist_ok=True)
+    (tmp_path / "rules" / "via.json").write_text(json.dumps({"trigger": {
+        "id": 360200000001, "title": "Tag by via", "active": True,
+        "conditions": {"all": [{"field": "update_type", "operator": "is", "value": "Create"}, condition]},
+        "actions": [{"field": "current_tags", "value": "via_matched"}]}}))
+    return load_rules(tmp_path / "rules")
+
+
+@pytest.mark.parametrize(("value", "channel", "other"), [
+    ("74", "whatsapp", "line"), (74, "whatsapp", "line"), ("whatsapp", "whatsapp", "line"),
+    ("72", "line", "whatsapp"), ("73", "wechat", "x"), ("wechat", "wechat", "x"),
+    ("41", "messenger", "whatsapp"), ("sunshine_conversations_facebook_messenger", "messenger", "x"),
+    ("26", "x", "messenger"), ("88", "x", "wechat"),
+])
+def test_zendesk_via_id_conditions_select_the_channel_issue_13(store: Store, tmp_path: Path, value: Any,
+                                                               channel: str, other: str) -> None:
+    rules = via_trigger(tmp_path, {"field": "via_id", "operator": "is", "value": value})
+    desk = Desk(store, trigger_runner(rules))
+    desk.ingest_sync(Delivery([msg(channel=channel, account="A1", user="u1"),
+                               msg(channel=other, account="A2", user="u2")]))
+    tags = {t["channel"]: t["tags"] for t in (store.read(lambda c, i=i: queries.ticket(c, i)) for i in (1, 2))}
+    assert "via_matched" in tags[channel] and "via_matched" not in tags[other]
+
+
+def test_a_via_id_of_a_channel_we_do_not_have_matches_nothing_and_its_negation_everything(
+        store: Store, tmp_path: Path) -> None:
+    for condition, tagged in (({"field": "via_id", "operator": "is", "value": 4}, False),
+                              ({"field": "via_id", "operator": "is_not", "value": "mail"}, True)):
+        rules = via_trigger(tmp_path, condition)
+        Desk(store, trigger_runner(rules)).ingest_sync(Delivery([msg(user=f"u{tagged}")]))
+        (tags,) = store.read(lambda c: c.execute("SELECT tags FROM tickets ORDER BY id DESC LIMIT 1").fetchone())
+        assert ("via_matched" in tags) is tagged
+
+
+def test_a_via_id_that_is_no_zendesk_value_is_refused_with_its_place(tmp_path: Path) -> None:
+    from warehouse.conditions import ConditionError, Context, compile_conditions
+    with pytest.raises(ConditionError, match=r"all\[0\]: via_id 'what\?' is not a Zendesk via id"):
+        compile_conditions({"all": [{"field": "via_id", "operator": "is", "value": "what?"}]}, Context(now=START))

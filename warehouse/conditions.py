@@ -12,6 +12,7 @@ operators) read the update from the `Context`; elsewhere they are refused.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,7 +28,7 @@ TIME_FIELDS = ("hours_since_created", "hours_since_open", "hours_since_pending",
                "messaging_window_hours_left")
 # Fields that describe the update being made, not the ticket: meaningful in triggers only.
 UPDATE_FIELDS = ("update_type", "comment_is_public", "role")
-FIELDS = ("status", "assignee_id", "requester_id", "group_id", "priority", "current_tags", "via",
+FIELDS = ("status", "assignee_id", "requester_id", "group_id", "priority", "current_tags", "via", "via_id",
           "business_account", "requester_role", "last_message_from", *UPDATE_FIELDS, *TIME_FIELDS)
 PRIORITIES = ("low", "normal", "high", "urgent")
 ROLES = ("end_user", "agent", "admin")
@@ -44,6 +45,25 @@ _MARK = "coalesce((SELECT m.event_id FROM trigger_marks m WHERE m.ticket_id = t.
 _AGENT_REPLIED = ("EXISTS (SELECT 1 FROM events e WHERE e.ticket_id = t.id AND e.kind = 'sent_to_channel' "
                   "AND (e.actor_type = 'agent' OR (e.actor_type = 'rule' AND e.actor_id LIKE 'macro:%')) "
                   "AND e.created_at >= t.last_end_user_message_at)")
+
+
+# Zendesk's via types (developer.zendesk.com, "Via types reference"): the ids and names its exports use
+# for the channels SocialDesk has, each to our channel. Zendesk has had two of each for Messenger and X
+# (its own integration, and Sunshine Conversations').
+ZENDESK_VIA = {"whatsapp": ("whatsapp", 74), "line": ("line", 72), "wechat": ("wechat", 73),
+               "messenger": ("facebook_message", 41, "sunshine_conversations_facebook_messenger", 78, "facebook"),
+               "x": ("twitter_dm", 26, "sunshine_conversations_twitter_dm", 88, "twitter", 30)}
+_VIA_CHANNEL = {str(v): channel for channel, values in ZENDESK_VIA.items() for v in values}
+
+
+def _via_channel(value: Any, where: str) -> str | None:
+    """The channel a Zendesk `via_id` value names; None for Zendesk's other channels (mail, web form...)."""
+    text = str(value).strip().lower()
+    if text in _VIA_CHANNEL:
+        return _VIA_CHANNEL[text]
+    if text.isdigit() or re.fullmatch(r"[a-z_]+", text):
+        return None  # a channel tickets here never come through
+    raise ConditionError(f"{where}: via_id {value!r} is not a Zendesk via id or via type")
 
 
 class ConditionError(ValueError):
@@ -159,6 +179,13 @@ def compile_condition(cond: Mapping[str, Any], ctx: Context, where: str = "condi
         raise ConditionError(f"{where}: unsupported field {name!r}")
     if op not in OPERATORS:
         raise ConditionError(f"{where}: unsupported operator {op!r} for {name}")
+    if name == "via_id":  # Zendesk's numbers and via types, as its exports write them
+        if op not in ("is", "is_not"):
+            raise ConditionError(f"{where}: via_id takes is or is_not, not {op!r}")
+        channel = _via_channel(value, where)
+        if channel is None:
+            return Compiled("FALSE" if op == "is" else "TRUE")
+        return compile_condition({"field": "via", "operator": op, "value": channel}, ctx, where)
     if name in UPDATE_FIELDS:
         return _update_condition(name, op, value, ctx, where)
     if op in CHANGE_OPERATORS:
