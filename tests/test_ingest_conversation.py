@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -198,3 +199,18 @@ def test_pricing_on_a_receipt_that_beats_the_send_is_kept_too(store: Store, froz
                                pricing=pricing))
     sent_reply(store, "Hello", "wamid.early")
     assert rows(store, "SELECT state, pricing IS NOT NULL FROM outbox") == [("delivered", True)]
+
+
+# -- a reply the platform took though its send seemed to fail (issue 13) ------------------------------
+
+def test_a_status_naming_our_outbox_row_marks_a_reply_sent_that_we_were_about_to_send_again(
+        store: Store, frozen_clock: Any) -> None:
+    """The send timed out after WhatsApp took it; its status webhook (biz_opaque_callback_data) comes first."""
+    ingest(store, msg(text="Help", at=T0))
+    agent = store.write(lambda c: ensure_agent(c, "U1", "Ada"))
+    oid = store.write(lambda c: reply(c, 1, agent, "On its way"))["outbox_id"]
+    store.write(lambda c: box.record(c, [box.Outcome(oid, 1, "retry", reason="timeout", retry_in=30)]))
+    ingest(store, StatusUpdate("whatsapp", "PN1", "33612345678", "sent", later(1), message_id="wamid.took",
+                               outbox_id=oid))
+    assert rows(store, "SELECT state, platform_message_id FROM outbox") == [("sent", "wamid.took")]
+    assert store.read(lambda c: box.due(c, frozen_clock[0] + timedelta(hours=1))) == []

@@ -475,6 +475,8 @@ def apply_receipt(con: duckdb.DuckDBPyConnection, receipt: StatusUpdate, now: da
     nothing. The price the platform puts on a message is kept whatever the state.
     """
     rank = DELIVERY_RANK.get(receipt.status, 0)
+    if receipt.outbox_id is not None and receipt.message_id and receipt.status != "failed":
+        _sent_after_all(con, receipt, now)
     if receipt.message_id:
         where, params = "platform_message_id = ?", [receipt.message_id]
     elif receipt.watermark is not None:
@@ -507,6 +509,19 @@ def apply_receipt(con: duckdb.DuckDBPyConnection, receipt: StatusUpdate, now: da
                               error=receipt.error, platform_time=at.isoformat())
                         for oid, tid in rows])
     return len(rows)
+
+
+def _sent_after_all(con: duckdb.DuckDBPyConnection, receipt: StatusUpdate, now: datetime) -> None:
+    """The platform took a reply whose send we saw fail (a timeout after it arrived, a crash mid-send):
+    it is sent, with the platform's id, and the outbox will not send it a second time."""
+    rows = con.execute(
+        "UPDATE outbox SET state = 'sent', platform_message_id = ?, sent_at = ?, updated_at = ?, "
+        "next_attempt_at = NULL, attempts = attempts + 1 WHERE id = ? AND channel = ? AND account = ? "
+        "AND state = 'queued' RETURNING id, ticket_id",
+        [receipt.message_id, _naive(receipt.at), now, receipt.outbox_id, receipt.channel, receipt.account]).fetchall()
+    record_events(con, [event(tid, "reply_sent", "system", at=now, outbox_id=oid,
+                              platform_message_id=receipt.message_id, recovered_from="a status webhook")
+                        for oid, tid in rows])
 
 
 EARLY_RECEIPT_DAYS = 1

@@ -125,6 +125,9 @@ class StatusUpdate:
     watermark: datetime | None = None
     error: str | None = None
     pricing: dict[str, Any] | None = None
+    # Our outbox row, when the send carried it and the platform echoes it (WhatsApp's
+    # biz_opaque_callback_data): a receipt for a reply whose send timed out after the platform took it.
+    outbox_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
