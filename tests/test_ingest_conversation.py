@@ -214,3 +214,15 @@ def test_a_status_naming_our_outbox_row_marks_a_reply_sent_that_we_were_about_to
                                outbox_id=oid))
     assert rows(store, "SELECT state, platform_message_id FROM outbox") == [("sent", "wamid.took")]
     assert store.read(lambda c: box.due(c, frozen_clock[0] + timedelta(hours=1))) == []
+
+
+def test_an_edit_in_the_same_body_as_its_original_is_an_edit(store: Store) -> None:
+    ingest(store, msg(text="Hello wrold", message_id="wamid.1", at=later(0)), edit("wamid.1", "Hello world"))
+    assert bodies(store) == ["Hello wrold"] and event_kinds(store).count("comment_edited") == 1
+
+
+def test_a_message_delivered_late_that_predates_its_ticket_shows_on_it(store: Store) -> None:
+    """Platforms do not promise order: the second message can open the ticket before the first arrives."""
+    ingest(store, msg(text="second", message_id="m2", at=later(1)))
+    ingest(store, msg(text="first", message_id="m1", at=later(0)))
+    assert bodies(store) == ["first", "second"]

@@ -93,10 +93,13 @@ def ingest_batch(con: duckdb.DuckDBPyConnection, deliveries: list[Delivery]) -> 
         withdrawals = [(n, i) for n, i in stored if isinstance(i, MessageWithdrawn)]
         business = [(n, i) for n, i in stored if isinstance(i, InboundMessage) and i.business_origin]
         messages = [(n, i) for n, i in stored if isinstance(i, InboundMessage) and not i.business_origin]
-        # An edit of a message we never received is kept as a message of its own: nothing is lost.
-        messages += _unmatched_edits(con, edits)
         if messages:
             _store_messages(con, messages, results, now)
+        # An edit of a message we never received is kept as a message of its own: nothing is lost.
+        # (Looked for after this batch's messages are stored: an edit may come in the body of its original.)
+        unmatched = _unmatched_edits(con, edits)
+        if unmatched:
+            _store_messages(con, unmatched, results, now)
         if business:
             _store_business_messages(con, business, now)
         _record_edits(con, edits, now)
@@ -278,7 +281,7 @@ def _store_messages(con: duckdb.DuckDBPyConnection, stored: list[tuple[int, Inbo
             info_patch: dict[str, Any] = {}
             for _, m in items:
                 info_patch.update(m.channel_info)
-            ticket_updates.append({"id": tid, "count": len(items), "last": last,
+            ticket_updates.append({"id": tid, "count": len(items), "first": first, "last": last,
                                    "info": dumps(info_patch) if info_patch else None})
             if status != "open":
                 events.append(event(tid, "status_changed", "end-user", known[key], at=now, previous=status,
@@ -308,6 +311,8 @@ def _store_messages(con: duckdb.DuckDBPyConnection, stored: list[tuple[int, Inbo
             f"status_changed_at = CASE WHEN tickets.status <> 'open' THEN ?::TIMESTAMP "
             f"ELSE tickets.status_changed_at END, end_user_messages = end_user_messages + u.count, "
             f"last_end_user_message_at = greatest(tickets.last_end_user_message_at, u.last), updated_at = ?, "
+            # A message the platform delivers late may predate the ticket: the ticket began with it.
+            f"created_at = least(tickets.created_at, u.first), "
             f"channel_info = CASE WHEN u.info IS NULL THEN tickets.channel_info "
             f"ELSE json_merge_patch(tickets.channel_info, u.info::JSON) END "
             f"FROM _ticket_updates u WHERE tickets.id = u.id "
