@@ -11,7 +11,7 @@ import hashlib
 import json
 import logging
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -85,14 +85,21 @@ def with_encrypt(encrypted: str) -> Incoming:
     return Incoming(headers={}, query=query, body=body.encode(), name="secure")
 
 
+SIGNED_AT = 1409735669  # the time WeChat's own sample was signed; our fixtures use it too
+
+
+def at(seconds: float) -> Callable[[], float]:
+    return lambda: seconds
+
+
 @pytest.fixture
 def plain() -> Connector:
-    return Connector.from_config([PLAIN])
+    return Connector.from_config([PLAIN], clock=at(SIGNED_AT))
 
 
 @pytest.fixture
 def safe() -> Connector:
-    return Connector.from_config([SAFE])
+    return Connector.from_config([SAFE], clock=at(SIGNED_AT))
 
 
 # Configuration ----------------------------------------------------------------------------------
@@ -329,6 +336,96 @@ def test_compatibility_mode_uses_the_encrypted_part(safe: Connector) -> None:
     assert (msg.text, msg.user_id, msg.message_id) == ("from the ciphertext", OPENID, "5")
 
 
+# Freshness: signatures expire, nonces are used once (issue 13) ---------------------------------
+
+def signed_at(body: bytes, timestamp: int, nonce: str = "1320562132", name: str = "shop",
+              token: str = "shop-token") -> Incoming:
+    query = {"signature": wechat_signature(token, str(timestamp), nonce), "timestamp": str(timestamp),
+             "nonce": nonce}
+    return Incoming(headers={}, query=query, body=body, name=name)
+
+
+FORGED = message_payload(GH, OPENID, "Refund order 1042 to this card please", 777, create_time=SIGNED_AT)
+
+
+def test_issue13_a_plain_mode_signature_captured_30_days_ago_signs_no_forged_body() -> None:
+    """Plain mode signs token, timestamp and nonce only: an old captured signature must not carry a new body."""
+    month_later = Connector.from_config([PLAIN], clock=at(SIGNED_AT + 30 * 86400))
+    with pytest.raises(BadSignature) as err:
+        month_later.verify(signed_at(FORGED, SIGNED_AT))
+    assert err.value.status == 401 and "replay" in str(err.value) and "shop-token" not in str(err.value)
+
+
+def test_issue13_a_correctly_signed_safe_mode_request_400_days_old_is_refused() -> None:
+    later = Connector.from_config([SAFE], clock=at(SIGNED_AT + 400 * 86400))
+    with pytest.raises(BadSignature):
+        later.verify(sealed_by_wechatpy(fixture("text.xml")))
+
+
+@pytest.mark.parametrize("skew", [-301, 301, 86400])
+def test_issue13_timestamps_more_than_5_minutes_from_now_are_refused(skew: int) -> None:
+    connector = Connector.from_config([PLAIN], clock=at(SIGNED_AT + skew))
+    with pytest.raises(BadSignature):
+        connector.verify(signed_at(fixture("text.xml"), SIGNED_AT))
+
+
+@pytest.mark.parametrize("skew", [-300, 0, 299])
+def test_issue13_timestamps_within_5_minutes_are_accepted(skew: int) -> None:
+    Connector.from_config([PLAIN], clock=at(SIGNED_AT + skew)).verify(signed_at(fixture("text.xml"), SIGNED_AT))
+
+
+def test_issue13_a_timestamp_that_is_not_a_number_is_refused(plain: Connector) -> None:
+    query = {"signature": wechat_signature("shop-token", "soon", "1"), "timestamp": "soon", "nonce": "1"}
+    with pytest.raises(BadSignature):
+        plain.verify(Incoming(headers={}, query=query, body=fixture("text.xml"), name="shop"))
+
+
+def test_issue13_a_nonce_seen_within_the_window_is_refused_for_another_body(plain: Connector) -> None:
+    plain.verify(signed_at(fixture("text.xml"), SIGNED_AT))
+    with pytest.raises(BadSignature) as err:
+        plain.verify(signed_at(FORGED, SIGNED_AT))
+    assert "nonce" in str(err.value)
+
+
+def test_issue13_the_same_body_under_the_same_nonce_is_wechat_retrying(plain: Connector) -> None:
+    """WeChat retries a slow answer with the same request: accepted, and the store keeps it once."""
+    for _ in range(3):
+        plain.verify(signed_at(fixture("text.xml"), SIGNED_AT))
+
+
+def test_issue13_a_nonce_is_forgotten_once_its_timestamp_expired() -> None:
+    now = [float(SIGNED_AT)]
+    connector = Connector.from_config([PLAIN], clock=lambda: now[0])
+    connector.verify(signed_at(fixture("text.xml"), SIGNED_AT))
+    now[0] += 400
+    connector.verify(signed_at(fixture("image.xml"), SIGNED_AT + 400, nonce="2"))
+    assert len(connector._nonces) == 1  # the first expired and went; memory stays bounded by the window
+
+
+def test_issue13_a_forged_request_is_not_remembered(plain: Connector) -> None:
+    with pytest.raises(BadSignature):
+        plain.verify(signed_at(FORGED, SIGNED_AT, token="not-the-token"))
+    plain.verify(signed_at(fixture("text.xml"), SIGNED_AT))  # its nonce was never spent
+
+
+def test_issue13_safe_mode_replays_with_another_ciphertext_are_refused(safe: Connector) -> None:
+    first = sealed_by_wechatpy(message_payload(GH, OPENID, "one", 1, create_time=SIGNED_AT))
+    safe.verify(first)
+    # A second message sealed and signed under the same timestamp and nonce: the nonce is spent.
+    second = sealed_by_wechatpy(message_payload(GH, OPENID, "two", 2, create_time=SIGNED_AT))
+    with pytest.raises(BadSignature):
+        safe.verify(second)
+
+
+def test_issue13_start_up_warns_about_each_plain_mode_account_and_says_why() -> None:
+    connector = Connector.from_config([PLAIN, {**SAFE, "name": "secure", "original_id": "gh_safe00000001"}])
+    [warning] = connector.warnings()
+    assert "'shop'" in warning and "plain mode" in warning and "safe mode" in warning.lower()
+    assert "not the message" in warning and "encoding_aes_key" in warning
+    assert "shop-token" not in warning and "shop-secret-123" not in warning
+    assert Connector.from_config([SAFE]).warnings() == []
+
+
 # Parsing --------------------------------------------------------------------------------------
 
 PARSED = {
@@ -348,7 +445,8 @@ PARSED = {
         Attachment(type="image", media_id="svThumbMediaId-SHORT", caption="video thumbnail"))),
     "location.xml": ("1234567890123462", 1351776360, "", (
         Attachment(type="location", latitude=23.134521, longitude=113.358803, title="位置信息"),)),
-    "link.xml": ("1234567890123463", 1351776360, "公众平台官网链接\n公众平台官网链接\nhttps://mp.weixin.qq.com/", ()),
+    # The description repeats the title: said once.
+    "link.xml": ("1234567890123463", 1351776360, "公众平台官网链接\nhttps://mp.weixin.qq.com/", ()),
 }
 
 
@@ -363,14 +461,20 @@ def test_each_fixture_parses_to_the_normalized_message(plain: Connector, name: s
     assert msg.sent_at.tzinfo is not None
 
 
-@pytest.mark.parametrize("name", ["event_subscribe.xml", "event_click.xml", "event_unknown.xml",
-                                  "unknown_msgtype.xml"])
-def test_events_and_unknown_types_are_skipped_and_logged(plain: Connector, name: str,
-                                                         caplog: pytest.LogCaptureFixture) -> None:
-    """Events (follows, menu clicks, template receipts) are not tickets; unknown types are not errors."""
+@pytest.mark.parametrize("name", ["event_subscribe.xml", "event_click.xml", "event_unknown.xml"])
+def test_events_are_skipped_and_logged(plain: Connector, name: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Events (follows, menu clicks, template receipts) are not tickets."""
     with caplog.at_level(logging.INFO, logger="connectors.wechat"):
         assert plain.parse(signed(fixture(name))) == []
     assert "skipped" in caplog.text
+
+
+def test_issue12_an_unknown_msgtype_becomes_a_readable_placeholder(plain: Connector) -> None:
+    """Issue 12: every customer message is kept; a kind we do not render says what came."""
+    [msg] = plain.parse(signed(fixture("unknown_msgtype.xml")))
+    assert isinstance(msg, InboundMessage)
+    assert msg.text.startswith("sent an unsupported message (type: ") and msg.attachments == ()
+    assert msg.user_id == OPENID
 
 
 def test_a_message_without_msgid_is_keyed_by_openid_and_createtime(plain: Connector) -> None:
