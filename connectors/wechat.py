@@ -68,6 +68,7 @@ IMAGE_TYPES = {"image/jpeg": "jpg", "image/jpg": "jpg", "image/png": "png", "ima
 MAX_IMAGE_BYTES = 10 * 1024 * 1024  # temporary image media limit
 VOICE_MIME = {"amr": "audio/amr", "speex": "audio/speex", "mp3": "audio/mpeg"}
 TEXT_TOO_LONG = 45002  # "content size out of limit"
+INVALID_MEDIA = 40007
 # A signed request is good for this long either side of our clock (issue 13): WeChat signs with the
 # current time, and answers within 5 s or retries, so real traffic is seconds old.
 FRESHNESS_SECONDS = 300
@@ -397,6 +398,13 @@ class Connector:
         if code == WINDOW_CLOSED:
             return DeliveryResult.failed("WeChat refused: the customer last wrote more than 48 hours ago, or has "
                                          "unfollowed the account (errcode 45015)", window_closed=True)
+        if code == TEXT_TOO_LONG:
+            return DeliveryResult.failed("WeChat refused the text as too long (errcode 45002): WeChat takes about "
+                                         "2,000 bytes a message (some 680 Chinese characters); shorten the reply "
+                                         "or send the rest as another reply")
+        if code == INVALID_MEDIA:
+            return DeliveryResult.failed("WeChat does not know the media id, or it expired (errcode 40007; "
+                                         "temporary media last 3 days)")
         if code == QUOTA_REACHED:
             return DeliveryResult.failed("WeChat refused: at most 5 replies are allowed per customer message within "
                                          "48 hours; wait for the customer to write again (errcode 45047)")

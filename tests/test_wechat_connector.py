@@ -11,7 +11,7 @@ import hashlib
 import json
 import logging
 import struct
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -36,6 +36,7 @@ from connectors.base import (
 )
 from connectors.wechat import DEFAULT_API_URL, Connector
 from socialdesk.fakes.wechat_api import FakeWeChatAPI, event_payload, image_payload, message_payload, xml_message
+from warehouse import clock
 from warehouse.model import Attachment, InboundMessage
 
 FIXTURES = Path(__file__).parent / "fixtures" / "wechat"
@@ -740,6 +741,80 @@ async def test_a_reply_from_an_unconfigured_account_fails(
         two: Connector, session: aiohttp.ClientSession) -> None:
     result = await two.send(session, reply("hi", account="gh_unknown"))
     assert result.state == "failed" and "gh_unknown" in result.reason
+
+
+# The strict fake answers as WeChat does (issue 12) -----------------------------------------------
+
+@pytest.fixture
+def world_clock() -> Iterator[list[datetime]]:
+    """The store's clock, which the fake reads too: moved by the test, never today's date."""
+    now = [datetime(2026, 11, 24, 10, 0)]
+    clock.set_clock(lambda: now[0])
+    yield now
+    clock.set_clock(None)
+
+
+def wrote(fake: FakeWeChatAPI, hours_ago: float, now: datetime) -> None:
+    fake.customer_wrote(GH, OPENID, now.replace(tzinfo=UTC) - timedelta(hours=hours_ago))
+
+
+async def test_issue12_45015_more_than_48_hours_after_the_customer_wrote(
+        two: Connector, fake: FakeWeChatAPI, session: aiohttp.ClientSession, world_clock: list[datetime]) -> None:
+    wrote(fake, 49, world_clock[0])
+    result = await two.send(session, reply("late"))
+    assert result.state == "failed" and result.window_closed and "48 hours" in result.reason
+    [answer] = [r for r in fake.sent("custom/send")]
+    assert answer.json["touser"] == OPENID
+    wrote(fake, 47, world_clock[0])
+    assert (await two.send(session, reply("in time"))).state == "sent"
+
+
+async def test_issue12_45047_for_a_sixth_reply_since_the_customer_wrote(
+        two: Connector, fake: FakeWeChatAPI, session: aiohttp.ClientSession, world_clock: list[datetime]) -> None:
+    wrote(fake, 1, world_clock[0])
+    for n in range(5):
+        assert (await two.send(session, reply(f"reply {n}"))).state == "sent"
+    sixth = await two.send(session, reply("one more"))
+    assert sixth.state == "failed" and "5 replies" in sixth.reason and not sixth.window_closed
+    world_clock[0] += timedelta(minutes=5)
+    wrote(fake, 0, world_clock[0])  # the customer writes again: five more
+    assert (await two.send(session, reply("thanks"))).state == "sent"
+
+
+async def test_issue12_a_text_over_wechats_limit_is_a_plain_failure(
+        two: Connector, fake: FakeWeChatAPI, session: aiohttp.ClientSession) -> None:
+    result = await two.send(session, reply("长" * 683))  # 2,049 bytes of UTF-8
+    assert result.state == "failed" and "45002" in result.reason and "shorten" in result.reason
+    assert (await two.send(session, reply("长" * 682))).state == "sent"
+    assert_clean(result.reason, fake)
+
+
+async def test_issue12_the_fake_answers_wechats_own_error_bodies(fake: FakeWeChatAPI, session: aiohttp.ClientSession,
+                                                                 world_clock: list[datetime]) -> None:
+    async with session.get(f"{fake.url}/cgi-bin/token", params={"grant_type": "client_credential",
+                                                                "appid": "wx_shop", "secret": "shop-secret-123"}) as r:
+        token = (await r.json())["access_token"]
+    wrote(fake, 72, world_clock[0])
+
+    async def send(body: dict) -> dict:
+        async with session.post(f"{fake.url}/cgi-bin/message/custom/send", params={"access_token": token},
+                                json=body) as resp:
+            assert resp.status == 200  # WeChat answers errors with HTTP 200
+            return await resp.json()
+
+    late = await send({"touser": OPENID, "msgtype": "text", "text": {"content": "hi"}})
+    assert late["errcode"] == 45015
+    assert late["errmsg"].startswith("response out of time limit or subscription is canceled hint: [")
+    assert (await send({"touser": OPENID, "msgtype": "image", "image": {"media_id": "never-issued"}}))[
+        "errcode"] == 40007
+    assert (await send({"touser": OPENID, "msgtype": "text", "text": {"content": "x" * 2049}}))["errcode"] == 45002
+
+
+async def test_an_image_whose_media_id_wechat_does_not_know_is_a_plain_failure(
+        two: Connector, fake: FakeWeChatAPI, session: aiohttp.ClientSession) -> None:
+    fake.fail_next(1, 200, {"errcode": 40007, "errmsg": "invalid media_id hint: [x]"}, path_contains="custom/send")
+    result = await two.send(session, reply(file=PNG))
+    assert result.state == "failed" and "40007" in result.reason and "media id" in result.reason
 
 
 # Media ----------------------------------------------------------------------------------------
