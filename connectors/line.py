@@ -131,6 +131,10 @@ class Connector:
             ))
         return cls(accounts)
 
+    def warnings(self) -> list[str]:
+        """What start-up should tell the operator about these accounts: nothing so far for LINE."""
+        return []
+
     # -- accounts -------------------------------------------------------------------------------
 
     def account_ids(self) -> list[str]:
@@ -197,12 +201,12 @@ class Connector:
             msg = event["message"]
             message_id = str(msg["id"])  # the same on a redelivery, so it is the dedupe key
             mtype = str(msg["type"])
-        except (KeyError, TypeError, ValueError, OverflowError) as exc:
-            return Skipped(f"LINE {kind} event without {exc}")
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
+            return Skipped(f"LINE {kind} event without its user, time or message id")
         try:
             text, attachments = _content(msg, mtype, message_id)
-        except (KeyError, TypeError, ValueError):
-            return Skipped(f"LINE {mtype} message with unreadable fields")
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
+            return Skipped(f"LINE {mtype[:40]} message with unreadable fields")
         if kind == "messageEdited":
             # Edits may arrive out of order; each is its own event, keyed by when it happened.
             return MessageEdit(self.channel, bot, user_id, message_id, f"{message_id}@{event['timestamp']}", at,

@@ -42,6 +42,8 @@ from connectors.base import (
     MalformedPayload,
     Media,
     OutboundReply,
+    Parsed,
+    Skipped,
     UnknownAccount,
     check_table,
     check_unique,
@@ -162,6 +164,19 @@ class Connector:
                 api_url=url_value(table, SECTION, API_URL)))
         return cls(accounts)
 
+    def warnings(self) -> list[str]:
+        """What start-up should tell the operator: accounts of a second X app, whose CRC cannot be answered."""
+        if not self._accounts:
+            return []
+        first = self._accounts[0]
+        others = [a.name for a in self._accounts if a.consumer_secret != first.consumer_secret]
+        if not others:
+            return []
+        return [f"X accounts {', '.join(repr(n) for n in others)} belong to another X app than {first.name!r} "
+                f"(another consumer_secret). X's CRC request does not say which app it is for, so /webhooks/x "
+                f"answers it with {first.name!r}'s app: the other app's webhook will be marked invalid and stop "
+                f"receiving events. Run one SocialDesk per X app, or keep one app's accounts here."]
+
     # -- accounts -------------------------------------------------------------------------------
 
     def account_ids(self) -> list[str]:
@@ -206,7 +221,7 @@ class Connector:
         if account.consumer_secret not in matched:
             raise BadSignature(f"X webhook for account {account.name!r} signed by another app")
 
-    def parse(self, request: Incoming) -> list[InboundMessage | StatusUpdate]:
+    def parse(self, request: Incoming) -> list[Parsed]:
         envelope = _load(request.body)
         me, payload = envelope.me, envelope.events
         if envelope.event_type is not None and envelope.event_type not in ("dm.received", "dm.sent"):
@@ -216,9 +231,13 @@ class Connector:
             return []
         users = payload.get("users") if isinstance(payload.get("users"), dict) else {}
         apps = payload.get("apps") if isinstance(payload.get("apps"), dict) else {}
-        out: list[InboundMessage | StatusUpdate] = []
+        # One event we cannot read is skipped alone (and counted); the body's other events are stored.
+        out: list[Parsed] = []
         for event in payload.get("direct_message_events", []):
-            message = self._message(me, users, apps, event)
+            try:
+                message = self._message(me, users, apps, event)
+            except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
+                message = Skipped("X direct message event with unreadable fields")
             if message is not None:
                 out.append(message)
         for event in payload.get("direct_message_mark_read_events", []):
@@ -231,7 +250,7 @@ class Connector:
             log.info("X %s skipped", ", ".join(skipped))
         return out
 
-    def _encrypted_chat(self, me: str, payload: dict[str, Any]) -> list[InboundMessage | StatusUpdate]:
+    def _encrypted_chat(self, me: str, payload: dict[str, Any]) -> list[Parsed]:
         """An XChat message is end-to-end encrypted: the agent is told one came, and to read it on X."""
         sender, chat_id = str(payload.get("sender_id") or ""), str(payload.get("id") or "")
         if not sender or not chat_id or sender == me:
@@ -239,14 +258,14 @@ class Connector:
         try:
             sent_at = from_unix_ms(payload["created_at_msec"])
         except (KeyError, TypeError, ValueError):
-            raise MalformedPayload("X chat event without created_at_msec") from None
+            return [Skipped("X chat event without created_at_msec")]
         return [InboundMessage(channel=self.channel, account=me, user_id=sender, message_id=f"chat:{chat_id}",
                                sent_at=sent_at, text="sent an encrypted X Chat message, which SocialDesk cannot "
                                "read: open the conversation on X (type: chat.received)")]
 
-    def _message(self, me: str, users: dict[str, Any], apps: dict[str, Any], event: Any) -> InboundMessage | None:
+    def _message(self, me: str, users: dict[str, Any], apps: dict[str, Any], event: Any) -> Parsed | None:
         if not isinstance(event, dict):
-            raise MalformedPayload("X direct message event is not an object")
+            return Skipped("X direct message event that is not an object")
         if event.get("type") != "message_create":
             log.info("X direct message event %s skipped", event.get("type"))
             return None
@@ -256,8 +275,8 @@ class Connector:
             data = create.get("message_data") or {}
             message_id = str(event["id"])
             sent_at = from_unix_ms(event["created_timestamp"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise MalformedPayload(f"X message_create event without {exc}") from None
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
+            return Skipped("X message_create event without its id, sender or time")
         text = str(data.get("text") or "")
         attachments: tuple[Attachment, ...] = ()
         media = (data.get("attachment") or {}).get("media")
@@ -273,7 +292,7 @@ class Connector:
             # sends the warehouse recognizes by this id). It joins the customer's ticket, never opens one.
             recipient = str((create.get("target") or {}).get("recipient_id") or "")
             if not recipient:
-                raise MalformedPayload("X message_create sent by the account without target.recipient_id")
+                return Skipped("X message_create sent by the account without target.recipient_id")
             app = apps.get(str(create.get("source_app_id"))) if create.get("source_app_id") else None
             origin = str(app["name"]) if isinstance(app, dict) and app.get("name") else "X"
             return InboundMessage(channel=self.channel, account=me, user_id=recipient, message_id=message_id,
@@ -281,9 +300,9 @@ class Connector:
         return InboundMessage(channel=self.channel, account=me, user_id=sender, message_id=message_id,
                               sent_at=sent_at, text=text, attachments=attachments, profile=_profile(users.get(sender)))
 
-    def _read(self, me: str, event: Any) -> StatusUpdate | None:
+    def _read(self, me: str, event: Any) -> StatusUpdate | Skipped | None:
         if not isinstance(event, dict) or not event.get("sender_id"):
-            raise MalformedPayload("X mark-read event without sender_id")
+            return Skipped("X mark-read event without sender_id")
         reader = str(event["sender_id"])
         if reader == me:
             return None  # we read the user's messages on another client

@@ -577,6 +577,10 @@ async def test_issue12_mark_as_read_refused_by_line_is_a_plain_failure(fake: Lin
     assert refused is not None and refused.state == "failed" and "Invalid markAsReadToken" in refused.reason
 
 
+def test_line_has_nothing_to_warn_about_at_start_up(connector: Connector) -> None:
+    assert connector.warnings() == []
+
+
 def test_mark_as_read_must_be_true_or_false() -> None:
     with pytest.raises(ConfigError, match="'mark_as_read' must be true or false"):
         Connector.from_config([{**tables()[0], "mark_as_read": "yes"}])

@@ -21,6 +21,7 @@ from connectors.base import (
     MalformedPayload,
     OutboundFile,
     OutboundReply,
+    Skipped,
     UnknownAccount,
 )
 from connectors.x import Connector
@@ -223,12 +224,27 @@ def test_typing_and_other_events_are_skipped(connector: Connector, caplog: pytes
 
 
 @pytest.mark.parametrize("raw", [b"not json", b"[]", b"{}", b'{"for_user_id": 5}',
-                                 b'{"for_user_id": "1", "direct_message_events": {}}',
-                                 b'{"for_user_id": "1", "direct_message_events": [{"type": "message_create"}]}',
-                                 b'{"for_user_id": "1", "direct_message_mark_read_events": [{}]}'])
+                                 b'{"for_user_id": "1", "direct_message_events": {}}'])
 def test_malformed_body_is_refused(connector: Connector, raw: bytes) -> None:
     with pytest.raises(MalformedPayload):
         connector.parse(Incoming({}, {}, raw))
+
+
+def test_issue12_one_odd_event_is_skipped_alone_and_the_rest_is_kept(connector: Connector) -> None:
+    """An entry we cannot read never costs the body its 200 (X would retry it, and the good DMs with it)."""
+    good = json.loads(body("text.json"))
+    good["direct_message_events"] = [{"type": "message_create"}, "not an event",
+                                     {"type": "message_create", "id": "1", "created_timestamp": "soon",
+                                      "message_create": {"sender_id": USER}},
+                                     {**good["direct_message_events"][0],
+                                      "message_create": {**good["direct_message_events"][0]["message_create"],
+                                                         "message_data": {"attachment": ["odd"]}}},
+                                     *good["direct_message_events"]]
+    good["direct_message_mark_read_events"] = [{}]
+    parsed = connector.parse(signed(json.dumps(good).encode()))
+    assert [type(p).__name__ for p in parsed] == ["Skipped"] * 4 + ["InboundMessage", "Skipped"]
+    assert parsed[4].text == "Hello World"  # type: ignore[union-attr]
+    assert all("Hello" not in p.what for p in parsed if isinstance(p, Skipped))
 
 
 # -- the X Activity API (issue 12) -----------------------------------------------------------------
@@ -339,6 +355,13 @@ def test_duplicates_and_unknown_keys_are_errors() -> None:
 def test_numeric_user_id_is_accepted_as_text() -> None:
     connector = Connector.from_config([{**tables()[0], "user_id": int(ME)}])
     assert connector.account_ids() == [ME]
+
+
+def test_start_up_warns_when_accounts_of_two_x_apps_share_the_crc(connector: Connector) -> None:
+    assert connector.warnings() == []
+    [warning] = Connector.from_config(tables(other_secret="second-app-secret")).warnings()
+    assert "'help'" in warning and "'resistbot'" in warning and "CRC" in warning
+    assert "second-app-secret" not in warning and SECRET not in warning
 
 
 def test_account_info_and_default_url() -> None:
