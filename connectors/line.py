@@ -1,11 +1,24 @@
-"""LINE Messaging API connector: webhook signature, event parsing, push sends and content download.
+"""LINE Messaging API connector: webhook signature, event parsing, push sends, mark-as-read and content
+download.
 
 Owns the `[[line]]` configuration section. One webhook URL per LINE channel, `/webhooks/line/{name}`,
 so the account is chosen by the configured name; the payload's `destination` must be that account's
 bot user id. LINE has no GET challenge (the console's Verify button POSTs an empty, signed event list),
-so `handshake` always answers None. LINE sends no delivery or read receipts for normal chats, so
-`parse` only ever yields messages. Replies go out as push messages (there is no messaging window),
-with an `X-Line-Retry-Key` so a retried push is never delivered twice.
+so `handshake` always answers None. LINE sends no delivery or read receipts for normal chats.
+
+What `parse` makes of LINE's events, from one-to-one chats:
+- a message becomes a comment: its text (a sticker's typed text too, beside the sticker), media by
+  message id, a file with its name, a location; a kind we do not render a readable placeholder;
+- `unsend` marks the message withdrawn, `messageEdited` records the new text as an edit;
+- the message's `markAsReadToken` (chat mode) goes into the ticket's channel info, under
+  MARK_AS_READ_KEY, for `mark_as_read` when `[[line]] mark_as_read = true`;
+- follows, postbacks, beacons and event kinds we do not know are answered 200 and store nothing.
+Group and room chats are not support conversations (a reply would be pushed to every member), so
+everything from them is answered 200 and stores nothing, logged as such.
+
+Replies go out as push messages (there is no messaging window), with an `X-Line-Retry-Key` so a
+retried push is never delivered twice. A long text is split into at most 5 messages of one push,
+measured in UTF-16 code units as LINE counts them.
 """
 
 from __future__ import annotations
@@ -24,12 +37,15 @@ from aiohttp import web
 from connectors.base import (
     SEND_TIMEOUT,
     BadSignature,
+    ConfigError,
     DeliveryResult,
     HttpAnswer,
     Incoming,
     MalformedPayload,
     Media,
     OutboundReply,
+    Parsed,
+    Skipped,
     UnknownAccount,
     call_api,
     check_table,
@@ -40,16 +56,21 @@ from connectors.base import (
     text_value,
     url_value,
 )
-from warehouse.model import Attachment, InboundMessage, StatusUpdate, from_unix_ms
+from warehouse.model import Attachment, InboundMessage, MessageEdit, MessageWithdrawn, from_unix_ms
 
 log = logging.getLogger(__name__)
 
 SECTION = "line"
-KEYS = ("name", "bot_user_id", "channel_secret", "channel_access_token", "api_url", "data_api_url")
+KEYS = ("name", "bot_user_id", "channel_secret", "channel_access_token", "api_url", "data_api_url",
+        "mark_as_read")
 API_URL = "https://api.line.me"
 DATA_API_URL = "https://api-data.line.me"  # binary content lives on its own host
-TEXT_LIMIT = 5000  # characters per LINE text message
+# UTF-16 code units per text message: LINE counts 🍎 as 2 (developers.line.biz/en/docs/messaging-api/
+# text-character-count), so a split by Python characters could still be refused.
+TEXT_LIMIT = 5000
 MESSAGES_PER_PUSH = 5
+# Where the latest markAsReadToken of a conversation is kept, in the ticket's channel info.
+MARK_AS_READ_KEY = "line_mark_as_read_token"
 MEDIA_TYPES = {"image", "video", "audio"}
 # Retry keys derive from the outbox row when the caller gave none, so retries of one row share a key.
 RETRY_KEY_NAMESPACE = uuid.UUID("9b4c1f7e-2d6a-4f0e-8a51-6c3d2b7e1a90")
@@ -65,6 +86,7 @@ class Account:
     channel_access_token: str = field(repr=False)
     api_url: str = API_URL
     data_api_url: str = DATA_API_URL
+    mark_as_read: bool = False  # mark the customer's messages read when an agent opens the ticket (chat mode)
 
 
 def signature(channel_secret: str, body: bytes) -> str:
@@ -105,8 +127,13 @@ class Connector:
                 channel_access_token=text_value(table, "channel_access_token", SECTION),
                 api_url=url_value(table, SECTION, API_URL),
                 data_api_url=url_value(table, SECTION, DATA_API_URL, "data_api_url"),
+                mark_as_read=_flag(table, "mark_as_read"),
             ))
         return cls(accounts)
+
+    def warnings(self) -> list[str]:
+        """What start-up should tell the operator about these accounts: nothing so far for LINE."""
+        return []
 
     # -- accounts -------------------------------------------------------------------------------
 
@@ -142,64 +169,52 @@ class Connector:
         if destination != account.bot_user_id:
             raise UnknownAccount(f"LINE webhook for account {account.name!r} names another bot ({destination!r})")
 
-    def parse(self, request: Incoming) -> list[InboundMessage | StatusUpdate]:
+    def parse(self, request: Incoming) -> list[Parsed]:
         payload = _load(request.body)
         bot = payload["destination"]
-        out: list[InboundMessage | StatusUpdate] = []
+        out: list[Parsed] = []
         for event in payload["events"]:
             if not isinstance(event, dict):
-                raise MalformedPayload("LINE event is not an object")
-            message = self._message(bot, event)
-            if message is not None:
-                out.append(message)
+                out.append(Skipped("LINE event that is not an object"))
+                continue
+            item = self._event(bot, event)
+            if item is not None:
+                out.append(item)
         return out
 
-    def _message(self, bot: str, event: dict[str, Any]) -> InboundMessage | None:
+    def _event(self, bot: str, event: dict[str, Any]) -> Parsed | None:
         kind = event.get("type")
-        source = event.get("source") or {}
-        if kind != "message":
-            log.info("LINE %s event skipped", kind)
+        if kind not in ("message", "unsend", "messageEdited"):
+            log.info("LINE %s event: nothing to store", str(kind)[:40])
             return None
+        source = event.get("source") if isinstance(event.get("source"), dict) else {}
         if source.get("type") != "user":
-            # Group and room chats are not support conversations: pushing to them would reach everyone.
-            log.info("LINE message from a %s skipped", source.get("type"))
+            # Group and room chats are not support conversations: a push would reach every member.
+            log.info("LINE %s event from a %s chat: not a support conversation, nothing stored", kind,
+                     str(source.get("type"))[:40])
             return None
         try:
-            msg = event["message"]
             user_id = str(source["userId"])
+            at = from_unix_ms(event["timestamp"])
+            if kind == "unsend":
+                return MessageWithdrawn(self.channel, bot, user_id, str(event["unsend"]["messageId"]), at)
+            msg = event["message"]
             message_id = str(msg["id"])  # the same on a redelivery, so it is the dedupe key
-            sent_at = from_unix_ms(event["timestamp"])
-            mtype = msg["type"]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise MalformedPayload(f"LINE message event without {exc}") from None
-        text = ""
-        attachments: tuple[Attachment, ...] = ()
-        if mtype == "text":
-            text = str(msg.get("text") or "")
-        elif mtype in MEDIA_TYPES:
-            provider = msg.get("contentProvider") or {}
-            if provider.get("type") == "external":
-                # Content lives on the sender's server; LINE's content endpoint has nothing for it.
-                attachments = (Attachment(type=mtype, url=provider.get("originalContentUrl")),)
-            else:
-                attachments = (Attachment(type=mtype, media_id=message_id),)
-        elif mtype == "file":
-            attachments = (Attachment(type="file", media_id=message_id, filename=msg.get("fileName")),)
-        elif mtype == "sticker":
-            attachments = (Attachment(type="sticker", title=f"{msg.get('packageId')}/{msg.get('stickerId')}",
-                                      caption=", ".join(msg.get("keywords") or []) or None),)
-        elif mtype == "location":
-            try:
-                attachments = (Attachment(type="location", title=msg.get("title"), caption=msg.get("address"),
-                                          latitude=float(msg["latitude"]), longitude=float(msg["longitude"])),)
-            except (KeyError, TypeError, ValueError):
-                raise MalformedPayload("LINE location message without coordinates") from None
-        else:
-            log.info("LINE %s message skipped", mtype)
-            return None
+            mtype = str(msg["type"])
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
+            return Skipped(f"LINE {kind} event without its user, time or message id")
+        try:
+            text, attachments = _content(msg, mtype, message_id)
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
+            return Skipped(f"LINE {mtype[:40]} message with unreadable fields")
+        if kind == "messageEdited":
+            # Edits may arrive out of order; each is its own event, keyed by when it happened.
+            return MessageEdit(self.channel, bot, user_id, message_id, f"{message_id}@{event['timestamp']}", at,
+                               text, attachments)
+        token = msg.get("markAsReadToken")
         return InboundMessage(channel=self.channel, account=bot, user_id=user_id, message_id=message_id,
-                              sent_at=sent_at, text=text, attachments=attachments,
-                              profile={"line_user_id": user_id})
+                              sent_at=at, text=text, attachments=attachments, profile={"line_user_id": user_id},
+                              channel_info={MARK_AS_READ_KEY: token} if isinstance(token, str) and token else {})
 
     def acknowledge(self, request: Incoming) -> web.Response:
         return web.Response(text="OK")
@@ -221,10 +236,11 @@ class Connector:
             if reply.file is not None:
                 return DeliveryResult.failed(FILE_REASON)
             return DeliveryResult.failed("nothing to send: LINE replies need text")
-        chunks = [reply.text[i:i + TEXT_LIMIT] for i in range(0, len(reply.text), TEXT_LIMIT)]
+        chunks = split_text(reply.text)
         if len(chunks) > MESSAGES_PER_PUSH:
             return DeliveryResult.failed(
-                f"message too long for LINE: at most {TEXT_LIMIT * MESSAGES_PER_PUSH} characters")
+                f"message too long for LINE: one reply is at most {MESSAGES_PER_PUSH} messages of {TEXT_LIMIT:,} "
+                f"characters (LINE counts an emoji as 2); this one needs {len(chunks)}: shorten it")
         retry_key = reply.retry_key or str(uuid.uuid5(RETRY_KEY_NAMESPACE, f"outbox:{reply.outbox_id}"))
         answer = await call_api(
             session, "POST", f"{account.api_url}/v2/bot/message/push",
@@ -250,6 +266,103 @@ class Connector:
             data = await resp.read()
             return Media(data, resp.headers.get("Content-Type", "application/octet-stream").split(";")[0])
 
+    def marks_as_read(self, account_id: str) -> bool:
+        """Whether this account is configured to mark customers' messages read (`mark_as_read = true`)."""
+        account = self._by_id.get(account_id)
+        return bool(account and account.mark_as_read)
+
+    async def mark_as_read(self, session: aiohttp.ClientSession, account_id: str,
+                           token: str | None) -> DeliveryResult | None:
+        """Mark the customer's messages read up to the message that carried `token` (LINE's 2025
+        mark-as-read API: `POST /v2/bot/chat/markAsRead` with `{"markAsReadToken": ...}`, as line-bot-sdk
+        v3's `mark_messages_as_read_by_token` calls it; it needs chat mode on).
+
+        For when an agent opens a LINE ticket: `token` is the ticket's channel info at MARK_AS_READ_KEY.
+        None when there is nothing to do (the account's `mark_as_read` is off, or no token yet); else
+        `sent` (LINE took it), `retry` or `failed` with a plain reason. Never raises.
+        """
+        account = self._by_id.get(account_id)
+        if account is None or not account.mark_as_read or not token:
+            return None
+        answer = await call_api(session, "POST", f"{account.api_url}/v2/bot/chat/markAsRead",
+                                headers={"Authorization": f"Bearer {account.channel_access_token}"},
+                                json={"markAsReadToken": token})
+        if isinstance(answer, DeliveryResult):
+            return answer
+        if answer.status == 200:
+            return DeliveryResult.sent("")
+        if answer.status == 401:
+            return DeliveryResult.failed("LINE rejected the channel access token (HTTP 401)")
+        body = answer.body if isinstance(answer.body, dict) else {}
+        return DeliveryResult.failed(f"LINE did not mark the messages read: {body.get('message') or answer.status} "
+                                     "(is chat mode on for this channel?)")
+
+
+
+def _flag(table: dict[str, Any], key: str) -> bool:
+    value = table.get(key, False)
+    if not isinstance(value, bool):
+        raise ConfigError(f"[[{SECTION}]] account {table.get('name', '?')!r}: key {key!r} must be true or false")
+    return value
+
+
+def _content(msg: dict[str, Any], mtype: str, message_id: str) -> tuple[str, tuple[Attachment, ...]]:
+    """A message's text and attachments; KeyError/TypeError/ValueError when its fields are unreadable."""
+    if mtype == "text":
+        return str(msg.get("text") or ""), ()
+    if mtype in MEDIA_TYPES:
+        provider = msg.get("contentProvider") or {}
+        if provider.get("type") == "external":
+            # Content lives on the sender's server; LINE's content endpoint has nothing for it.
+            return "", (Attachment(type=mtype, url=provider.get("originalContentUrl")),)
+        return "", (Attachment(type=mtype, media_id=message_id),)
+    if mtype == "file":
+        return "", (Attachment(type="file", media_id=message_id, filename=msg.get("fileName")),)
+    if mtype == "sticker":
+        sticker = Attachment(type="sticker", title=f"{msg.get('packageId')}/{msg.get('stickerId')}",
+                             caption=", ".join(str(k) for k in msg.get("keywords") or []) or None)
+        # A message sticker carries the words the customer typed on it: they are the message.
+        return str(msg.get("text") or ""), (sticker,)
+    if mtype == "location":
+        return "", (Attachment(type="location", title=msg.get("title"), caption=msg.get("address"),
+                               latitude=float(msg["latitude"]), longitude=float(msg["longitude"])),)
+    # A kind we do not render still reaches the agent, named, so nothing a customer sends is lost.
+    return unsupported(mtype), ()
+
+
+def unsupported(mtype: str) -> str:
+    return f"sent an unsupported message (type: {mtype[:40]})"
+
+
+def split_text(text: str, limit: int = TEXT_LIMIT) -> list[str]:
+    """`text` in pieces of at most `limit` UTF-16 code units, cut after a line break or a space when one is
+    near the end, never inside a character."""
+    pieces: list[str] = []
+    while text:
+        end = _fitting(text, limit)
+        if end == len(text):
+            pieces.append(text)
+            break
+        cut = end
+        window = text[max(0, end - limit // 5):end]
+        for mark in ("\n", " "):
+            at = window.rfind(mark)
+            if at >= 0:
+                cut = end - len(window) + at + 1
+                break
+        pieces.append(text[:cut])
+        text = text[cut:]
+    return pieces
+
+
+def _fitting(text: str, limit: int) -> int:
+    """How many characters of `text` fit in `limit` UTF-16 code units."""
+    units = 0
+    for i, char in enumerate(text):
+        units += 2 if ord(char) > 0xFFFF else 1
+        if units > limit:
+            return i
+    return len(text)
 
 
 def _read_push(answer: HttpAnswer, retry_key: str) -> DeliveryResult:

@@ -4,16 +4,27 @@ Owns: the `echostr` handshake, the SHA-1 query signature on every request, safe 
 wechat_crypto), parsing the pushed XML (with defusedxml only) into InboundMessages, the `success`
 acknowledgement, the access-token cache, customer-service text/image sends, and media download.
 One webhook URL per account, `/webhooks/wechat/{name}`: the configured name picks the account.
+
+Freshness (issue 13): WeChat's query signature covers only token, timestamp and nonce, never the
+body in plain mode, and nothing in it expires. So a request is refused when its timestamp is more
+than 5 minutes from our clock, and when its (timestamp, nonce) was already used, within those
+minutes, for a different body. The same body again under the same nonce is WeChat retrying (it
+retries a slow answer 3 times): it is let through, and the store's dedupe keeps it once.
+Customer messages become comments; a message type we do not render becomes a readable placeholder
+("sent an unsupported message (type: X)"), never nothing. Events (follows, menu clicks, scans)
+create no ticket.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import secrets
 import time
 import xml.etree.ElementTree as ET
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -56,6 +67,21 @@ SYSTEM_BUSY = -1
 IMAGE_TYPES = {"image/jpeg": "jpg", "image/jpg": "jpg", "image/png": "png", "image/gif": "gif"}
 MAX_IMAGE_BYTES = 10 * 1024 * 1024  # temporary image media limit
 VOICE_MIME = {"amr": "audio/amr", "speex": "audio/speex", "mp3": "audio/mpeg"}
+TEXT_TOO_LONG = 45002  # "content size out of limit"
+INVALID_MEDIA = 40007
+# A signed request is good for this long either side of our clock (issue 13): WeChat signs with the
+# current time, and answers within 5 s or retries, so real traffic is seconds old.
+FRESHNESS_SECONDS = 300
+# Bound on the nonces remembered per process; only authentic requests are remembered, so reaching it
+# means over 300 genuine requests a second, and the oldest are forgotten first.
+MAX_NONCES = 100_000
+PLAIN_MODE_WARNING = (
+    "WeChat account {name!r} runs in plain mode (no encoding_aes_key). In plain mode WeChat signs only "
+    "the token, timestamp and nonce, not the message: whoever sees one signed request can put any message "
+    "under its signature. SocialDesk refuses signatures older than 5 minutes and nonces reused for another "
+    "message, but inside those minutes a request intercepted before it reached us can still carry a forged "
+    "message. Safe mode (安全模式) encrypts every message with the EncodingAESKey and signs the ciphertext: "
+    "switch the account to safe mode in the WeChat console and set encoding_aes_key.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,16 +144,24 @@ class Connector:
     channel: ClassVar[str] = "wechat"
     window: ClassVar[timedelta | None] = timedelta(hours=48)
 
-    def __init__(self, accounts: list[Account]) -> None:
+    def __init__(self, accounts: list[Account], clock: Callable[[], float] = time.time) -> None:
+        """`clock`: unix seconds now, for the freshness check (tests post WeChat's own samples at their time)."""
         check_unique(SECTION, [(a.name, a.original_id) for a in accounts], "original_id")
         self._by_name = {a.name: a for a in accounts}
         self._by_id = {a.original_id: a for a in accounts}
         self._tokens: dict[str, tuple[str, float]] = {}  # original_id -> (access_token, refresh after)
         self._locks = {a.original_id: asyncio.Lock() for a in accounts}
+        self.clock = clock
+        # (account name, timestamp, nonce) -> (forget after, digest of the body it signed).
+        self._nonces: OrderedDict[tuple[str, str, str], tuple[float, bytes]] = OrderedDict()
 
     @classmethod
-    def from_config(cls, tables: list[dict[str, Any]]) -> Connector:
-        return cls([_account_from_table(table) for table in tables])
+    def from_config(cls, tables: list[dict[str, Any]], clock: Callable[[], float] = time.time) -> Connector:
+        return cls([_account_from_table(table) for table in tables], clock)
+
+    def warnings(self) -> list[str]:
+        """What start-up should tell the operator about these accounts: each one in plain mode."""
+        return [PLAIN_MODE_WARNING.format(name=a.name) for a in self._by_name.values() if a.encoding_aes_key is None]
 
     # Accounts ---------------------------------------------------------------------------------
 
@@ -176,7 +210,41 @@ class Connector:
         account = self._account_for(request)
         if not self._query_signed(account, request):
             raise BadSignature(f"WeChat signature mismatch for account {account.name!r}")
+        now = self.clock()
+        self._check_fresh(account, request, now)
         self._open(account, request)  # msg_signature, decryption, appid and ToUserName
+        self._check_nonce(account, request, now)
+
+    def _check_fresh(self, account: Account, request: Incoming, now: float) -> None:
+        """Refuse a signature made more than FRESHNESS_SECONDS away from now (a captured one, replayed)."""
+        try:
+            timestamp = int(request.query.get("timestamp", ""))
+        except ValueError:
+            raise BadSignature("WeChat request timestamp is not a unix time") from None
+        age = int(now - timestamp)
+        if abs(age) > FRESHNESS_SECONDS:
+            when = f"{age} s ago" if age > 0 else f"{-age} s in the future"
+            raise BadSignature(f"WeChat request for account {account.name!r} was signed {when} (more than "
+                               f"{FRESHNESS_SECONDS} s from our clock): refused as a possible replay")
+
+    def _check_nonce(self, account: Account, request: Incoming, now: float) -> None:
+        """Refuse a (timestamp, nonce) already used for another body; remember this one.
+
+        Called only once the request proved authentic, so forged requests never fill the memory.
+        """
+        while self._nonces:
+            key, (forget_after, _) = next(iter(self._nonces.items()))
+            if forget_after >= now and len(self._nonces) < MAX_NONCES:
+                break
+            del self._nonces[key]
+        key = (account.name, request.query.get("timestamp", ""), request.query.get("nonce", ""))
+        digest = hashlib.sha256(request.body).digest()
+        seen = self._nonces.get(key)
+        if seen is not None and not same(seen[1], digest):
+            raise BadSignature(f"WeChat nonce already used for another message to account {account.name!r}: "
+                               "refused as a replay")
+        if seen is None:
+            self._nonces[key] = (int(key[1]) + FRESHNESS_SECONDS, digest)
 
     def _open(self, account: Account, request: Incoming) -> ET.Element:
         """The message XML this request carries, decrypted when it came in safe mode."""
@@ -224,8 +292,10 @@ class Connector:
         try:
             text, attachments = _content(root, msg_type)
         except KeyError:
-            log.info("wechat: skipped unknown MsgType %r for account %s", msg_type[:40], account.original_id)
-            return []
+            # A kind we do not render still reaches the agent, named, so nothing a customer sends is lost.
+            log.info("wechat: unsupported MsgType %r for account %s kept as a placeholder", msg_type[:40],
+                     account.original_id)
+            text, attachments = unsupported(msg_type), []
         except ValueError:
             raise MalformedPayload(f"WeChat {msg_type} message with unreadable fields") from None
         message_id = _text(root, "MsgId") or f"{user}:{created}"
@@ -240,7 +310,7 @@ class Connector:
     def simulate(self, account_id: str, body: bytes) -> tuple[dict[str, str], dict[str, str], bytes]:
         """(headers, query, body) as WeChat would POST `body` (a message XML) to this account's URL."""
         account = self._account_by_id(account_id)
-        timestamp, nonce = str(int(time.time())), str(secrets.randbelow(10**10))
+        timestamp, nonce = str(int(self.clock())), str(secrets.randbelow(10**10))
         query = {"signature": wechat_crypto.signature(account.token, timestamp, nonce),
                  "timestamp": timestamp, "nonce": nonce}
         key = account.aes_key
@@ -255,7 +325,7 @@ class Connector:
     def handshake_query(self, account_id: str, echostr: str) -> dict[str, str]:
         """The query of WeChat's verification GET for this account (for the demo and tests)."""
         account = self._account_by_id(account_id)
-        timestamp, nonce = str(int(time.time())), str(secrets.randbelow(10**10))
+        timestamp, nonce = str(int(self.clock())), str(secrets.randbelow(10**10))
         return {"signature": wechat_crypto.signature(account.token, timestamp, nonce), "timestamp": timestamp,
                 "nonce": nonce, "echostr": echostr}
 
@@ -328,6 +398,13 @@ class Connector:
         if code == WINDOW_CLOSED:
             return DeliveryResult.failed("WeChat refused: the customer last wrote more than 48 hours ago, or has "
                                          "unfollowed the account (errcode 45015)", window_closed=True)
+        if code == TEXT_TOO_LONG:
+            return DeliveryResult.failed("WeChat refused the text as too long (errcode 45002): WeChat takes about "
+                                         "2,000 bytes a message (some 680 Chinese characters); shorten the reply "
+                                         "or send the rest as another reply")
+        if code == INVALID_MEDIA:
+            return DeliveryResult.failed("WeChat does not know the media id, or it expired (errcode 40007; "
+                                         "temporary media last 3 days)")
         if code == QUOTA_REACHED:
             return DeliveryResult.failed("WeChat refused: at most 5 replies are allowed per customer message within "
                                          "48 hours; wait for the customer to write again (errcode 45047)")
@@ -474,5 +551,11 @@ def _content(root: ET.Element, msg_type: str) -> tuple[str, list[Attachment]]:
         return "", [location]
     if msg_type == "link":
         parts = (_text(root, "Title"), _text(root, "Description"), _text(root, "Url"))
-        return "\n".join(p for p in parts if p), []
+        # Shared links often repeat the title as the description: say it once.
+        return "\n".join(dict.fromkeys(p for p in parts if p)), []
     raise KeyError(msg_type)
+
+
+def unsupported(msg_type: str) -> str:
+    """The comment for a message kind we do not render: what came, in words an agent reads."""
+    return f"sent an unsupported message (type: {msg_type[:40]})"

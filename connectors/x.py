@@ -1,10 +1,21 @@
-"""X (Twitter) Direct Messages connector over the Account Activity API: CRC, webhook signature,
-DM and read-receipt parsing, v2 DM sends (with one uploaded image) and DM media download.
+"""X (Twitter) Direct Messages connector: CRC, webhook signature, DM and read-receipt parsing, v2 DM
+sends (with one uploaded image) and DM media download.
 
-Owns the `[[x]]` configuration section. One callback URL per X app, `/webhooks/x`; the business
-account is the payload's `for_user_id`. The CRC answer is computed with the FIRST configured account's
-consumer secret, because X's CRC request does not say which account it is for: configure accounts of
-one X app on one SocialDesk (accounts of a second app would need their own callback URL).
+Owns the `[[x]]` configuration section. One callback URL per X app, `/webhooks/x`. Two webhook
+envelopes arrive there, both signed the same way (docs.x.com/x-api/webhooks/introduction):
+- the Account Activity API (AAA, being deprecated): `for_user_id`, `direct_message_events`, ...;
+- the X Activity API (XAA) that supersedes it: `data.event_type` (`dm.received`, `dm.sent`, ...),
+  `data.filter.user_id`, and `data.payload` carrying the same `direct_message_events` and `users`.
+The business account is `for_user_id`, or the XAA filter's user id. A DM the business account sent
+(`dm.sent`, or an AAA event whose sender is the account) is an echo: it becomes the business's own
+comment on the customer's ticket (`business_origin`), and the warehouse recognizes the echoes of our
+own sends by their DM event id and changes nothing for them.
+
+The CRC answer is computed with the FIRST configured account's consumer secret, because X's CRC
+request does not say which account it is for: configure accounts of one X app on one SocialDesk
+(accounts of a second app would need their own callback URL). It is the same HMAC X puts on webhook
+bodies, so it is only ever computed for tokens shaped as X sends them (issue 13): never a signing
+oracle for a forged body.
 """
 
 from __future__ import annotations
@@ -12,6 +23,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -30,6 +42,8 @@ from connectors.base import (
     MalformedPayload,
     Media,
     OutboundReply,
+    Parsed,
+    Skipped,
     UnknownAccount,
     check_table,
     check_unique,
@@ -54,6 +68,14 @@ MEDIA_TYPES = {"photo": "image", "video": "video", "animated_gif": "video"}
 MEDIA_HOSTS = ("ton.twitter.com", "ton.x.com", "pbs.twimg.com", "video.twimg.com")
 PROFILE_KEYS = ("name", "screen_name", "location", "description", "verified", "protected",
                 "followers_count", "profile_image_url_https")
+# X's crc_token is a random value: docs.x.com/x-api/webhooks/quickstart shows `crc_token=challenge_string`,
+# and real requests carry the base64 of a UUID (48 characters). Its HMAC is exactly the signature X puts
+# on a webhook body, so a token is answered only when it is short and made of URL-safe/base64
+# characters, which no JSON webhook body can be (issue 13: otherwise GET ?crc_token=<a forged body>
+# hands out that body's signature).
+CRC_TOKEN = re.compile(r"[A-Za-z0-9_\-+/=.~]{1,128}")
+TEXT_LIMIT = 10_000  # characters per DM (developer.x.com: "Text messages support up to 10,000 characters")
+DM_EVENT_KEYS = ("direct_message_events", "direct_message_mark_read_events", "direct_message_indicate_typing_events")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,17 +93,52 @@ def signature(consumer_secret: str, data: bytes) -> str:
     return "sha256=" + base64.b64encode(hmac_sha256(consumer_secret, data)).decode()
 
 
-def _load(body: bytes) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One webhook body, AAA or XAA, as the events it carries for the business account `me`."""
+
+    me: str
+    events: dict[str, Any]  # direct_message_events, ..., users, apps: the AAA shape
+    event_type: str | None = None  # XAA's data.event_type; None for AAA
+
+
+def _load(body: bytes) -> Envelope:
     try:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise MalformedPayload("X webhook body is not JSON") from None
-    if not isinstance(payload, dict) or not isinstance(payload.get("for_user_id"), str):
-        raise MalformedPayload("X webhook body has no 'for_user_id'")
-    for key in ("direct_message_events", "direct_message_mark_read_events"):
-        if not isinstance(payload.get(key, []), list):
+    if not isinstance(payload, dict):
+        raise MalformedPayload("X webhook body is not an object")
+    if isinstance(payload.get("for_user_id"), str):
+        envelope = Envelope(payload["for_user_id"], payload)
+    elif isinstance(payload.get("data"), dict) and "event_type" in payload["data"]:
+        data = payload["data"]
+        user = (data.get("filter") or {}).get("user_id") if isinstance(data.get("filter"), dict) else None
+        if not isinstance(user, str | int) or isinstance(user, bool) or not str(user):
+            raise MalformedPayload("X Activity event without filter.user_id")
+        inner = data.get("payload")
+        envelope = Envelope(str(user), inner if isinstance(inner, dict) else {}, str(data.get("event_type")))
+    else:
+        raise MalformedPayload("X webhook body has neither 'for_user_id' nor an X Activity 'data.event_type'")
+    for key in DM_EVENT_KEYS:
+        if not isinstance(envelope.events.get(key, []), list):
             raise MalformedPayload(f"X webhook {key!r} is not a list")
-    return payload
+    return envelope
+
+
+def _profile(user: Any) -> dict[str, Any]:
+    """What X says about a user: an AAA user object, or XAA's `{"data": <v2 user>}`."""
+    if not isinstance(user, dict):
+        return {}
+    if isinstance(user.get("data"), dict):
+        user = user["data"]
+    merged = {**user, "screen_name": user.get("screen_name") or user.get("username")}
+    metrics = user.get("public_metrics")
+    if merged.get("followers_count") is None and isinstance(metrics, dict):
+        merged["followers_count"] = metrics.get("followers_count")
+    if merged.get("profile_image_url_https") is None:
+        merged["profile_image_url_https"] = user.get("profile_image_url")
+    return {k: merged[k] for k in PROFILE_KEYS if merged.get(k) is not None}
 
 
 class Connector:
@@ -107,6 +164,19 @@ class Connector:
                 api_url=url_value(table, SECTION, API_URL)))
         return cls(accounts)
 
+    def warnings(self) -> list[str]:
+        """What start-up should tell the operator: accounts of a second X app, whose CRC cannot be answered."""
+        if not self._accounts:
+            return []
+        first = self._accounts[0]
+        others = [a.name for a in self._accounts if a.consumer_secret != first.consumer_secret]
+        if not others:
+            return []
+        return [f"X accounts {', '.join(repr(n) for n in others)} belong to another X app than {first.name!r} "
+                f"(another consumer_secret). X's CRC request does not say which app it is for, so /webhooks/x "
+                f"answers it with {first.name!r}'s app: the other app's webhook will be marked invalid and stop "
+                f"receiving events. Run one SocialDesk per X app, or keep one app's accounts here."]
+
     # -- accounts -------------------------------------------------------------------------------
 
     def account_ids(self) -> list[str]:
@@ -130,6 +200,9 @@ class Connector:
             return None
         if not self._accounts:
             return web.Response(status=404, text="no X account is configured")
+        if not crc_token_ok(token):
+            log.warning("X CRC refused: the token is not shaped as X sends them (%d characters)", len(token))
+            return web.Response(status=400, text="not an X CRC token")
         return web.json_response({"response_token": signature(self._accounts[0].consumer_secret, token.encode())})
 
     def verify(self, request: Incoming) -> None:
@@ -141,20 +214,30 @@ class Connector:
                    if same(given, signature(a.consumer_secret, request.body))}
         if not matched:
             raise BadSignature("X webhook signature matches no configured consumer secret")
-        for_user_id = _load(request.body)["for_user_id"]
+        for_user_id = _load(request.body).me
         account = self._by_id.get(for_user_id)
         if account is None:
             raise UnknownAccount(f"no X account with user id {for_user_id!r}")
         if account.consumer_secret not in matched:
             raise BadSignature(f"X webhook for account {account.name!r} signed by another app")
 
-    def parse(self, request: Incoming) -> list[InboundMessage | StatusUpdate]:
-        payload = _load(request.body)
-        me = payload["for_user_id"]
+    def parse(self, request: Incoming) -> list[Parsed]:
+        envelope = _load(request.body)
+        me, payload = envelope.me, envelope.events
+        if envelope.event_type is not None and envelope.event_type not in ("dm.received", "dm.sent"):
+            if envelope.event_type == "chat.received":
+                return self._encrypted_chat(me, payload)
+            log.info("X Activity %s event skipped", envelope.event_type[:40])
+            return []
         users = payload.get("users") if isinstance(payload.get("users"), dict) else {}
-        out: list[InboundMessage | StatusUpdate] = []
+        apps = payload.get("apps") if isinstance(payload.get("apps"), dict) else {}
+        # One event we cannot read is skipped alone (and counted); the body's other events are stored.
+        out: list[Parsed] = []
         for event in payload.get("direct_message_events", []):
-            message = self._message(me, users, event)
+            try:
+                message = self._message(me, users, apps, event)
+            except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
+                message = Skipped("X direct message event with unreadable fields")
             if message is not None:
                 out.append(message)
         for event in payload.get("direct_message_mark_read_events", []):
@@ -167,9 +250,22 @@ class Connector:
             log.info("X %s skipped", ", ".join(skipped))
         return out
 
-    def _message(self, me: str, users: dict[str, Any], event: Any) -> InboundMessage | None:
+    def _encrypted_chat(self, me: str, payload: dict[str, Any]) -> list[Parsed]:
+        """An XChat message is end-to-end encrypted: the agent is told one came, and to read it on X."""
+        sender, chat_id = str(payload.get("sender_id") or ""), str(payload.get("id") or "")
+        if not sender or not chat_id or sender == me:
+            return []
+        try:
+            sent_at = from_unix_ms(payload["created_at_msec"])
+        except (KeyError, TypeError, ValueError):
+            return [Skipped("X chat event without created_at_msec")]
+        return [InboundMessage(channel=self.channel, account=me, user_id=sender, message_id=f"chat:{chat_id}",
+                               sent_at=sent_at, text="sent an encrypted X Chat message, which SocialDesk cannot "
+                               "read: open the conversation on X (type: chat.received)")]
+
+    def _message(self, me: str, users: dict[str, Any], apps: dict[str, Any], event: Any) -> Parsed | None:
         if not isinstance(event, dict):
-            raise MalformedPayload("X direct message event is not an object")
+            return Skipped("X direct message event that is not an object")
         if event.get("type") != "message_create":
             log.info("X direct message event %s skipped", event.get("type"))
             return None
@@ -179,10 +275,8 @@ class Connector:
             data = create.get("message_data") or {}
             message_id = str(event["id"])
             sent_at = from_unix_ms(event["created_timestamp"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise MalformedPayload(f"X message_create event without {exc}") from None
-        if sender == me:
-            return None  # our own reply, echoed back
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
+            return Skipped("X message_create event without its id, sender or time")
         text = str(data.get("text") or "")
         attachments: tuple[Attachment, ...] = ()
         media = (data.get("attachment") or {}).get("media")
@@ -193,14 +287,22 @@ class Connector:
             link = media.get("url")
             if link and text.endswith(link):
                 text = text[: -len(link)].rstrip()
-        user = users.get(sender) if isinstance(users.get(sender), dict) else {}
-        profile = {k: user[k] for k in PROFILE_KEYS if user.get(k) is not None}
+        if sender == me:
+            # The business account wrote this DM: on x.com, another app, or through SocialDesk (whose
+            # sends the warehouse recognizes by this id). It joins the customer's ticket, never opens one.
+            recipient = str((create.get("target") or {}).get("recipient_id") or "")
+            if not recipient:
+                return Skipped("X message_create sent by the account without target.recipient_id")
+            app = apps.get(str(create.get("source_app_id"))) if create.get("source_app_id") else None
+            origin = str(app["name"]) if isinstance(app, dict) and app.get("name") else "X"
+            return InboundMessage(channel=self.channel, account=me, user_id=recipient, message_id=message_id,
+                                  sent_at=sent_at, text=text, attachments=attachments, business_origin=origin)
         return InboundMessage(channel=self.channel, account=me, user_id=sender, message_id=message_id,
-                              sent_at=sent_at, text=text, attachments=attachments, profile=profile)
+                              sent_at=sent_at, text=text, attachments=attachments, profile=_profile(users.get(sender)))
 
-    def _read(self, me: str, event: Any) -> StatusUpdate | None:
+    def _read(self, me: str, event: Any) -> StatusUpdate | Skipped | None:
         if not isinstance(event, dict) or not event.get("sender_id"):
-            raise MalformedPayload("X mark-read event without sender_id")
+            return Skipped("X mark-read event without sender_id")
         reader = str(event["sender_id"])
         if reader == me:
             return None  # we read the user's messages on another client
@@ -229,6 +331,10 @@ class Connector:
             return DeliveryResult.failed(f"no X account with user id {reply.account!r} is configured")
         if not reply.text and reply.file is None:
             return DeliveryResult.failed("nothing to send: X direct messages need text or a file")
+        if len(reply.text) > TEXT_LIMIT:
+            # One reply is one DM: sent in parts, a failure half-way would leave the customer half an answer.
+            return DeliveryResult.failed(f"X direct messages take at most {TEXT_LIMIT:,} characters; this reply has "
+                                         f"{len(reply.text):,}: shorten it or send it as several replies")
         auth = {"Authorization": f"Bearer {account.access_token}"}
         body: dict[str, Any] = {"text": reply.text} if reply.text else {}
         if reply.file is not None:
@@ -275,6 +381,17 @@ class Connector:
             return Media(await resp.read(), mime_type, parts.path.rsplit("/", 1)[-1] or None)
 
 
+def crc_token_ok(token: str) -> bool:
+    """A token X could have sent: short, URL-safe or base64 characters, never something JSON can read."""
+    if not CRC_TOKEN.fullmatch(token):
+        return False
+    try:
+        json.loads(token)
+    except ValueError:
+        return True
+    return False  # digits, true, null...: not X's random token, and nothing to sign
+
+
 async def _call(session: aiohttp.ClientSession, method: str, url: str, **kwargs: Any) -> HttpAnswer | DeliveryResult:
     """`call_api`, except that X's 429 says when to come back in `x-rate-limit-reset` (epoch seconds),
     a header `call_api` does not hand back."""
@@ -318,7 +435,8 @@ def _data(answer: HttpAnswer) -> dict[str, Any]:
 def _refused(answer: HttpAnswer, what: str) -> DeliveryResult:
     body = answer.body if isinstance(answer.body, dict) else {}
     errors = [e.get("message") for e in body.get("errors") or [] if isinstance(e, dict) and e.get("message")]
-    detail = body.get("detail") or "; ".join(errors) or body.get("title") or f"HTTP {answer.status}"
+    # The errors name what was wrong; `detail` is X's generic sentence for the whole class of problem.
+    detail = "; ".join(errors) or body.get("detail") or body.get("title") or f"HTTP {answer.status}"
     if answer.status == 401:
         return DeliveryResult.failed(f"{what}: X rejected the account's access token (HTTP 401)")
     if answer.status == 403:

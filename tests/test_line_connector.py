@@ -28,10 +28,10 @@ from connectors.base import (
     OutboundReply,
     UnknownAccount,
 )
-from connectors.line import Connector
+from connectors.line import MARK_AS_READ_KEY, Connector, split_text
 from socialdesk.fakes import line_api
 from socialdesk.fakes.line_api import LineAPI
-from warehouse.model import Attachment, InboundMessage
+from warehouse.model import Attachment, InboundMessage, MessageEdit, MessageWithdrawn
 
 FIXTURES = Path(__file__).parent / "fixtures" / "line"
 BOT = "Ub1a2c3d4e5f60718293a4b5c6d7e8f90"
@@ -238,15 +238,67 @@ def test_group_and_room_messages_are_not_tickets(connector: Connector) -> None:
     assert connector.parse(signed(body("group.json"))) == []
 
 
-def test_follow_postback_and_other_events_are_skipped(connector: Connector, caplog: pytest.LogCaptureFixture) -> None:
+def test_issue12_follow_postback_and_unknown_events_are_answered_and_store_nothing(
+        connector: Connector, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level("INFO", logger="connectors.line")
-    assert connector.parse(signed(body("unknown_events.json"))) == []
-    assert "follow event skipped" in caplog.text
-
-
-def test_unknown_message_type_is_skipped(connector: Connector) -> None:
-    raw = line_api.payload(BOT, [line_api.event(USER, {"id": "1", "type": "hologram"})])
+    # follow, unfollow, postback, then an unsend: only the unsend means something for a conversation.
+    assert [type(p) for p in connector.parse(signed(body("unknown_events.json")))] == [MessageWithdrawn]
+    assert "follow event: nothing to store" in caplog.text and "postback event: nothing to store" in caplog.text
+    raw = line_api.payload(BOT, [{**line_api.event(USER, {}), "type": "greatNewFeature"}])
     assert connector.parse(signed(raw)) == []
+
+
+def test_issue12_an_unknown_message_type_becomes_a_readable_placeholder(connector: Connector) -> None:
+    raw = line_api.payload(BOT, [line_api.event(USER, {"id": "1", "type": "hologram"})])
+    [msg] = connector.parse(signed(raw))
+    assert isinstance(msg, InboundMessage)
+    assert (msg.text, msg.attachments) == ("sent an unsupported message (type: hologram)", ())
+
+
+def test_issue12_a_stickers_typed_text_is_the_comment_and_the_sticker_an_attachment(connector: Connector) -> None:
+    msg = parse_one(connector, "sticker_with_text.json")
+    assert msg.text == "Where is my parcel?"
+    [sticker] = msg.attachments
+    assert (sticker.type, sticker.title, sticker.caption) == ("sticker", "12287/738839",
+                                                              "Anticipation, Sparkle, Straight face")
+
+
+def test_issue12_unsend_marks_the_message_withdrawn(connector: Connector) -> None:
+    [withdrawn] = connector.parse(signed(body("unsend.json")))
+    assert withdrawn == MessageWithdrawn("line", BOT, USER, "325708",
+                                         datetime(2016, 5, 7, 13, 58, 59, 859000, tzinfo=UTC))
+
+
+def test_issue12_an_edited_message_is_an_edit_of_the_original(connector: Connector) -> None:
+    [edit] = connector.parse(signed(body("message_edited.json")))
+    assert isinstance(edit, MessageEdit)
+    assert (edit.account, edit.user_id, edit.message_id, edit.text) == (
+        BOT, USER, "325708", "Hello, world! My order 1243 hasn't arrived")
+    assert edit.edit_id == "325708@1462629509859"  # each edit is its own event; a redelivery is the same one
+
+
+def test_issue12_group_and_room_events_are_not_support_conversations(connector: Connector,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """LINE edits happen in group chats only today; like everything from groups and rooms, nothing is stored."""
+    caplog.set_level("INFO", logger="connectors.line")
+    assert connector.parse(signed(body("message_edited_group.json"))) == []
+    assert "group chat: not a support conversation" in caplog.text
+
+
+def test_issue12_one_odd_event_is_skipped_alone(connector: Connector) -> None:
+    odd = {"type": "message", "source": {"type": "user", "userId": USER}, "timestamp": 1462629479859}
+    location = line_api.event(USER, {"id": "2", "type": "location", "latitude": "north"})
+    raw = line_api.payload(BOT, [odd, "not an event", location, line_api.event(USER, {"id": "3", "type": "text",
+                                                                                     "text": "still here"})])
+    parsed = connector.parse(signed(raw))
+    assert [type(p).__name__ for p in parsed] == ["Skipped", "Skipped", "Skipped", "InboundMessage"]
+    assert parsed[-1].text == "still here"  # type: ignore[union-attr]
+
+
+def test_issue12_the_latest_mark_as_read_token_goes_into_the_tickets_channel_info(connector: Connector) -> None:
+    msg = parse_one(connector, "text_mark_as_read.json")
+    assert msg.channel_info == {MARK_AS_READ_KEY: "30yhdy232...fcc85"}
+    assert parse_one(connector, "text.json").channel_info == {}
 
 
 @pytest.mark.parametrize("fixture", sorted(p.name for p in FIXTURES.glob("*.json")))
@@ -263,8 +315,7 @@ def test_parsing_agrees_with_official_sdk(connector: Connector, fixture: str) ->
 
 
 @pytest.mark.parametrize("raw", [b"not json", b"[]", b'{"destination": "U1"}', b'{"destination": "U1", "events": {}}',
-                                 b'{"events": []}', b'{"destination": "U1", "events": ["x"]}',
-                                 b'{"destination": "U1", "events": [{"type": "message", "source": {"type": "user"}}]}'])
+                                 b'{"events": []}'])
 def test_malformed_body_is_refused(connector: Connector, raw: bytes) -> None:
     with pytest.raises(MalformedPayload):
         connector.parse(Incoming({}, {}, raw, name="shop"))
@@ -350,6 +401,189 @@ async def test_long_text_is_split_into_line_sized_messages(live: Connector, fake
     result = await live.send(session, reply(text="a" * 5001))
     assert result.state == "sent"
     assert [len(m["text"]) for m in fake.sent("/push")[0].json["messages"]] == [5000, 1]
+
+
+async def test_issue12_text_is_split_as_line_counts_it_emoji_are_two(live: Connector, fake: LineAPI,
+                                                                     session: aiohttp.ClientSession) -> None:
+    """LINE counts UTF-16 code units: 2,600 🍎 are 5,200 and must not go out as one message."""
+    result = await live.send(session, reply(text="🍎" * 2600))
+    assert result.state == "sent", result.reason
+    texts = [m["text"] for m in fake.sent("/push")[0].json["messages"]]
+    assert "".join(texts) == "🍎" * 2600 and [line_api.utf16_length(t) for t in texts] == [5000, 200]
+
+
+async def test_issue12_a_long_reply_is_cut_between_words(live: Connector, fake: LineAPI,
+                                                         session: aiohttp.ClientSession) -> None:
+    text = "\n".join(f"Line {i}: your parcel left the warehouse and is on its way" for i in range(200))
+    assert (await live.send(session, reply(text=text))).state == "sent"
+    texts = [m["text"] for m in fake.sent("/push")[0].json["messages"]]
+    assert "".join(texts) == text and all(t.endswith("\n") for t in texts[:-1])
+
+
+async def test_issue12_a_reply_longer_than_five_messages_fails_plainly_before_any_call(
+        live: Connector, fake: LineAPI, session: aiohttp.ClientSession) -> None:
+    result = await live.send(session, reply(text="🍎" * 12_501))  # 25,002 units: six messages
+    assert result.state == "failed" and "5 messages" in result.reason and "shorten it" in result.reason
+    assert fake.requests == []
+
+
+@pytest.mark.parametrize("text", ["", "a", "a b", "é" * 5000, "🍎" * 2500 + "a", "x" * 12_345, "🍎a" * 4000,
+                                  "word " * 3000])
+def test_split_text_keeps_everything_within_lines_limit(text: str) -> None:
+    pieces = split_text(text)
+    assert "".join(pieces) == text
+    assert all(0 < line_api.utf16_length(p) <= 5000 for p in pieces)
+
+
+# -- the strict fake answers as LINE does (issue 12) -------------------------------------------------
+
+PUSH_BODIES = {
+    "text": {"to": USER, "messages": [{"type": "text", "text": "hi"}]},
+    "five": {"to": USER, "messages": [{"type": "text", "text": "hi"}] * 5},
+    "six": {"to": USER, "messages": [{"type": "text", "text": "hi"}] * 6},
+    "none": {"to": USER, "messages": []},
+    "no to": {"messages": [{"type": "text", "text": "hi"}]},
+    "to a number": {"to": 5, "messages": [{"type": "text", "text": "hi"}]},
+    "messages an object": {"to": USER, "messages": {"type": "text", "text": "hi"}},
+    "message without type": {"to": USER, "messages": [{"text": "hi"}]},
+    "unknown type": {"to": USER, "messages": [{"type": "hologram"}]},
+    "text not text": {"to": USER, "messages": [{"type": "text", "text": 5}]},
+    "text missing": {"to": USER, "messages": [{"type": "text"}]},
+    "image without preview": {"to": USER, "messages": [{"type": "image", "originalContentUrl": "https://a/b.jpg"}]},
+    "image": {"to": USER, "messages": [{"type": "image", "originalContentUrl": "https://a/b.jpg",
+                                        "previewImageUrl": "https://a/c.jpg"}]},
+    "sticker": {"to": USER, "messages": [{"type": "sticker", "packageId": "446", "stickerId": "1988"}]},
+    "sticker without id": {"to": USER, "messages": [{"type": "sticker", "packageId": "446"}]},
+    "message a string": {"to": USER, "messages": ["hi"]},
+    "notification not bool": {"to": USER, "messages": [{"type": "text", "text": "hi"}], "notificationDisabled": "no"},
+    "location": {"to": USER, "messages": [{"type": "location", "title": "Shop", "address": "Tokyo",
+                                           "latitude": 35.6, "longitude": 139.7}]},
+    "location without latitude": {"to": USER, "messages": [{"type": "location", "title": "Shop", "address": "Tokyo",
+                                                            "longitude": 139.7}]},
+    "audio without duration": {"to": USER, "messages": [{"type": "audio", "originalContentUrl": "https://a/b.m4a"}]},
+    "quote token not text": {"to": USER, "messages": [{"type": "text", "text": "hi", "quoteToken": 5}]},
+    "unknown fields": {"to": USER, "messages": [{"type": "text", "text": "hi", "foo": 1}], "bar": 2},
+}
+
+
+def sdk_refuses(body: dict) -> bool:
+    from linebot.v3.messaging import PushMessageRequest
+    try:
+        PushMessageRequest.from_dict(body)
+    except Exception:  # the models raise ValidationError, KeyError, TypeError or ValueError
+        return True
+    return False
+
+
+async def push(fake: LineAPI, session: aiohttp.ClientSession, body: object, **headers: str) -> tuple[int, dict]:
+    async with session.post(f"{fake.url}/v2/bot/message/push", json=body,
+                            headers={"Authorization": "Bearer token-shop", **headers}) as resp:
+        return resp.status, await resp.json()
+
+
+@pytest.mark.parametrize("name", sorted(PUSH_BODIES))
+async def test_issue12_the_fake_refuses_exactly_the_push_bodies_line_bot_sdk_refuses(
+        fake: LineAPI, session: aiohttp.ClientSession, name: str) -> None:
+    """line-bot-sdk v3's models are the oracle for the shape of a push request."""
+    status, answer = await push(fake, session, PUSH_BODIES[name])
+    assert (status == 400) == sdk_refuses(PUSH_BODIES[name]), answer
+    if status == 400:
+        assert isinstance(answer["message"], str)
+        assert all(set(d) == {"message", "property"} for d in answer.get("details", []))
+
+
+async def test_issue12_the_fake_refuses_more_than_5_messages_with_lines_error(fake: LineAPI,
+                                                                             session: aiohttp.ClientSession) -> None:
+    status, answer = await push(fake, session, PUSH_BODIES["six"])
+    assert (status, answer) == (400, {"message": "The request body has 1 error(s)", "details": [
+        {"message": "Size must be between 1 and 5", "property": "messages"}]})
+
+
+@pytest.mark.parametrize(("text", "refused"), [("a" * 5000, False), ("a" * 5001, True), ("🍎" * 2500, False),
+                                               ("🍎" * 2500 + "a", True), ("", True)])
+async def test_issue12_the_fake_counts_text_as_line_does(fake: LineAPI, session: aiohttp.ClientSession,
+                                                         text: str, refused: bool) -> None:
+    """Up to 5,000 UTF-16 code units; the models let any length and an empty text through, LINE does not."""
+    status, answer = await push(fake, session, {"to": USER, "messages": [{"type": "text", "text": text}]})
+    assert status == (400 if refused else 200), answer
+    if refused:
+        [detail] = answer["details"]
+        assert detail["property"] == "messages[0].text"
+        assert detail["message"] in ("Length must be between 0 and 5000", "May not be empty")
+
+
+async def test_issue12_the_fake_refuses_a_retry_key_that_is_not_a_uuid(fake: LineAPI,
+                                                                      session: aiohttp.ClientSession) -> None:
+    status, _ = await push(fake, session, PUSH_BODIES["text"], **{"X-Line-Retry-Key": "outbox-7"})
+    assert status == 400
+
+
+async def test_issue12_a_retry_key_seen_before_is_lines_409_with_the_first_answer(
+        fake: LineAPI, session: aiohttp.ClientSession) -> None:
+    key = {"X-Line-Retry-Key": "123e4567-e89b-12d3-a456-426614174000"}
+    first_status, first = await push(fake, session, PUSH_BODIES["text"], **key)
+    async with session.post(f"{fake.url}/v2/bot/message/push", json=PUSH_BODIES["text"],
+                            headers={"Authorization": "Bearer token-shop", **key}) as resp:
+        again = await resp.json()
+        assert resp.status == 409 and resp.headers["x-line-accepted-request-id"]
+    assert first_status == 200 and again["sentMessages"] == first["sentMessages"]
+    assert again["message"] == "The retry key is already accepted"
+
+
+async def test_issue12_a_refusal_reaches_the_agent_as_a_permanent_failure_with_lines_details(
+        live: Connector, fake: LineAPI, session: aiohttp.ClientSession) -> None:
+    """R22: whatever LINE refuses is a failure the agent reads, never retried."""
+    fake.fail_next(1, 400, {"message": "The request body has 1 error(s)", "details": [
+        {"message": "Length must be between 0 and 5000", "property": "messages[0].text"}]})
+    result = await live.send(session, reply())
+    assert result.state == "failed" and "Length must be between 0 and 5000" in result.reason
+    assert "messages[0].text" in result.reason
+
+
+# -- mark as read (issue 12) -------------------------------------------------------------------------
+
+async def test_issue12_mark_as_read_calls_line_when_the_account_asks_for_it(fake: LineAPI,
+                                                                            session: aiohttp.ClientSession) -> None:
+    on = Connector.from_config([{**tables(fake.url)[0], "mark_as_read": True}])
+    assert on.marks_as_read(BOT)
+    result = await on.mark_as_read(session, BOT, "30yhdy232...fcc85")
+    assert result is not None and result.state == "sent"
+    [call] = fake.sent("/v2/bot/chat/markAsRead")
+    assert call.json == {"markAsReadToken": "30yhdy232...fcc85"}
+    assert call.headers["Authorization"] == "Bearer token-shop"
+    from linebot.v3.messaging import MarkMessagesAsReadByTokenRequest  # the SDK agrees on the body
+    assert MarkMessagesAsReadByTokenRequest.from_dict(call.json).mark_as_read_token == "30yhdy232...fcc85"
+    assert fake.read_tokens() == ["30yhdy232...fcc85"]
+
+
+async def test_issue12_mark_as_read_does_nothing_when_off_or_without_a_token(live: Connector, fake: LineAPI,
+                                                                             session: aiohttp.ClientSession) -> None:
+    assert not live.marks_as_read(BOT)
+    assert await live.mark_as_read(session, BOT, "30yhdy232...fcc85") is None
+    on = Connector.from_config([{**tables(fake.url)[0], "mark_as_read": True}])
+    assert await on.mark_as_read(session, BOT, None) is None
+    assert await on.mark_as_read(session, "Unobody", "t") is None
+    assert fake.requests == []
+
+
+async def test_issue12_mark_as_read_refused_by_line_is_a_plain_failure(fake: LineAPI,
+                                                                       session: aiohttp.ClientSession) -> None:
+    on = Connector.from_config([{**tables(fake.url)[0], "mark_as_read": True, "channel_access_token": "stale"}])
+    result = await on.mark_as_read(session, BOT, "t")
+    assert result is not None and result.state == "failed" and "401" in result.reason and "stale" not in result.reason
+    fake.fail_next(1, 400, {"message": "Invalid markAsReadToken"})
+    ok_token = Connector.from_config([{**tables(fake.url)[0], "mark_as_read": True}])
+    refused = await ok_token.mark_as_read(session, BOT, "t")
+    assert refused is not None and refused.state == "failed" and "Invalid markAsReadToken" in refused.reason
+
+
+def test_line_has_nothing_to_warn_about_at_start_up(connector: Connector) -> None:
+    assert connector.warnings() == []
+
+
+def test_mark_as_read_must_be_true_or_false() -> None:
+    with pytest.raises(ConfigError, match="'mark_as_read' must be true or false"):
+        Connector.from_config([{**tables()[0], "mark_as_read": "yes"}])
 
 
 async def test_file_is_refused_plainly_after_the_text(live: Connector, fake: LineAPI,

@@ -11,7 +11,7 @@ import hashlib
 import json
 import logging
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -36,6 +36,7 @@ from connectors.base import (
 )
 from connectors.wechat import DEFAULT_API_URL, Connector
 from socialdesk.fakes.wechat_api import FakeWeChatAPI, event_payload, image_payload, message_payload, xml_message
+from warehouse import clock
 from warehouse.model import Attachment, InboundMessage
 
 FIXTURES = Path(__file__).parent / "fixtures" / "wechat"
@@ -85,14 +86,21 @@ def with_encrypt(encrypted: str) -> Incoming:
     return Incoming(headers={}, query=query, body=body.encode(), name="secure")
 
 
+SIGNED_AT = 1409735669  # the time WeChat's own sample was signed; our fixtures use it too
+
+
+def at(seconds: float) -> Callable[[], float]:
+    return lambda: seconds
+
+
 @pytest.fixture
 def plain() -> Connector:
-    return Connector.from_config([PLAIN])
+    return Connector.from_config([PLAIN], clock=at(SIGNED_AT))
 
 
 @pytest.fixture
 def safe() -> Connector:
-    return Connector.from_config([SAFE])
+    return Connector.from_config([SAFE], clock=at(SIGNED_AT))
 
 
 # Configuration ----------------------------------------------------------------------------------
@@ -329,6 +337,96 @@ def test_compatibility_mode_uses_the_encrypted_part(safe: Connector) -> None:
     assert (msg.text, msg.user_id, msg.message_id) == ("from the ciphertext", OPENID, "5")
 
 
+# Freshness: signatures expire, nonces are used once (issue 13) ---------------------------------
+
+def signed_at(body: bytes, timestamp: int, nonce: str = "1320562132", name: str = "shop",
+              token: str = "shop-token") -> Incoming:
+    query = {"signature": wechat_signature(token, str(timestamp), nonce), "timestamp": str(timestamp),
+             "nonce": nonce}
+    return Incoming(headers={}, query=query, body=body, name=name)
+
+
+FORGED = message_payload(GH, OPENID, "Refund order 1042 to this card please", 777, create_time=SIGNED_AT)
+
+
+def test_issue13_a_plain_mode_signature_captured_30_days_ago_signs_no_forged_body() -> None:
+    """Plain mode signs token, timestamp and nonce only: an old captured signature must not carry a new body."""
+    month_later = Connector.from_config([PLAIN], clock=at(SIGNED_AT + 30 * 86400))
+    with pytest.raises(BadSignature) as err:
+        month_later.verify(signed_at(FORGED, SIGNED_AT))
+    assert err.value.status == 401 and "replay" in str(err.value) and "shop-token" not in str(err.value)
+
+
+def test_issue13_a_correctly_signed_safe_mode_request_400_days_old_is_refused() -> None:
+    later = Connector.from_config([SAFE], clock=at(SIGNED_AT + 400 * 86400))
+    with pytest.raises(BadSignature):
+        later.verify(sealed_by_wechatpy(fixture("text.xml")))
+
+
+@pytest.mark.parametrize("skew", [-301, 301, 86400])
+def test_issue13_timestamps_more_than_5_minutes_from_now_are_refused(skew: int) -> None:
+    connector = Connector.from_config([PLAIN], clock=at(SIGNED_AT + skew))
+    with pytest.raises(BadSignature):
+        connector.verify(signed_at(fixture("text.xml"), SIGNED_AT))
+
+
+@pytest.mark.parametrize("skew", [-300, 0, 299])
+def test_issue13_timestamps_within_5_minutes_are_accepted(skew: int) -> None:
+    Connector.from_config([PLAIN], clock=at(SIGNED_AT + skew)).verify(signed_at(fixture("text.xml"), SIGNED_AT))
+
+
+def test_issue13_a_timestamp_that_is_not_a_number_is_refused(plain: Connector) -> None:
+    query = {"signature": wechat_signature("shop-token", "soon", "1"), "timestamp": "soon", "nonce": "1"}
+    with pytest.raises(BadSignature):
+        plain.verify(Incoming(headers={}, query=query, body=fixture("text.xml"), name="shop"))
+
+
+def test_issue13_a_nonce_seen_within_the_window_is_refused_for_another_body(plain: Connector) -> None:
+    plain.verify(signed_at(fixture("text.xml"), SIGNED_AT))
+    with pytest.raises(BadSignature) as err:
+        plain.verify(signed_at(FORGED, SIGNED_AT))
+    assert "nonce" in str(err.value)
+
+
+def test_issue13_the_same_body_under_the_same_nonce_is_wechat_retrying(plain: Connector) -> None:
+    """WeChat retries a slow answer with the same request: accepted, and the store keeps it once."""
+    for _ in range(3):
+        plain.verify(signed_at(fixture("text.xml"), SIGNED_AT))
+
+
+def test_issue13_a_nonce_is_forgotten_once_its_timestamp_expired() -> None:
+    now = [float(SIGNED_AT)]
+    connector = Connector.from_config([PLAIN], clock=lambda: now[0])
+    connector.verify(signed_at(fixture("text.xml"), SIGNED_AT))
+    now[0] += 400
+    connector.verify(signed_at(fixture("image.xml"), SIGNED_AT + 400, nonce="2"))
+    assert len(connector._nonces) == 1  # the first expired and went; memory stays bounded by the window
+
+
+def test_issue13_a_forged_request_is_not_remembered(plain: Connector) -> None:
+    with pytest.raises(BadSignature):
+        plain.verify(signed_at(FORGED, SIGNED_AT, token="not-the-token"))
+    plain.verify(signed_at(fixture("text.xml"), SIGNED_AT))  # its nonce was never spent
+
+
+def test_issue13_safe_mode_replays_with_another_ciphertext_are_refused(safe: Connector) -> None:
+    first = sealed_by_wechatpy(message_payload(GH, OPENID, "one", 1, create_time=SIGNED_AT))
+    safe.verify(first)
+    # A second message sealed and signed under the same timestamp and nonce: the nonce is spent.
+    second = sealed_by_wechatpy(message_payload(GH, OPENID, "two", 2, create_time=SIGNED_AT))
+    with pytest.raises(BadSignature):
+        safe.verify(second)
+
+
+def test_issue13_start_up_warns_about_each_plain_mode_account_and_says_why() -> None:
+    connector = Connector.from_config([PLAIN, {**SAFE, "name": "secure", "original_id": "gh_safe00000001"}])
+    [warning] = connector.warnings()
+    assert "'shop'" in warning and "plain mode" in warning and "safe mode" in warning.lower()
+    assert "not the message" in warning and "encoding_aes_key" in warning
+    assert "shop-token" not in warning and "shop-secret-123" not in warning
+    assert Connector.from_config([SAFE]).warnings() == []
+
+
 # Parsing --------------------------------------------------------------------------------------
 
 PARSED = {
@@ -348,7 +446,8 @@ PARSED = {
         Attachment(type="image", media_id="svThumbMediaId-SHORT", caption="video thumbnail"))),
     "location.xml": ("1234567890123462", 1351776360, "", (
         Attachment(type="location", latitude=23.134521, longitude=113.358803, title="位置信息"),)),
-    "link.xml": ("1234567890123463", 1351776360, "公众平台官网链接\n公众平台官网链接\nhttps://mp.weixin.qq.com/", ()),
+    # The description repeats the title: said once.
+    "link.xml": ("1234567890123463", 1351776360, "公众平台官网链接\nhttps://mp.weixin.qq.com/", ()),
 }
 
 
@@ -363,14 +462,20 @@ def test_each_fixture_parses_to_the_normalized_message(plain: Connector, name: s
     assert msg.sent_at.tzinfo is not None
 
 
-@pytest.mark.parametrize("name", ["event_subscribe.xml", "event_click.xml", "event_unknown.xml",
-                                  "unknown_msgtype.xml"])
-def test_events_and_unknown_types_are_skipped_and_logged(plain: Connector, name: str,
-                                                         caplog: pytest.LogCaptureFixture) -> None:
-    """Events (follows, menu clicks, template receipts) are not tickets; unknown types are not errors."""
+@pytest.mark.parametrize("name", ["event_subscribe.xml", "event_click.xml", "event_unknown.xml"])
+def test_events_are_skipped_and_logged(plain: Connector, name: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Events (follows, menu clicks, template receipts) are not tickets."""
     with caplog.at_level(logging.INFO, logger="connectors.wechat"):
         assert plain.parse(signed(fixture(name))) == []
     assert "skipped" in caplog.text
+
+
+def test_issue12_an_unknown_msgtype_becomes_a_readable_placeholder(plain: Connector) -> None:
+    """Issue 12: every customer message is kept; a kind we do not render says what came."""
+    [msg] = plain.parse(signed(fixture("unknown_msgtype.xml")))
+    assert isinstance(msg, InboundMessage)
+    assert msg.text.startswith("sent an unsupported message (type: ") and msg.attachments == ()
+    assert msg.user_id == OPENID
 
 
 def test_a_message_without_msgid_is_keyed_by_openid_and_createtime(plain: Connector) -> None:
@@ -636,6 +741,80 @@ async def test_a_reply_from_an_unconfigured_account_fails(
         two: Connector, session: aiohttp.ClientSession) -> None:
     result = await two.send(session, reply("hi", account="gh_unknown"))
     assert result.state == "failed" and "gh_unknown" in result.reason
+
+
+# The strict fake answers as WeChat does (issue 12) -----------------------------------------------
+
+@pytest.fixture
+def world_clock() -> Iterator[list[datetime]]:
+    """The store's clock, which the fake reads too: moved by the test, never today's date."""
+    now = [datetime(2026, 11, 24, 10, 0)]
+    clock.set_clock(lambda: now[0])
+    yield now
+    clock.set_clock(None)
+
+
+def wrote(fake: FakeWeChatAPI, hours_ago: float, now: datetime) -> None:
+    fake.customer_wrote(GH, OPENID, now.replace(tzinfo=UTC) - timedelta(hours=hours_ago))
+
+
+async def test_issue12_45015_more_than_48_hours_after_the_customer_wrote(
+        two: Connector, fake: FakeWeChatAPI, session: aiohttp.ClientSession, world_clock: list[datetime]) -> None:
+    wrote(fake, 49, world_clock[0])
+    result = await two.send(session, reply("late"))
+    assert result.state == "failed" and result.window_closed and "48 hours" in result.reason
+    [answer] = [r for r in fake.sent("custom/send")]
+    assert answer.json["touser"] == OPENID
+    wrote(fake, 47, world_clock[0])
+    assert (await two.send(session, reply("in time"))).state == "sent"
+
+
+async def test_issue12_45047_for_a_sixth_reply_since_the_customer_wrote(
+        two: Connector, fake: FakeWeChatAPI, session: aiohttp.ClientSession, world_clock: list[datetime]) -> None:
+    wrote(fake, 1, world_clock[0])
+    for n in range(5):
+        assert (await two.send(session, reply(f"reply {n}"))).state == "sent"
+    sixth = await two.send(session, reply("one more"))
+    assert sixth.state == "failed" and "5 replies" in sixth.reason and not sixth.window_closed
+    world_clock[0] += timedelta(minutes=5)
+    wrote(fake, 0, world_clock[0])  # the customer writes again: five more
+    assert (await two.send(session, reply("thanks"))).state == "sent"
+
+
+async def test_issue12_a_text_over_wechats_limit_is_a_plain_failure(
+        two: Connector, fake: FakeWeChatAPI, session: aiohttp.ClientSession) -> None:
+    result = await two.send(session, reply("长" * 683))  # 2,049 bytes of UTF-8
+    assert result.state == "failed" and "45002" in result.reason and "shorten" in result.reason
+    assert (await two.send(session, reply("长" * 682))).state == "sent"
+    assert_clean(result.reason, fake)
+
+
+async def test_issue12_the_fake_answers_wechats_own_error_bodies(fake: FakeWeChatAPI, session: aiohttp.ClientSession,
+                                                                 world_clock: list[datetime]) -> None:
+    async with session.get(f"{fake.url}/cgi-bin/token", params={"grant_type": "client_credential",
+                                                                "appid": "wx_shop", "secret": "shop-secret-123"}) as r:
+        token = (await r.json())["access_token"]
+    wrote(fake, 72, world_clock[0])
+
+    async def send(body: dict) -> dict:
+        async with session.post(f"{fake.url}/cgi-bin/message/custom/send", params={"access_token": token},
+                                json=body) as resp:
+            assert resp.status == 200  # WeChat answers errors with HTTP 200
+            return await resp.json()
+
+    late = await send({"touser": OPENID, "msgtype": "text", "text": {"content": "hi"}})
+    assert late["errcode"] == 45015
+    assert late["errmsg"].startswith("response out of time limit or subscription is canceled hint: [")
+    assert (await send({"touser": OPENID, "msgtype": "image", "image": {"media_id": "never-issued"}}))[
+        "errcode"] == 40007
+    assert (await send({"touser": OPENID, "msgtype": "text", "text": {"content": "x" * 2049}}))["errcode"] == 45002
+
+
+async def test_an_image_whose_media_id_wechat_does_not_know_is_a_plain_failure(
+        two: Connector, fake: FakeWeChatAPI, session: aiohttp.ClientSession) -> None:
+    fake.fail_next(1, 200, {"errcode": 40007, "errmsg": "invalid media_id hint: [x]"}, path_contains="custom/send")
+    result = await two.send(session, reply(file=PNG))
+    assert result.state == "failed" and "40007" in result.reason and "media id" in result.reason
 
 
 # Media ----------------------------------------------------------------------------------------

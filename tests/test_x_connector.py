@@ -21,6 +21,7 @@ from connectors.base import (
     MalformedPayload,
     OutboundFile,
     OutboundReply,
+    Skipped,
     UnknownAccount,
 )
 from connectors.x import Connector
@@ -189,14 +190,21 @@ def test_video_points_at_the_best_mp4(connector: Connector) -> None:
     assert att.url is not None and att.url.endswith("/1280x720/high.mp4")
 
 
-def test_our_own_echo_is_skipped(connector: Connector) -> None:
-    assert connector.parse(signed(body("echo.json"))) == []
+def test_issue12_a_dm_the_account_sent_is_the_businesss_message_to_that_customer(connector: Connector) -> None:
+    """Issue 12: the business's DMs (x.com, another app, or our own sends) join the customer's ticket as the
+    business's comment, named by the app that sent them; the warehouse drops the echoes of our own sends."""
+    [echo] = connector.parse(signed(body("echo.json")))
+    assert isinstance(echo, InboundMessage)
+    assert (echo.user_id, echo.message_id, echo.text, echo.business_origin) == (
+        USER, "958501034212565000", "Thanks, we're on it", "SocialDesk")
+    assert echo.profile == {}  # what X says about the business is not the customer's profile
 
 
-def test_several_dms_in_one_request_all_count_except_echoes(connector: Connector) -> None:
+def test_several_dms_in_one_request_all_count(connector: Connector) -> None:
     messages = connector.parse(signed(body("multiple.json")))
-    assert [(m.message_id, m.user_id) for m in messages] == [
-        ("958501034212565001", USER), ("958501034212565002", "1093845021746688001")]
+    assert [(m.message_id, m.user_id, m.business_origin) for m in messages] == [  # type: ignore[union-attr]
+        ("958501034212565001", USER, None), ("958501034212565002", "1093845021746688001", None),
+        ("958501034212565003", USER, "X")]
     assert messages[1].profile["screen_name"] == "aiko_t"  # type: ignore[union-attr]
 
 
@@ -216,12 +224,112 @@ def test_typing_and_other_events_are_skipped(connector: Connector, caplog: pytes
 
 
 @pytest.mark.parametrize("raw", [b"not json", b"[]", b"{}", b'{"for_user_id": 5}',
-                                 b'{"for_user_id": "1", "direct_message_events": {}}',
-                                 b'{"for_user_id": "1", "direct_message_events": [{"type": "message_create"}]}',
-                                 b'{"for_user_id": "1", "direct_message_mark_read_events": [{}]}'])
+                                 b'{"for_user_id": "1", "direct_message_events": {}}'])
 def test_malformed_body_is_refused(connector: Connector, raw: bytes) -> None:
     with pytest.raises(MalformedPayload):
         connector.parse(Incoming({}, {}, raw))
+
+
+def test_issue12_one_odd_event_is_skipped_alone_and_the_rest_is_kept(connector: Connector) -> None:
+    """An entry we cannot read never costs the body its 200 (X would retry it, and the good DMs with it)."""
+    good = json.loads(body("text.json"))
+    good["direct_message_events"] = [{"type": "message_create"}, "not an event",
+                                     {"type": "message_create", "id": "1", "created_timestamp": "soon",
+                                      "message_create": {"sender_id": USER}},
+                                     {**good["direct_message_events"][0],
+                                      "message_create": {**good["direct_message_events"][0]["message_create"],
+                                                         "message_data": {"attachment": ["odd"]}}},
+                                     *good["direct_message_events"]]
+    good["direct_message_mark_read_events"] = [{}]
+    parsed = connector.parse(signed(json.dumps(good).encode()))
+    assert [type(p).__name__ for p in parsed] == ["Skipped"] * 4 + ["InboundMessage", "Skipped"]
+    assert parsed[4].text == "Hello World"  # type: ignore[union-attr]
+    assert all("Hello" not in p.what for p in parsed if isinstance(p, Skipped))
+
+
+# -- the X Activity API (issue 12) -----------------------------------------------------------------
+
+def test_issue12_an_x_activity_api_dm_received_is_a_customer_message_routed_by_the_filter(
+        connector: Connector) -> None:
+    raw = x_api.activity_message_payload(OTHER, USER, OTHER, "hello from XAA", "2080765901528535096",
+                                         created_ms=1_784_928_224_372, name="Other User", screen_name="OtherUser")
+    request = signed(raw)
+    connector.verify(request)
+    [msg] = connector.parse(request)
+    assert isinstance(msg, InboundMessage)
+    assert (msg.account, msg.user_id, msg.message_id, msg.text, msg.business_origin) == (
+        OTHER, USER, "2080765901528535096", "hello from XAA", None)
+    assert msg.profile["screen_name"] == "OtherUser" and msg.profile["name"] == "Other User"
+    assert msg.profile["followers_count"] == 12
+
+
+def test_issue12_an_x_activity_api_dm_sent_by_the_business_is_an_echo(connector: Connector) -> None:
+    raw = x_api.activity_message_payload(ME, ME, USER, "Thanks for the update!", "2080763914820927863")
+    [echo] = connector.parse(signed(raw))
+    assert isinstance(echo, InboundMessage)
+    assert (echo.user_id, echo.business_origin, echo.text) == (USER, "X", "Thanks for the update!")
+
+
+def test_issue12_an_x_activity_event_for_an_unconfigured_user_is_unknown_account(connector: Connector) -> None:
+    raw = x_api.activity_message_payload("999", USER, "999", "hi", "1")
+    with pytest.raises(UnknownAccount):
+        connector.verify(signed(raw))
+
+
+def test_issue12_an_x_activity_event_signed_by_another_app_is_refused() -> None:
+    two_apps = Connector.from_config(tables(other_secret="second-app-secret"))
+    raw = x_api.activity_message_payload(ME, USER, ME, "hi", "1")
+    with pytest.raises(BadSignature):
+        two_apps.verify(signed(raw, secret="second-app-secret"))
+
+
+def test_issue12_other_x_activity_events_are_answered_and_store_nothing(connector: Connector) -> None:
+    raw = x_api.activity_payload(ME, "post.create", {"id": "2080761390344937796", "text": "Hello"})
+    connector.verify(signed(raw))
+    assert connector.parse(signed(raw)) == []
+
+
+def test_issue12_an_encrypted_x_chat_message_is_kept_as_a_placeholder(connector: Connector) -> None:
+    """XChat is end-to-end encrypted: the agent still learns that the customer wrote, and where to read it."""
+    raw = x_api.activity_payload(ME, "chat.received", {"id": "e4f4d3fc", "sender_id": USER,
+                                                       "created_at_msec": "1784841183370",
+                                                       "encoded_event": "CwABAAAAEzIw"})
+    [msg] = connector.parse(signed(raw))
+    assert isinstance(msg, InboundMessage) and msg.user_id == USER and "encrypted X Chat message" in msg.text
+    ours = x_api.activity_payload(ME, "chat.received", {"id": "e5", "sender_id": ME,
+                                                        "created_at_msec": "1784841183370"})
+    assert connector.parse(signed(ours)) == []
+
+
+@pytest.mark.parametrize("raw", [b'{"data": {"event_type": "dm.received"}}',
+                                 b'{"data": {"event_type": "dm.received", "filter": {"keyword": "x"}}}',
+                                 b'{"data": {"event_type": "dm.received", "filter": {"user_id": true}}}',
+                                 b'{"data": {"event_type": "dm.received", "filter": {"user_id": "1"}, '
+                                 b'"payload": {"direct_message_events": {}}}}'])
+def test_issue12_a_malformed_x_activity_body_is_refused(connector: Connector, raw: bytes) -> None:
+    with pytest.raises(MalformedPayload):
+        connector.parse(Incoming({}, {}, raw))
+
+
+# -- the CRC is not a signing oracle (issue 13) -----------------------------------------------------
+
+def test_issue13_crc_answers_a_token_shaped_as_x_sends_it(connector: Connector) -> None:
+    token = base64.b64encode(b"3dd82dfc-b9db-46d8-940e-3bcc903d8244").decode()  # as seen from X: 48 chars
+    response = connector.handshake(Incoming({}, {"crc_token": token, "nonce": "MTc2OTUxODI5MjkxNA"}, b""))
+    assert response is not None and response.status == 200
+    assert json.loads(response.text) == {"response_token": x_signature(SECRET, token.encode())}
+
+
+@pytest.mark.parametrize("token", [
+    body("text.json").decode(),  # a whole webhook body
+    '{"for_user_id":"835740314006511618"}',
+    "a" * 129,  # longer than any token X sends
+    "has space", "line\nbreak", "quote\"d", "12345", "true", "null", "é",
+])
+def test_issue13_crc_refuses_anything_that_could_be_a_webhook_body(connector: Connector, token: str) -> None:
+    response = connector.handshake(Incoming({}, {"crc_token": token}, b""))
+    assert response is not None and response.status == 400
+    assert "response_token" not in (response.text or "")
 
 
 # -- configuration --------------------------------------------------------------------------------
@@ -247,6 +355,13 @@ def test_duplicates_and_unknown_keys_are_errors() -> None:
 def test_numeric_user_id_is_accepted_as_text() -> None:
     connector = Connector.from_config([{**tables()[0], "user_id": int(ME)}])
     assert connector.account_ids() == [ME]
+
+
+def test_start_up_warns_when_accounts_of_two_x_apps_share_the_crc(connector: Connector) -> None:
+    assert connector.warnings() == []
+    [warning] = Connector.from_config(tables(other_secret="second-app-secret")).warnings()
+    assert "'help'" in warning and "'resistbot'" in warning and "CRC" in warning
+    assert "second-app-secret" not in warning and SECRET not in warning
 
 
 def test_account_info_and_default_url() -> None:
@@ -363,6 +478,33 @@ async def test_fetch_media_never_sends_the_token_elsewhere(live: Connector, sess
         await live.fetch_media(session, ME, "https://evil.example.com/steal.jpg")
     with pytest.raises(LookupError):
         await live.fetch_media(session, ME, "958501022123452417")
+
+
+async def test_issue12_a_dm_over_10000_characters_fails_plainly_before_any_call(
+        live: Connector, fake: XAPI, session: aiohttp.ClientSession) -> None:
+    result = await live.send(session, reply(text="a" * 10_001))
+    assert result.state == "failed" and "10,000 characters" in result.reason and "10,001" in result.reason
+    assert fake.requests == []
+    assert (await live.send(session, reply(text="a" * 10_000))).state == "sent"
+
+
+async def test_issue12_the_strict_fake_refuses_a_dm_over_10000_characters_as_x_does(
+        fake: XAPI, session: aiohttp.ClientSession) -> None:
+    async with session.post(f"{fake.url}/2/dm_conversations/with/{USER}/messages",
+                            headers={"Authorization": "Bearer token-resistbot"}, json={"text": "b" * 10_001}) as resp:
+        answer = await resp.json()
+    assert resp.status == 400 and answer["title"] == "Invalid Request"
+    assert answer["type"] == "https://api.twitter.com/2/problems/invalid-request"
+    assert "10000 characters" in answer["errors"][0]["message"] and "text" in answer["errors"][0]["parameters"]
+
+
+async def test_a_refusal_from_x_reaches_the_agent_with_xs_reason(live: Connector, fake: XAPI,
+                                                                session: aiohttp.ClientSession) -> None:
+    fake.fail_next(1, 400, {"errors": [{"message": "The `text` field must be at most 10000 characters"}],
+                            "title": "Invalid Request", "detail": "One or more parameters to your request was invalid.",
+                            "type": "https://api.twitter.com/2/problems/invalid-request"})
+    result = await live.send(session, reply())
+    assert result.state == "failed" and "10000 characters" in result.reason
 
 
 def test_fake_read_payload_parses_to_a_receipt(connector: Connector) -> None:

@@ -1,7 +1,17 @@
-"""A local fake of the LINE Messaging API (push messages, message content) and builders of the
-webhook bodies LINE posts to us.
+"""A local fake of the LINE Messaging API (push messages, mark-as-read, message content) and builders
+of the webhook bodies LINE posts to us.
 
 It answers on both `api_url` and `data_api_url` paths, so one fake serves a whole LINE account.
+Strict as LINE is, with LINE's error bodies (`{"message", "details": [{"message", "property"}]}`,
+developers.line.biz/en/reference/messaging-api/#error-responses):
+- a push body the official SDK's models (line-bot-sdk v3 `PushMessageRequest`) would refuse: `to`
+  missing or not text, not 1 to 5 messages, a message of no known type or without its required fields,
+  a field of the wrong JSON type;
+- what LINE's server refuses beyond the models: an empty text, a text over 5,000 characters counted in
+  UTF-16 code units as LINE counts them (developers.line.biz/en/docs/messaging-api/text-character-count),
+  an `X-Line-Retry-Key` that is not a UUID;
+- a retry key already accepted: 409 with the first answer's sent messages and
+  `x-line-accepted-request-id` (developers.line.biz/en/docs/messaging-api/retrying-api-request).
 """
 
 from __future__ import annotations
@@ -19,6 +29,24 @@ from socialdesk.fakes.recorder import FakeAPI
 
 DEMO_TOKEN = "line-demo-channel-access-token"
 DEMO_BOT_USER_ID = "U4af4980629d3b8a4f2c1e7d65a0b1c2d"
+TEXT_LIMIT = 5000  # UTF-16 code units
+MAX_MESSAGES = 5
+MESSAGE_TYPES = ("text", "image", "video", "audio", "location", "sticker", "imagemap", "template", "flex")
+# Each message type's required fields and their JSON types, as line-bot-sdk v3's models declare them
+# (linebot/v3/messaging/models/*_message.py); `textV2` and `coupon` are newer types the models know too.
+NUMBER = (int, float)
+REQUIRED: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "text": {"text": str}, "textV2": {"text": str},
+    "image": {"originalContentUrl": str, "previewImageUrl": str},
+    "video": {"originalContentUrl": str, "previewImageUrl": str},
+    "audio": {"originalContentUrl": str, "duration": int},
+    "location": {"title": str, "address": str, "latitude": NUMBER, "longitude": NUMBER},
+    "sticker": {"packageId": str, "stickerId": str},
+    "imagemap": {"baseUrl": str, "altText": str, "baseSize": dict, "actions": list},
+    "template": {"altText": str, "template": dict}, "flex": {"altText": str, "contents": dict},
+    "coupon": {"couponId": str},
+}
+OPTIONAL: dict[str, type] = {"quoteToken": str, "quickReply": dict, "sender": dict}
 
 
 class LineAPI(FakeAPI):
@@ -33,7 +61,13 @@ class LineAPI(FakeAPI):
 
     def routes(self) -> list[web.RouteDef]:
         return [web.post("/v2/bot/message/push", self.push),
+                web.post("/v2/bot/chat/markAsRead", self.mark_as_read),
                 web.get("/v2/bot/message/{message_id}/content", self.get_content)]
+
+    def read_tokens(self) -> list[str]:
+        """The markAsReadTokens LINE was asked to mark read, in order."""
+        return [r.json["markAsReadToken"] for r in self.sent("/v2/bot/chat/markAsRead")
+                if isinstance(r.json, dict) and isinstance(r.json.get("markAsReadToken"), str)]
 
     def add_content(self, message_id: str, data: bytes, mime_type: str = "image/jpeg") -> None:
         """Make `GET /v2/bot/message/{message_id}/content` return this."""
@@ -52,6 +86,9 @@ class LineAPI(FakeAPI):
         if answer is not None:
             return answer
         retry_key = request.headers.get("X-Line-Retry-Key", "")
+        if retry_key and not _is_uuid(retry_key):
+            # The retry key "shall be a hexadecimal UUID" (retrying-api-request).
+            return web.json_response({"message": "The value of the X-Line-Retry-Key header is invalid"}, status=400)
         if retry_key and retry_key in self._accepted:
             return web.json_response({"message": "The retry key is already accepted",
                                       **self._accepted[retry_key]}, status=409,
@@ -59,22 +96,33 @@ class LineAPI(FakeAPI):
         try:
             body = rec.json
         except ValueError:
-            body = None
-        messages = body.get("messages") if isinstance(body, dict) else None
-        if not isinstance(messages, list) or not isinstance(body.get("to"), str) or not body["to"]:
-            return web.json_response({"message": "The request body has 1 error(s)",
-                                      "details": [{"message": "must be specified", "property": "to"}]}, status=400)
-        details = [{"message": "May not be empty", "property": f"messages[{i}].text"}
-                   for i, m in enumerate(messages) if m.get("type") == "text" and not m.get("text")]
-        if not 1 <= len(messages) <= 5:
-            details.append({"message": "Size must be between 1 and 5", "property": "messages"})
-        if details:
-            return web.json_response({"message": f"The request body has {len(details)} error(s)",
-                                      "details": details}, status=400)
+            return web.json_response({"message": "The request body could not be parsed as JSON"}, status=400)
+        refused = push_problem(body)
+        if refused is not None:
+            return web.json_response(refused, status=400)
+        messages = body["messages"]
         result = {"sentMessages": [{"id": str(next(self._ids)), "quoteToken": uuid.uuid4().hex} for _ in messages]}
         if retry_key:
             self._accepted[retry_key] = result
         return web.json_response(result, headers={"x-line-request-id": str(uuid.uuid4())})
+
+    async def mark_as_read(self, request: web.Request) -> web.Response:
+        """`POST /v2/bot/chat/markAsRead` with `{"markAsReadToken": ...}` (line-bot-sdk v3
+        `mark_messages_as_read_by_token`): an empty 200 once the token is taken."""
+        rec = await self.record(request)
+        answer = self.scripted(request) or self._unauthorized(request)
+        if answer is not None:
+            return answer
+        try:
+            body = rec.json
+        except ValueError:
+            return web.json_response({"message": "The request body could not be parsed as JSON"}, status=400)
+        token = body.get("markAsReadToken") if isinstance(body, dict) else None
+        if not isinstance(token, str) or not token:
+            return web.json_response({"message": "The request body has 1 error(s)",
+                                      "details": [{"message": "must be specified", "property": "markAsReadToken"}]},
+                                     status=400)
+        return web.json_response({})
 
     def _accepted_id(self, retry_key: str) -> str:
         return str(uuid.uuid5(uuid.NAMESPACE_OID, retry_key))
@@ -89,6 +137,69 @@ class LineAPI(FakeAPI):
             return web.json_response({"message": "Not found"}, status=404)
         data, mime_type = found
         return web.Response(body=data, content_type=mime_type)
+
+
+def utf16_length(text: str) -> int:
+    """A text's length as LINE counts it: UTF-16 code units (🍎 is 2)."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return len(value) == 36
+
+
+def _invalid_property(name: str) -> dict[str, Any]:
+    # LINE's answer when a property has the wrong JSON type; the position is not something we can know.
+    return {"message": f"The property, '{name}', in the request body is invalid (line: 1, column: 1)"}
+
+
+def push_problem(body: Any) -> dict[str, Any] | None:
+    """LINE's 400 body for a push request it refuses, or None when it would accept it."""
+    if not isinstance(body, dict):
+        return {"message": "The request body could not be parsed as JSON"}
+    if "to" in body and not isinstance(body["to"], str):
+        return _invalid_property("to")
+    if "messages" in body and not isinstance(body["messages"], list):
+        return _invalid_property("messages")
+    if "notificationDisabled" in body and not isinstance(body["notificationDisabled"], bool):
+        return _invalid_property("notificationDisabled")
+    details: list[dict[str, str]] = []
+    if not body.get("to"):
+        details.append({"message": "must be specified", "property": "to"})
+    messages = body.get("messages")
+    if messages is None:
+        details.append({"message": "must be specified", "property": "messages"})
+    elif not 1 <= len(messages) <= MAX_MESSAGES:
+        details.append({"message": f"Size must be between 1 and {MAX_MESSAGES}", "property": "messages"})
+    for i, message in enumerate(messages or []):
+        where = f"messages[{i}]"
+        if not isinstance(message, dict):
+            return _invalid_property(where)
+        kind = message.get("type")
+        if kind not in REQUIRED:
+            details.append({"message": f"Must be one of the following values: [{', '.join(MESSAGE_TYPES)}]",
+                            "property": f"{where}.type"})
+            continue
+        for key, expected in {**REQUIRED[kind], **OPTIONAL}.items():
+            value = message.get(key)
+            if value is None:
+                if key in REQUIRED[kind]:
+                    details.append({"message": "must be specified", "property": f"{where}.{key}"})
+            elif not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+                return _invalid_property(f"{where}.{key}")
+        text = message.get("text")
+        if kind in ("text", "textV2") and isinstance(text, str):
+            if not text:
+                details.append({"message": "May not be empty", "property": f"{where}.text"})
+            elif utf16_length(text) > TEXT_LIMIT:
+                details.append({"message": f"Length must be between 0 and {TEXT_LIMIT}", "property": f"{where}.text"})
+    if details:
+        return {"message": f"The request body has {len(details)} error(s)", "details": details}
+    return None
 
 
 # Inbound webhook bodies -----------------------------------------------------------------------
@@ -112,9 +223,12 @@ def payload(account_id: str, events: list[dict[str, Any]]) -> bytes:
 
 
 def message_payload(account_id: str, user_id: str, text: str, message_id: str, *,
-                    timestamp_ms: int | None = None) -> bytes:
-    """A webhook body carrying one text message from `user_id` to the bot `account_id`."""
+                    timestamp_ms: int | None = None, mark_as_read_token: str | None = None) -> bytes:
+    """A webhook body carrying one text message from `user_id` to the bot `account_id` (with the
+    `markAsReadToken` LINE adds when the channel has chat mode on)."""
     message = {"id": message_id, "type": "text", "text": text, "quoteToken": uuid.uuid4().hex}
+    if mark_as_read_token:
+        message["markAsReadToken"] = mark_as_read_token
     return payload(account_id, [event(user_id, message, timestamp_ms=timestamp_ms)])
 
 

@@ -4,6 +4,17 @@ Speaks the real wire format: `GET /cgi-bin/token` hands out access tokens for th
 `POST /cgi-bin/message/custom/send`, `POST /cgi-bin/media/upload` (multipart field `media`) and
 `GET /cgi-bin/media/get`. Like WeChat, every answer is HTTP 200 and errors are `{"errcode","errmsg"}`
 (40001 for a wrong or expired access token). Tests script platform errors with `fail_next(...)`.
+
+Strict as WeChat is with customer-service messages, for the customers it was told about
+(`customer_wrote`, from the sandbox that builds their webhooks; WeChat knows from the messages it
+delivered). The time is the store's clock, so tests that move it move the fake's too.
+- 45015 more than 48 hours after the customer last wrote (channels.md 4e; errmsg as WeChat words it,
+  with its trailing hint);
+- 45047 for a sixth message since the customer last wrote ("5 customer-service messages within 48 h");
+- 45002 for a text over 2,048 bytes of UTF-8. WeChat does not publish the customer-service text limit;
+  2,048 bytes is what third parties report (and what WeCom documents for its text): UNCONFIRMED;
+- 40007 for a media id it never issued.
+A customer the fake was never told about is taken as inside the window: the fake cannot know.
 """
 
 from __future__ import annotations
@@ -12,14 +23,24 @@ import json
 import secrets
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from xml.sax.saxutils import escape
 
 from aiohttp import web
 
 from socialdesk.fakes.recorder import FakeAPI, Recorded
+from warehouse import clock
 
 INVALID_TOKEN = {"errcode": 40001, "errmsg": "invalid credential, access_token is invalid or not latest"}
 MEDIA_TYPES = ("image", "voice", "video", "thumb")
+WINDOW = timedelta(hours=48)
+REPLIES_PER_MESSAGE = 5
+TEXT_LIMIT_BYTES = 2048  # UNCONFIRMED, see the module docstring
+
+
+def _error(code: int, errmsg: str) -> web.Response:
+    """WeChat's error answer: HTTP 200, the code, and the message with the request's hint as WeChat adds it."""
+    return web.json_response({"errcode": code, "errmsg": f"{errmsg} hint: [{secrets.token_hex(7)}]"})
 
 
 @dataclass
@@ -38,6 +59,7 @@ class FakeWeChatAPI(FakeAPI):
         self.live_tokens: dict[str, str] = {}  # access_token -> app_id, while valid
         self.issued: dict[str, str] = {}  # every access_token ever issued -> app_id
         self.media: dict[str, StoredMedia] = {}
+        self._replies: dict[str, list[datetime]] = {}  # openid -> when each message since they wrote went out
 
     def routes(self) -> list[web.RouteDef]:
         return [web.get("/cgi-bin/token", self._token),
@@ -110,13 +132,34 @@ class FakeWeChatAPI(FakeAPI):
         if not isinstance(body, dict) or not body.get("touser"):
             return web.json_response({"errcode": 40003, "errmsg": "invalid openid"})
         kind = body.get("msgtype")
-        if kind == "text" and not (body.get("text") or {}).get("content"):
-            return web.json_response({"errcode": 44003, "errmsg": "empty news data"})
-        if kind == "image" and (body.get("image") or {}).get("media_id") not in self.media:
-            return web.json_response({"errcode": 40007, "errmsg": "invalid media_id"})
         if kind not in ("text", "image", "voice", "video", "music", "news", "mpnews", "msgmenu", "miniprogrampage"):
             return web.json_response({"errcode": 40008, "errmsg": "invalid message type"})
+        content = (body.get("text") or {}).get("content") if kind == "text" else None
+        if kind == "text" and not content:
+            return web.json_response({"errcode": 44003, "errmsg": "empty news data"})
+        if kind == "text" and len(str(content).encode("utf-8")) > TEXT_LIMIT_BYTES:
+            return _error(45002, "content size out of limit")
+        if kind in ("image", "voice", "video") and (body.get(kind) or {}).get("media_id") not in self.media:
+            return _error(40007, "invalid media_id")
+        refused = self._window(str(body["touser"]))
+        if refused is not None:
+            return refused
         return web.json_response({"errcode": 0, "errmsg": "ok"})
+
+    def _window(self, openid: str) -> web.Response | None:
+        """45015 past 48 hours, 45047 past 5 messages, for a customer the fake knows; else counts this one."""
+        # OpenIDs are per official account, so the openid alone names the customer.
+        wrote = max((at for (_, user), at in self.customers.items() if user == openid), default=None)
+        if wrote is None:
+            return None
+        now = clock.now().replace(tzinfo=UTC)
+        if now - wrote > WINDOW:
+            return _error(45015, "response out of time limit or subscription is canceled")
+        since = [at for at in self._replies.get(openid, []) if at >= wrote]
+        if len(since) >= REPLIES_PER_MESSAGE:
+            return _error(45047, "out of response count limit")
+        self._replies[openid] = [*since, now]
+        return None
 
     async def _upload(self, request: web.Request) -> web.Response:
         rec = await self.record(request)

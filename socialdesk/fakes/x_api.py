@@ -1,5 +1,10 @@
 """A local fake of the X API v2 DM endpoints (send a DM, upload media, download DM media) and
-builders of the Account Activity webhook bodies X posts to us.
+builders of the webhook bodies X posts to us: the Account Activity API's, and the X Activity API's
+that supersede them (docs.x.com/x-api/activity/event-payloads).
+
+Strict where X is: a DM carries text or one attachment uploaded by the sender, and its text is at
+most 10,000 characters (developer.x.com, POST /2/dm_conversations/with/:participant_id/messages:
+"Text messages support up to 10,000 characters"); refusals are X's v2 problem bodies.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from socialdesk.fakes.recorder import FakeAPI
 DEMO_USER_ID = "1529398240126005248"
 DEMO_SCREEN_NAME = "socialdesk_demo"
 DEMO_TOKEN = "x-demo-user-access-token"
+TEXT_LIMIT = 10_000
+INVALID_REQUEST = "https://api.twitter.com/2/problems/invalid-request"
 
 
 def _problem(status: int, title: str, detail: str, **extra: Any) -> web.Response:
@@ -66,6 +73,10 @@ class XAPI(FakeAPI):
             return _invalid("The request must carry text or attachments")
         if len(attachments) > 1:
             return _invalid("Only one attachment is allowed")
+        text = body.get("text")
+        if text is not None and (not isinstance(text, str) or len(text) > TEXT_LIMIT):
+            return _invalid(f"The `text` field must be at most {TEXT_LIMIT} characters", parameter="text",
+                            value=str(text)[:40])
         for item in attachments:
             if self.uploads.get(str(item.get("media_id"))) != user:
                 return _invalid("The media must be uploaded by the sending user")
@@ -102,9 +113,14 @@ class XAPI(FakeAPI):
         return web.Response(body=found[0], content_type=found[1])
 
 
-def _invalid(message: str) -> web.Response:
-    return _problem(400, "Invalid Request", "One or more parameters to your request was invalid.",
-                    errors=[{"message": message}])
+def _invalid(message: str, parameter: str | None = None, value: str = "") -> web.Response:
+    """X v2's 400: a problem of type invalid-request listing each bad parameter."""
+    error: dict[str, Any] = {"message": message}
+    if parameter:
+        error["parameters"] = {parameter: [value]}
+    return web.json_response({"errors": [error], "title": "Invalid Request",
+                              "detail": "One or more parameters to your request was invalid.",
+                              "type": INVALID_REQUEST}, status=400)
 
 
 # Inbound webhook bodies -----------------------------------------------------------------------
@@ -149,3 +165,38 @@ def read_payload(account_id: str, user_id: str, last_read_event_id: str, *, crea
              "last_read_event_id": last_read_event_id}
     return json.dumps({"for_user_id": account_id, "direct_message_mark_read_events": [event],
                        "users": {user_id: _user(user_id, "Demo Customer", "demo_customer")}}).encode()
+
+
+def _v2_user(user_id: str, name: str, username: str) -> dict[str, Any]:
+    """A user as the X Activity API lists it in `payload.users`: a v2 user object under `data`."""
+    return {"data": {"id": user_id, "name": name, "username": username, "protected": False, "verified": False,
+                     "description": "", "created_at": "2015-01-29T18:14:29.000Z",
+                     "profile_image_url": f"https://pbs.twimg.com/profile_images/{user_id}/a_normal.jpg",
+                     "public_metrics": {"followers_count": 12, "following_count": 40, "tweet_count": 310}}}
+
+
+def activity_payload(account_id: str, event_type: str, payload: dict[str, Any], *, tag: str = "") -> bytes:
+    """An X Activity API webhook body: `event_type` for the subscription filtered on `account_id`."""
+    return json.dumps({"data": {"event_uuid": str(next(_event_uuids)), "filter": {"user_id": account_id},
+                                "event_type": event_type, "tag": tag, "payload": payload}},
+                      ensure_ascii=False).encode()
+
+
+def activity_message_payload(account_id: str, sender: str, recipient: str, text: str, message_id: str, *,
+                             created_ms: int | None = None, name: str = "Demo Customer",
+                             screen_name: str = "demo_customer") -> bytes:
+    """An X Activity API DM: `dm.received` when the account is the recipient, `dm.sent` when it is the sender."""
+    event = {"type": "message_create", "id": message_id,
+             "created_timestamp": str(created_ms if created_ms is not None else int(time.time() * 1000)),
+             "message_create": {"target": {"recipient_id": recipient}, "sender_id": sender,
+                                "message_data": {"text": text, "entities": {"hashtags": [], "symbols": [],
+                                                                            "user_mentions": [], "urls": []}}}}
+    customer = recipient if sender == account_id else sender
+    users = {customer: _v2_user(customer, name, screen_name),
+             account_id: _v2_user(account_id, "SocialDesk Demo", DEMO_SCREEN_NAME)}
+    kind = "dm.sent" if sender == account_id else "dm.received"
+    return activity_payload(account_id, kind, {"direct_message_events": [event], "users": users},
+                            tag="dm-outbound" if kind == "dm.sent" else "dm-inbound")
+
+
+_event_uuids = itertools.count(-6850472171600526495, 7919)
