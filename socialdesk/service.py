@@ -125,6 +125,10 @@ def open_desk(cfg: Config, store: Store | None = None, registry: dict[str, Any] 
 def build_app(cfg: Config, *, store: Store | None = None) -> web.Application:
     """The whole service as an aiohttp application (tests run it with pytest-aiohttp)."""
     registry = connector_registry.build(cfg.channels)
+    for channel, connector in registry.items():
+        # What the operator should know about their accounts (WeChat in plain mode, a second X app).
+        for warning in getattr(connector, "warnings", list)():
+            log.warning("%s: %s", channel, warning)
     app = web.Application(middlewares=[_slack_latency])
     app[CONFIG] = cfg
     app[REGISTRY] = registry

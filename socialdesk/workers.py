@@ -53,7 +53,7 @@ SOCKET_ENV = "SOCIALDESK_STORE_SOCKET"
 INGEST_PATH = "/internal/ingest"
 # What a worker passes on to the store process: the public routes other than webhooks, matched on the
 # normalized path (dot segments resolved, percent-escapes decoded) and passed on as that path.
-PUBLIC_ROUTES = re.compile(r"^/(slack/events|healthz|metrics|media/\d+/\d+)$")
+PUBLIC_ROUTES = re.compile(r"^/(slack/events|healthz|metrics|media/\d+/\d+|webhooks/wechat/[^/]+)$")
 # Headers that describe one hop, not the message: the proxy sets its own.
 HOP_HEADERS = frozenset({"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
                          "proxy-authorization", "proxy-authenticate", "host", "content-length"})
@@ -311,7 +311,11 @@ def worker_app(cfg: Config, sock: str, parent_pid: int | None = None) -> web.App
     process over its workers' socket."""
     link = StoreLink()
     app = web.Application(client_max_size=max(cfg.server.max_body_bytes, 1024 * 1024) + 1)
-    webhooks.add_routes(app, connector_registry.build(cfg.channels), link, cfg.server.max_body_bytes, link.observe)
+    registry = connector_registry.build(cfg.channels)
+    # WeChat refuses a nonce seen before, and only one process can remember them all: its little traffic
+    # goes to the store process like the other routes a worker does not answer.
+    webhooks.add_routes(app, {c: k for c, k in registry.items() if c != "wechat"}, link, cfg.server.max_body_bytes,
+                        link.observe)
 
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
         # The proxy must hand bodies on as they are (compressed or not).

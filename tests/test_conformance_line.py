@@ -63,12 +63,6 @@ EXPECTED: dict[str, Any] = {
 }
 
 
-# An edit that arrives in the same body as the message it edits is stored today as a message of its own
-# as well as an edit: warehouse/ingest.py looks for the edited comment before storing the body's messages.
-SAME_BODY_EDIT = pytest.mark.xfail(strict=True, reason="warehouse: an edit in the same delivery as its original "
-                                                        "becomes an extra comment (fix proposed to the lead)")
-
-
 def test_every_line_file_has_an_expectation() -> None:
     assert sorted(EXPECTED) == sorted(c.path.stem for c in cases("line"))
 
@@ -109,8 +103,7 @@ async def test_every_line_file_is_answered_200_twice_and_the_second_changes_noth
 
 
 @in_corpus
-@pytest.mark.parametrize("case", [pytest.param(c, marks=SAME_BODY_EDIT) if c.name == "line_py_v3_webhook_batch"
-                                  else c for c in cases("line")], ids=case_ids("line"))
+@pytest.mark.parametrize("case", cases("line"), ids=case_ids("line"))
 async def test_every_line_file_is_handled_as_a_faithful_desk_would(world: Corpus, case: Case) -> None:
     await posted(world, case)
     expected = EXPECTED[case.name]
@@ -124,7 +117,6 @@ async def test_every_line_file_is_handled_as_a_faithful_desk_would(world: Corpus
 
 
 @in_corpus
-@SAME_BODY_EDIT
 async def test_the_batchs_edit_is_recorded_on_the_message_it_edits_not_as_a_message(world: Corpus) -> None:
     """messageEdited (here from a one-to-one chat): the original comment stays, the new text is an edit event."""
     [case] = [c for c in cases("line") if c.name == "line_py_v3_webhook_batch"]

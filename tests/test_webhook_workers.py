@@ -256,3 +256,18 @@ def test_a_port_held_by_another_program_stops_start_up_with_a_plain_error(tmp_pa
                              capture_output=True, text=True, timeout=60)
     assert out.returncode == 1
     assert f"port {port} on 127.0.0.1 cannot be used" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_wechat_webhooks_are_answered_by_the_store_process_which_remembers_every_nonce_issue_13(
+        served: Served) -> None:
+    """A worker would not know the nonces another worker saw: WeChat's little traffic goes through to the one
+    process that sees them all, and a fresh nonce signs one message only."""
+    from socialdesk.fakes import wechat_api
+    from socialdesk.sandbox import WECHAT_ACCOUNT
+    genuine = served.sandbox.request("wechat", WECHAT_ACCOUNT, served.sandbox.message(
+        "wechat", WECHAT_ACCOUNT, "oCustomer", "你好 via a worker", "7101", datetime.now(UTC)))
+    query = "?" + urllib.parse.urlencode(genuine.query)
+    assert _http(served.url + genuine.path + query, genuine.body, genuine.headers)[0] == 200
+    forged = wechat_api.message_payload(WECHAT_ACCOUNT, "oMallory", "forged", 1667)
+    for _ in range(4):  # whichever worker takes it
+        assert _http(served.url + genuine.path + query, forged, genuine.headers)[0] == 401
