@@ -459,7 +459,8 @@ def _contacts(cards: list[Any]) -> str:
 
 
 def _order(order: dict[str, Any]) -> str:
-    lines = ["🛒 sent an order" + (f" from catalog {order['catalog_id']}" if order.get("catalog_id") else "") + ":"]
+    # Not the catalog id: agents do not need it, and 15 digits read as a card number to the store's redaction.
+    lines = ["🛒 sent an order:"]
     if order.get("text"):
         lines.append(str(order["text"]))
     items = [i for i in order.get("product_items") or [] if isinstance(i, dict)]

@@ -334,7 +334,7 @@ def test_an_order_reads_as_its_items_and_total() -> None:
     message = content("order", {"catalog_id": "354160437058781", "text": "for tonight", "product_items": [
         {"product_retailer_id": "HAMBURGER", "quantity": 3, "item_price": 30, "currency": "ILS"},
         {"product_retailer_id": "SODA", "quantity": 2, "item_price": 10, "currency": "ILS"}]})
-    assert message.text == ("🛒 sent an order from catalog 354160437058781:\nfor tonight\n3 × HAMBURGER at 30 ILS\n"
+    assert message.text == ("🛒 sent an order:\nfor tonight\n3 × HAMBURGER at 30 ILS\n"
                             "2 × SODA at 10 ILS\nTotal: 110 ILS")
 
 
