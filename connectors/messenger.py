@@ -250,7 +250,7 @@ def _one(page: str, event: Any) -> list[Parsed]:
     try:
         return _parse_event(page, meta.as_dict(event, "messaging event"))
     except MalformedPayload as exc:
-        return [Skipped(f"messenger {'/'.join(kinds) or 'empty'} event: {exc}")]
+        return [Skipped(f"messenger {'/'.join(kinds)[:60] or 'empty'} event: {exc}"[:200])]  # logged: bounded
 
 
 def _sender(event: dict[str, Any]) -> str:

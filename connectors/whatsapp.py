@@ -322,7 +322,7 @@ def _one(parse: Any, what: str, raw: Any) -> list[Parsed]:
         return list(parse())
     except MalformedPayload as exc:
         kind = raw.get("type") if isinstance(raw, dict) and isinstance(raw.get("type"), str) else "unknown"
-        return [Skipped(f"whatsapp {kind} {what}: {exc}")]
+        return [Skipped(f"whatsapp {kind[:40]} {what}: {exc}"[:200])]  # logged: bounded, never content
 
 
 def _parse_message(account: str, message: dict[str, Any], contacts: list[dict[str, Any]]) -> list[Parsed]:
