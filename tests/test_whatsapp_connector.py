@@ -641,6 +641,22 @@ async def test_a_bsuid_in_to_is_refused_by_the_strict_fake(fake: MetaGraphAPI, s
     assert resp.status == 400 and body["error"]["code"] == 131009
 
 
+async def whatsapp_post(fake: MetaGraphAPI, session: aiohttp.ClientSession, body: dict[str, Any]) -> tuple[int, Any]:
+    async with session.post(f"{fake.url}/v21.0/{PN_US}/messages", headers={"Authorization": "Bearer EAAG-token-us"},
+                            json={"messaging_product": "whatsapp", "type": "text", **body}) as resp:
+        return resp.status, await resp.json()
+
+
+async def test_the_strict_fake_refuses_a_text_over_4096_characters_and_a_malformed_recipient(
+        fake: MetaGraphAPI, session: aiohttp.ClientSession) -> None:
+    status, body = await whatsapp_post(fake, session, {"to": CUSTOMER, "text": {"body": "x" * 4097}})
+    assert (status, body["error"]["code"]) == (400, 100)
+    assert body["error"]["message"] == "(#100) Param text['body'] must be at most 4096 characters long."
+    status, body = await whatsapp_post(fake, session, {"recipient": "not a bsuid", "text": {"body": "hi"}})
+    assert (status, body["error"]["code"], body["error"]["type"]) == (400, 131009, "OAuthException")
+    assert body["error"]["error_data"]["messaging_product"] == "whatsapp" and body["error"]["fbtrace_id"]
+
+
 async def test_a_text_longer_than_one_message_goes_as_several_in_order(
         live: Connector, fake: MetaGraphAPI, session: aiohttp.ClientSession) -> None:
     paragraphs = [f"Paragraph {n}: " + "word " * 400 for n in range(5)]  # about 2,000 characters each
