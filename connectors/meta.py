@@ -2,15 +2,16 @@
 
 Owns: the `hub.challenge` verification handshake, the `X-Hub-Signature-256` check and signing
 (the one implementation both `verify()` and `simulate()` use), reading webhook JSON, reading Graph
-API error bodies into safe reasons, account-table checks, and media downloads. Channel specifics
-(payload shapes, send formats, error codes) stay in whatsapp.py and messenger.py.
+API error bodies into safe reasons, splitting a text too long for one message and sending a reply
+in parts, account-table checks, and media downloads. Channel specifics (payload shapes, send
+formats, error codes) stay in whatsapp.py and messenger.py.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -135,6 +136,7 @@ class GraphError:
     code: int | None
     subcode: int | None
     message: str
+    details: str = ""  # `error_data.details`: WhatsApp says there what exactly was wrong
 
 
 def graph_error(answer: HttpAnswer) -> GraphError:
@@ -142,8 +144,11 @@ def graph_error(answer: HttpAnswer) -> GraphError:
     error = answer.body.get("error") if isinstance(answer.body, dict) else None
     if not isinstance(error, dict):
         return GraphError(answer.status, None, None, f"HTTP {answer.status}")
+    data = error.get("error_data")
+    details = data.get("details") if isinstance(data, dict) else data if isinstance(data, str) else None
     return GraphError(answer.status, _int(error.get("code")), _int(error.get("error_subcode")),
-                      str(error.get("message") or error.get("error_user_msg") or f"HTTP {answer.status}"))
+                      str(error.get("message") or error.get("error_user_msg") or f"HTTP {answer.status}"),
+                      str(details or ""))
 
 
 def _int(value: Any) -> int | None:
@@ -161,13 +166,50 @@ def safe_reason(text: str, *secrets: str) -> str:
     return re.sub(r"https?://\S+", "[url]", text)[:500]
 
 
-def after_first_part(first_id: str, second: DeliveryResult) -> DeliveryResult:
-    """The text went out but the file did not: retrying the whole reply would repeat the text, so
-    this is a permanent failure that says what the customer did receive."""
-    if second.state == "sent":
-        return second
-    return DeliveryResult.failed(f"the text was sent (message {first_id}) but the file was not: {second.reason}",
-                                 window_closed=second.window_closed)
+def split_text(text: str, limit: int) -> list[str]:
+    """`text` as consecutive parts of at most `limit` characters, cut where a reader would: at a blank
+    line, else a line break, else a space, else (a run without spaces) anywhere. A cut is taken only in
+    the second half of a part, so a long text never becomes a string of tiny messages."""
+    parts: list[str] = []
+    rest = text
+    while len(rest) > limit:
+        window = rest[:limit]
+        cut = next((i + len(sep) for sep in ("\n\n", "\n", " ")
+                    if (i := window.rfind(sep)) >= limit // 2), limit)
+        part = rest[:cut].rstrip()
+        if not part:  # nothing but spaces up to the cut: keep them rather than send an empty message
+            part, cut = window, limit
+        parts.append(part)
+        rest = rest[cut:].lstrip("\n") if rest[cut:].strip() else ""
+    if rest or not parts:
+        parts.append(rest)
+    return parts
+
+
+Part = tuple[str, Callable[[], Awaitable[DeliveryResult]]]  # (what it is, for the agent; how to send it)
+
+
+async def send_in_parts(parts: Sequence[Part]) -> DeliveryResult:
+    """Send a reply's parts in order (a long text, then a file); the last part's id is the reply's.
+
+    Until something went out, a failure is the reply's failure as it is (a retry is still safe). Once
+    a part went out, retrying the reply would send that part twice: a later failure is then
+    permanent, and its reason says what the customer did receive.
+    """
+    sent: list[tuple[str, str]] = []
+    for what, send in parts:
+        result = await send()
+        if result.state == "sent" and result.platform_message_id:
+            sent.append((what, result.platform_message_id))
+            continue
+        if not sent:
+            return result
+        received = " and ".join(w for w, _ in sent)
+        ids = ", ".join(i for _, i in sent)
+        verb = "was" if len(sent) == 1 else "were"
+        return DeliveryResult.failed(f"{received} {verb} sent (message {ids}) but {what} was not: {result.reason}",
+                                     window_closed=result.window_closed)
+    return DeliveryResult.sent(sent[-1][1])
 
 
 async def download(session: aiohttp.ClientSession, url: str, *, headers: Mapping[str, str] | None = None,

@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +25,15 @@ from connectors.base import (
     MalformedPayload,
     OutboundFile,
     OutboundReply,
+    Skipped,
     Template,
     UnknownAccount,
 )
 from connectors.messenger import Connector
 from socialdesk.fakes import meta_api
 from socialdesk.fakes.meta_api import MetaGraphAPI
-from warehouse.model import Attachment, InboundMessage, StatusUpdate
+from warehouse import clock
+from warehouse.model import Attachment, InboundMessage, MessageEdit, StatusUpdate
 
 FIXTURES = Path(__file__).parent / "fixtures" / "messenger"
 PAGE = "682498302938465"
@@ -57,8 +59,12 @@ def signed(body: bytes, secret: str = "app-secret-shop") -> Incoming:
     return Incoming({"X-Hub-Signature-256": signature, "Content-Type": "application/json"}, {}, body)
 
 
-def parse(name: str) -> list[InboundMessage | StatusUpdate]:
+def parse(name: str) -> list[Any]:
     return Connector.from_config(tables()).parse(signed(fixture(name)))
+
+
+def parse_body(body: bytes) -> list[Any]:
+    return Connector.from_config(tables()).parse(signed(body))
 
 
 def only_message(name: str) -> InboundMessage:
@@ -80,6 +86,8 @@ def connector() -> Connector:
 async def fake() -> AsyncIterator[MetaGraphAPI]:
     api = MetaGraphAPI(pages={PAGE: "EAAB-page-token-shop", OTHER_PAGE: "EAAB-page-token-help"})
     await api.start()
+    for page in (PAGE, OTHER_PAGE):  # the customer wrote a minute ago: the 24-hour window is open
+        api.customer_wrote(page, PSID, datetime.now(UTC) - timedelta(minutes=1))
     yield api
     await api.stop()
 
@@ -184,7 +192,7 @@ def test_location_carries_its_coordinates() -> None:
         latitude=52.5200066, longitude=13.404954, title="Pinned Location"),)
 
 
-def test_our_own_echoes_are_skipped() -> None:
+def test_our_own_echoes_are_skipped_by_the_metadata_we_send() -> None:
     assert parse("echo") == []
 
 
@@ -222,16 +230,15 @@ def test_every_event_of_every_entry_counts_with_its_own_page() -> None:
         (OTHER_PAGE, "3456789012345678", "third, other page")]
 
 
-def test_unknown_event_types_are_skipped_and_logged(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level("INFO", logger="connectors.messenger")
-    assert parse("reaction") == []
-    assert "reaction" in caplog.text
+def test_a_reaction_names_the_message_it_reacts_to() -> None:
+    message = only_message("reaction")
+    assert (message.text, message.reaction, message.reply_to) == ("", "❤️", "m_sent1")
+    assert message.message_id == only_message("reaction").message_id  # stable across Meta's retries
 
 
 @pytest.mark.parametrize("body", [
     b"", b"{]", b'{"object":"whatsapp_business_account","entry":[]}', b'{"object":"page","entry":{}}',
     b'{"object":"page","entry":[{"id":"1","messaging":{}}]}',
-    b'{"object":"page","entry":[{"id":"1","messaging":[{"message":{"mid":"m","text":"x"},"timestamp":1}]}]}',
 ])
 def test_malformed_bodies_raise_malformed_payload(connector: Connector, body: bytes) -> None:
     with pytest.raises(MalformedPayload):
@@ -251,6 +258,105 @@ def test_fake_receipt_builders_parse_to_status_updates(connector: Connector) -> 
     delivered = connector.parse(signed(meta_api.messenger_delivery_payload(PAGE, PSID, ["m_1"], 1700000000000)))
     read = connector.parse(signed(meta_api.messenger_read_payload(PAGE, PSID, 1700000000000)))
     assert [s.status for s in delivered + read] == ["delivered", "read"]
+
+
+# Every customer message kept, odd entries skipped alone (issue 12) ----------------------------------
+
+def event(body: dict[str, Any], *, page: str = PAGE, key: str = "messaging") -> bytes:
+    return json.dumps({"object": "page", "entry": [{"id": page, "time": 1459991487970, key: [body]}]}).encode()
+
+
+def from_customer(**kw: Any) -> dict[str, Any]:
+    return {"sender": {"id": PSID}, "recipient": {"id": PAGE}, "timestamp": 1459991487970, **kw}
+
+
+def attached(*items: dict[str, Any], text: str | None = None) -> InboundMessage:
+    message: dict[str, Any] = {"mid": "m_att", "attachments": list(items)}
+    if text:
+        message["text"] = text
+    [found] = parse_body(event(from_customer(message=message)))
+    assert isinstance(found, InboundMessage)
+    return found
+
+
+def test_a_shared_link_reads_as_its_title_and_url() -> None:
+    """courier's `fallback`; Meta also puts title and url beside a null payload."""
+    assert attached({"type": "fallback", "payload": {"url": "My Documents/foo.doc", "title": "Foo"}}).text == \
+        "shared a link: Foo — My Documents/foo.doc"
+    assert attached({"type": "fallback", "title": "Sale", "url": "https://shop.example/sale", "payload": None},
+                    text="look").text == "look\nshared a link: Sale — https://shop.example/sale"
+
+
+def test_reels_story_mentions_templates_and_unknown_attachments_are_readable() -> None:
+    assert attached({"type": "ig_reel", "payload": {"url": "/reel/123/", "reel_video_id": 123}}).text == \
+        "shared a reel: /reel/123/"
+    assert attached({"type": "story_mention", "payload": {"url": "https://cdn.example/s"}}).text == \
+        "mentioned the Page in their story: https://cdn.example/s"
+    assert attached({"type": "template", "payload": {"template_type": "media"}}).text == "sent a media template"
+    assert attached({"type": "hologram", "payload": {}}).text == \
+        "sent an attachment SocialDesk cannot show yet (type: hologram)"
+
+
+def test_an_event_without_a_sender_is_skipped_alone_and_the_rest_is_kept() -> None:
+    """botman's opt-in with only `user_ref`: nobody to write to."""
+    odd = {"recipient": {"id": PAGE}, "timestamp": 1480279487147, "optin": {"ref": "optin", "user_ref": "1234"}}
+    body = json.dumps({"object": "page", "entry": [{"id": PAGE, "time": 1, "messaging": [
+        odd, from_customer(message={"mid": "m_ok", "text": "kept"})]}]}).encode()
+    skipped, kept = parse_body(body)
+    assert skipped == Skipped("messenger optin event: sender is not an object")
+    assert isinstance(kept, InboundMessage) and kept.text == "kept"
+
+
+def test_an_entry_without_events_and_an_event_of_no_known_kind_are_skipped() -> None:
+    body = json.dumps({"object": "page", "entry": [{"id": PAGE}]}).encode()
+    assert parse_body(body) == [Skipped("messenger entry without messaging events")]
+    [skipped] = parse_body(event(from_customer()))
+    assert isinstance(skipped, Skipped)
+
+
+def test_opt_ins_referrals_and_account_linking_are_not_messages() -> None:
+    for kind in ({"optin": {"ref": "optin_ref"}}, {"referral": {"ref": "r", "source": "ADS", "type": "OPEN_THREAD"}},
+                 {"account_linking": {"status": "linked"}}):
+        assert parse_body(event(from_customer(**kind))) == []
+
+
+def test_an_ad_referral_on_a_postback_or_a_message_goes_into_the_channel_info() -> None:
+    referral = {"ref": "spring", "source": "ADS", "type": "OPEN_THREAD", "ad_id": "6045246247433"}
+    [postback] = parse_body(event(from_customer(postback={"title": "Get Started", "payload": "GS",
+                                                          "referral": referral})))
+    [message] = parse_body(event(from_customer(message={"mid": "m_ad", "text": "Hi", "referral": referral})))
+    assert postback.channel_info == message.channel_info == {"referral": referral}
+
+
+def test_an_edit_is_a_message_edit() -> None:
+    [edit] = parse_body(event(from_customer(message_edit={"mid": "m_1", "text": "fixed", "num_edit": 2})))
+    assert edit == MessageEdit("messenger", PAGE, PSID, "m_1", "m_1#2", ms(1459991487970), "fixed")
+
+
+def test_an_unreaction_removes_the_reaction() -> None:
+    [message] = parse_body(event(from_customer(reaction={"mid": "m_1", "action": "unreact", "reaction": "love"})))
+    assert (message.reaction, message.reply_to) == ("", "m_1")
+
+
+def test_standby_events_are_read_like_messaging_events() -> None:
+    [message] = parse_body(event(from_customer(message={"mid": "m_sb", "text": "while a bot has the thread"}),
+                                 key="standby"))
+    assert message.text == "while a bot has the thread"
+
+
+# What the Page sends from elsewhere (issue 12) -------------------------------------------------------
+
+def test_an_echo_from_another_app_is_the_business_message_to_the_customer() -> None:
+    body = meta_api.messenger_echo_payload(PAGE, PSID, "Sent from our CRM", "m_crm", app_id=1517776481860111,
+                                           timestamp_ms=1458692820000)
+    [message] = parse_body(body)
+    assert message == InboundMessage("messenger", PAGE, PSID, "m_crm", ms(1458692820000), "Sent from our CRM",
+                                     business_origin="another Messenger app (app 1517776481860111)")
+
+
+def test_an_echo_without_an_app_comes_from_the_page_inbox() -> None:
+    [message] = parse_body(meta_api.messenger_echo_payload(PAGE, PSID, "typed in the inbox", "m_inbox"))
+    assert message.business_origin == "the Facebook Page inbox" and message.user_id == PSID
 
 
 # Configuration (R8) ---------------------------------------------------------------------------------
@@ -287,7 +393,7 @@ async def test_send_text_posts_the_documented_json_with_the_token_as_parameter(
     assert request.path == f"/v21.0/{PAGE}/messages"
     assert request.query == {"access_token": "EAAB-page-token-shop"}
     assert request.json == {"recipient": {"id": PSID}, "messaging_type": "RESPONSE",
-                            "message": {"text": "Your order ships today."}}
+                            "message": {"text": "Your order ships today.", "metadata": "socialdesk:outbox:7"}}
 
 
 async def test_a_reply_leaves_from_the_page_it_names(
@@ -310,9 +416,10 @@ async def test_send_text_and_image_uploads_then_sends_two_messages_returning_the
     assert upload.form["filedata"] == b"\x89PNG label"
     [attachment_id] = fake.attachments
     assert fake.attachments[attachment_id].filename == "label.png"
-    assert text.json["message"] == {"text": "Here is your label"}
+    assert text.json["message"] == {"text": "Here is your label", "metadata": "socialdesk:outbox:7"}
     assert image.json == {"recipient": {"id": PSID}, "messaging_type": "RESPONSE", "message": {
-        "attachment": {"type": "image", "payload": {"attachment_id": attachment_id}}}}
+        "attachment": {"type": "image", "payload": {"attachment_id": attachment_id}},
+        "metadata": "socialdesk:outbox:7"}}
     assert len(fake.message_ids) == 2
     assert result.state == "sent" and result.platform_message_id == fake.message_ids[-1]
 
@@ -339,10 +446,10 @@ async def test_when_only_the_file_part_fails_the_reply_is_not_retried_and_says_t
     """Retrying the whole reply would send the text twice, so a failed second part is final."""
     answer_text = fake._messenger_message
 
-    def refuse_attachments(body: Any) -> web.Response:
+    def refuse_attachments(page: str, body: Any) -> web.Response:
         if "attachment" in body["message"]:
             return web.Response(status=503, text="Service Unavailable")
-        return answer_text(body)
+        return answer_text(page, body)
 
     monkeypatch.setattr(fake, "_messenger_message", refuse_attachments)
     result = await live.send(session, reply("hi", file=OutboundFile("a.png", "image/png", b"png")))
@@ -398,6 +505,95 @@ async def test_a_failure_reason_never_contains_the_page_token(
 async def test_a_template_cannot_be_sent_on_messenger(live: Connector, session: aiohttp.ClientSession) -> None:
     result = await live.send(session, reply("", template=Template("order_update")))
     assert result.state == "failed" and "WhatsApp" in result.reason
+
+
+# Messaging windows: 24 hours, 7 with the HUMAN_AGENT tag (issue 12, B1, R22) --------------------------
+
+def tagged(api_url: str, tag: bool = True) -> Connector:
+    return Connector.from_config([{**tables(api_url)[0], "human_agent_tag": tag}])
+
+
+def wrote(fake: MetaGraphAPI, hours: float) -> OutboundReply:
+    """A reply to a customer who last wrote `hours` ago (the platform knows it too)."""
+    fake.customers.clear()
+    fake.customer_wrote(PAGE, PSID, datetime.now(UTC) - timedelta(hours=hours))
+    return reply(customer_wrote_at=clock.now() - timedelta(hours=hours))
+
+
+async def test_within_24_hours_a_reply_is_a_response_even_where_the_tag_is_allowed(
+        fake: MetaGraphAPI, session: aiohttp.ClientSession) -> None:
+    fake.human_agent_pages.add(PAGE)
+    assert (await tagged(fake.url).send(session, wrote(fake, 2))).state == "sent"
+    assert fake.sent()[0].json["messaging_type"] == "RESPONSE" and "tag" not in fake.sent()[0].json
+
+
+async def test_at_30_hours_a_page_with_the_permission_answers_with_the_human_agent_tag(
+        fake: MetaGraphAPI, session: aiohttp.ClientSession) -> None:
+    fake.human_agent_pages.add(PAGE)
+    result = await tagged(fake.url).send(session, wrote(fake, 30))
+    assert result.state == "sent"
+    sent = fake.sent()[0].json
+    assert (sent["messaging_type"], sent["tag"]) == ("MESSAGE_TAG", "HUMAN_AGENT")
+
+
+async def test_at_30_hours_without_the_tag_the_platform_refuses_and_the_agent_reads_why(
+        live: Connector, fake: MetaGraphAPI, session: aiohttp.ClientSession) -> None:
+    result = await live.send(session, wrote(fake, 30))
+    assert (result.state, result.window_closed) == ("failed", True)
+    assert result.reason.startswith("Messenger refused the reply: the customer last wrote 30 hours ago, outside "
+                                    "Messenger's 24-hour window")
+    assert "human_agent_tag = true" in result.reason and "2018278" in result.reason
+
+
+async def test_the_tag_without_metas_permission_is_refused_as_meta_does(
+        fake: MetaGraphAPI, session: aiohttp.ClientSession) -> None:
+    result = await tagged(fake.url).send(session, wrote(fake, 30))  # configured, but Meta never granted it
+    assert (result.state, result.window_closed) == ("failed", True)
+    assert "Human Agent permission" in result.reason and "human_agent_tag = false" in result.reason
+
+
+async def test_after_7_days_even_the_tag_is_refused(fake: MetaGraphAPI, session: aiohttp.ClientSession) -> None:
+    fake.human_agent_pages.add(PAGE)
+    result = await tagged(fake.url).send(session, wrote(fake, 8 * 24))
+    assert (result.state, result.window_closed) == ("failed", True)
+    assert "8.0 days ago, beyond the 7 days" in result.reason
+
+
+async def test_retired_tags_and_unknown_customers_are_refused_by_the_fake(
+        fake: MetaGraphAPI, session: aiohttp.ClientSession) -> None:
+    url = f"{fake.url}/{PAGE}/messages"
+    params = {"access_token": "EAAB-page-token-shop"}
+    async with session.post(url, params=params, json={"recipient": {"id": PSID}, "messaging_type": "MESSAGE_TAG",
+                                                      "tag": "ACCOUNT_UPDATE", "message": {"text": "x"}}) as resp:
+        assert resp.status == 400 and (await resp.json())["error"]["code"] == 100
+    async with session.post(url, params=params, json={"recipient": {"id": "999"}, "messaging_type": "RESPONSE",
+                                                      "message": {"text": "x"}}) as resp:
+        assert resp.status == 400 and (await resp.json())["error"]["error_subcode"] == 2018001
+
+
+async def test_a_text_over_2000_characters_goes_as_several_messages(
+        live: Connector, fake: MetaGraphAPI, session: aiohttp.ClientSession) -> None:
+    text = "\n".join(f"Line {n}: " + "x" * 90 for n in range(50))  # 50 lines of about 100 characters
+    result = await live.send(session, reply(text))
+    parts = [r.json["message"]["text"] for r in fake.sent("/messages")]
+    assert result.state == "sent" and len(parts) == 3 and all(len(p) <= 2000 for p in parts)
+    assert "\n".join(parts) == text
+
+
+async def test_the_fake_refuses_a_single_text_over_2000_characters(
+        fake: MetaGraphAPI, session: aiohttp.ClientSession) -> None:
+    async with session.post(f"{fake.url}/{PAGE}/messages", params={"access_token": "EAAB-page-token-shop"},
+                            json={"recipient": {"id": PSID}, "messaging_type": "RESPONSE",
+                                  "message": {"text": "x" * 2001}}) as resp:
+        body = await resp.json()
+    assert resp.status == 400
+    assert body["error"]["message"] == "(#100) Length of param message[text] must be less than or equal to 2000"
+
+
+def test_human_agent_tag_is_a_boolean_and_shows_in_the_account_info() -> None:
+    assert tagged("https://graph.facebook.com/v21.0").account_info(PAGE)["human_agent_tag"] is True
+    with pytest.raises(ConfigError, match="human_agent_tag"):
+        Connector.from_config([{**tables()[0], "human_agent_tag": "yes"}])
 
 
 # Media download ------------------------------------------------------------------------------------

@@ -6,13 +6,14 @@ frozen clock, so the events the reports read are the ones the service writes.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from tests.conftest import ingest, msg
 from warehouse import clock, reports
+from warehouse.model import StatusUpdate
 from warehouse.outbox import Outcome, record
 from warehouse.store import Store
 from warehouse.tickets import Actor, change_tags, claim, ensure_agent, merge_users, reply, set_status, unmerge_user
@@ -126,6 +127,33 @@ def test_messaging_windows_counts_templates_sent_instead(desk_store: Any) -> Non
     ctx["store"].write(lambda con: reply(con, ctx["d"], ctx["agent"], "", template={"name": "follow_up"}))
     df = run(ctx, reports.messaging_windows, DAY, DAY + timedelta(days=1))
     assert df["templates"].sum() == 1 and df["refused"].sum() == 1
+
+
+def test_whatsapp_costs_by_channel_account_and_tag_from_the_pricing_in_statuses(desk_store: Any) -> None:
+    """Issue 12 (B1): WhatsApp's per-message pricing, reported beside the windows. Ticket C lost its
+    social tag (R9): its reply, however billed, is no longer a social ticket's."""
+    ctx = desk_store
+    store = ctx["store"]
+    pricing = {"wamid.1": {"billable": False, "pricing_model": "PMP", "category": "service"},
+               "wamid.2": {"billable": True, "pricing_model": "PMP", "category": "utility"},
+               "wamid.3": {"billable": True, "pricing_model": "PMP", "category": "marketing"}}
+    for ticket, wamid in ((ctx["b"], "wamid.2"), (ctx["c"], "wamid.3"), (ctx["b"], "wamid.4")):
+        sent = store.write(lambda con, t=ticket: reply(con, t, ctx["agent"], "", template={"name": "follow_up"}))
+        store.write(lambda con, s=sent, w=wamid: record(con, [Outcome(s["outbox_id"], s["ticket_id"], "sent", w)]))
+    store.write(lambda con: change_tags(con, ctx["b"], ["returns"], [], Actor.agent(ctx["agent"])))
+    for wamid, price in pricing.items():
+        ingest(store, StatusUpdate("whatsapp", "PN1" if wamid == "wamid.1" else "PN2", "33600000001", "delivered",
+                                   datetime(2026, 11, 25, 11, 30, tzinfo=UTC), message_id=wamid, pricing=price))
+    df = run(ctx, reports.whatsapp_costs, DAY, DAY + timedelta(days=1), rates={"utility": 0.04, "marketing": 0.1})
+    got = df[["account", "category", "messages", "billable", "free", "cost"]].fillna(-1).values.tolist()
+    assert got == [["Lyon support", "unknown", 1, 0, 0, 0.0], ["Lyon support", "utility", 1, 1, 0, 0.04],
+                   ["Paris support", "service", 1, 0, 1, 0.0]]
+    by_tag = run(ctx, reports.whatsapp_costs_by_tag, DAY, DAY + timedelta(days=1))
+    assert by_tag[["tag", "category", "messages", "billable"]].values.tolist() == [
+        ["(no tag)", "service", 1, 0], ["returns", "unknown", 1, 0], ["returns", "utility", 1, 1]]
+    assert by_tag["cost"].isna().all()  # no rates given: no cost made up
+    assert run(ctx, reports.whatsapp_costs, DAY, DAY + timedelta(days=1), accounts=["Paris support"])[
+        "messages"].tolist() == [1]
 
 
 def test_delivery_reports_states_and_outbox_retries(desk_store: Any) -> None:

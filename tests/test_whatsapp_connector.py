@@ -10,12 +10,13 @@ import hashlib
 import hmac
 import json
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from connectors.base import (
     BadSignature,
@@ -24,13 +25,14 @@ from connectors.base import (
     MalformedPayload,
     OutboundFile,
     OutboundReply,
+    Skipped,
     Template,
     UnknownAccount,
 )
 from connectors.whatsapp import Connector
 from socialdesk.fakes import meta_api
 from socialdesk.fakes.meta_api import MetaGraphAPI
-from warehouse.model import Attachment, InboundMessage, StatusUpdate
+from warehouse.model import Attachment, InboundMessage, MessageEdit, MessageWithdrawn, StatusUpdate
 
 FIXTURES = Path(__file__).parent / "fixtures" / "whatsapp"
 PN_US = "106540352242922"
@@ -58,8 +60,12 @@ def signed(body: bytes, secret: str = "app-secret-us") -> Incoming:
     return Incoming({"X-Hub-Signature-256": signature, "Content-Type": "application/json"}, {}, body)
 
 
-def parse(name: str) -> list[InboundMessage | StatusUpdate]:
+def parse(name: str) -> list[Any]:
     return Connector.from_config(tables()).parse(signed(fixture(name)))
+
+
+def parse_body(body: bytes) -> list[Any]:
+    return Connector.from_config(tables()).parse(signed(body))
 
 
 def only_message(name: str) -> InboundMessage:
@@ -77,6 +83,8 @@ def connector() -> Connector:
 async def fake() -> AsyncIterator[MetaGraphAPI]:
     api = MetaGraphAPI(whatsapp={PN_US: "EAAG-token-us", PN_BR: "EAAG-token-br"})
     await api.start()
+    for number in (PN_US, PN_BR):  # the customer wrote a minute ago: the 24-hour window is open
+        api.customer_wrote(number, CUSTOMER, datetime.now(UTC) - timedelta(minutes=1))
     yield api
     await api.stop()
 
@@ -214,7 +222,7 @@ def test_location_carries_coordinates_and_place() -> None:
 
 def test_reply_button_and_list_choices_become_text_messages() -> None:
     assert only_message("interactive_button").text == "Change address"
-    assert only_message("interactive_list").text == "Express shipping"
+    assert only_message("interactive_list").text == "Express shipping (1-2 business days)"
     assert only_message("button").text == "Stop promotions"
 
 
@@ -229,9 +237,12 @@ def test_every_message_of_every_entry_counts_with_its_own_business_number() -> N
 
 def test_statuses_become_status_updates_for_our_message_id() -> None:
     sent_id = "wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBI1QjJCMjY0QzQ2RjA0RjE3OEEA"
+    pricing = {"billable": False, "pricing_model": "PMP", "category": "service", "type": "free_customer_service"}
     assert parse("statuses") == [
-        StatusUpdate("whatsapp", PN_US, CUSTOMER, state, datetime.fromtimestamp(ts, UTC), message_id=sent_id)
-        for state, ts in (("sent", 1749416500), ("delivered", 1749416502), ("read", 1749416530))]
+        StatusUpdate("whatsapp", PN_US, CUSTOMER, state, datetime.fromtimestamp(ts, UTC), message_id=sent_id,
+                     pricing=priced)
+        for state, ts, priced in (("sent", 1749416500, pricing), ("delivered", 1749416502, pricing),
+                                  ("read", 1749416530, None))]
 
 
 def test_failed_status_carries_code_and_title_as_error() -> None:
@@ -240,11 +251,183 @@ def test_failed_status_carries_code_and_title_as_error() -> None:
     assert (status.status, status.error) == ("failed", "131047: Re-engagement message")
 
 
-def test_unknown_message_types_are_skipped_and_logged(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level("INFO", logger="connectors.whatsapp")
-    assert parse("unsupported") == []
-    assert parse("reaction") == []
-    assert "unsupported" in caplog.text and "reaction" in caplog.text
+def test_an_unsupported_message_is_kept_as_a_readable_placeholder() -> None:
+    """Issue 12: every customer message kept, never silently dropped."""
+    assert only_message("unsupported").text == "sent an unsupported message (Message type unknown)"
+    body = meta_api.whatsapp_message_payload(PN_US, CUSTOMER, message_id="wamid.poll", content={
+        "type": "unsupported", "unsupported": {"type": "poll"}})
+    [message] = parse_body(body)
+    assert message.text == "sent an unsupported message (type: poll)"
+
+
+def test_a_message_of_a_kind_we_do_not_know_is_kept_as_a_placeholder_naming_it() -> None:
+    body = meta_api.whatsapp_message_payload(PN_US, CUSTOMER, message_id="wamid.new", content={
+        "type": "hologram", "hologram": {"id": "1"}})
+    [message] = parse_body(body)
+    assert message.text == "sent a hologram message, which SocialDesk cannot show yet"
+
+
+def test_a_reaction_names_the_message_it_reacts_to() -> None:
+    message = only_message("reaction")
+    assert (message.text, message.reaction, message.reply_to) == (
+        "", "👍", "wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBI1QjJCMjY0QzQ2RjA0RjE3OEEA")
+
+
+# Customers without a phone number: business-scoped user ids (issue 12, R4, R6, R26) ----------------
+
+BSUID = "US.13491208655302741918"
+
+
+def test_a_bsuid_only_customer_is_known_by_the_bsuid_with_the_username_and_no_phone() -> None:
+    body = meta_api.whatsapp_message_payload(PN_US, None, "Hello", "wamid.b1", name="Kerry", user_id=BSUID,
+                                             username="kfisher")
+    [message] = parse_body(body)
+    assert (message.user_id, message.aliases) == (BSUID, ())
+    assert message.profile == {"name": "Kerry", "username": "kfisher"}
+
+
+def test_a_customer_with_both_ids_is_known_by_the_bsuid_and_keeps_the_phone_as_alias() -> None:
+    body = meta_api.whatsapp_message_payload(PN_US, CUSTOMER, "Hello", "wamid.b2", name="Kerry", user_id=BSUID)
+    [message] = parse_body(body)
+    assert (message.user_id, message.aliases) == (BSUID, (CUSTOMER,))
+    assert message.profile["phone"] == f"+{CUSTOMER}"
+
+
+def test_the_bsuid_of_the_contact_counts_when_the_message_names_only_the_phone() -> None:
+    """pywa's fixtures: `contacts[].user_id` beside `wa_id`, the message with `from` only."""
+    body = json.loads(meta_api.whatsapp_message_payload(PN_US, CUSTOMER, "Hi", "wamid.b3"))
+    value = body["entry"][0]["changes"][0]["value"]
+    value["contacts"][0].update({"user_id": BSUID, "parent_user_id": "US.ENT.11815799212886844830"})
+    [message] = parse_body(json.dumps(body).encode())
+    assert (message.user_id, message.aliases) == (BSUID, (CUSTOMER,))
+    assert message.profile["parent_user_id"] == "US.ENT.11815799212886844830"
+
+
+def test_a_message_naming_nobody_is_skipped_alone_and_the_rest_is_kept() -> None:
+    body = json.loads(meta_api.whatsapp_message_payload(PN_US, CUSTOMER, "Kept", "wamid.ok"))
+    messages = body["entry"][0]["changes"][0]["value"]["messages"]
+    messages.insert(0, {"id": "wamid.nobody", "timestamp": "1749416383", "type": "text", "text": {"body": "?"}})
+    skipped, kept = parse_body(json.dumps(body).encode())
+    assert isinstance(skipped, Skipped) and "from" in skipped.what
+    assert isinstance(kept, InboundMessage) and kept.text == "Kept"
+
+
+# Every customer message kept (issue 12) ------------------------------------------------------------
+
+def content(kind: str, value: Any, **extra: Any) -> InboundMessage:
+    [message] = parse_body(meta_api.whatsapp_message_payload(PN_US, CUSTOMER, message_id=f"wamid.{kind}",
+                                                             content={"type": kind, kind: value, **extra}))
+    assert isinstance(message, InboundMessage)
+    return message
+
+
+def test_shared_contacts_read_as_names_and_numbers() -> None:
+    message = content("contacts", [
+        {"name": {"first_name": "Chandler", "last_name": "Bing", "formatted_name": "Chandler Bing"},
+         "phones": [{"phone": "+1 555-555-5555", "type": "CELL"}], "emails": [{"email": "c@bing.example"}]},
+        {"name": {"first_name": "Monica"}, "phones": [{"phone": "+1 666-666-6666", "type": "HOME"}]}])
+    assert message.text == ("📇 shared contacts:\nChandler Bing: +1 555-555-5555 (CELL), c@bing.example\n"
+                            "Monica: +1 666-666-6666 (HOME)")
+
+
+def test_an_order_reads_as_its_items_and_total() -> None:
+    message = content("order", {"catalog_id": "354160437058781", "text": "for tonight", "product_items": [
+        {"product_retailer_id": "HAMBURGER", "quantity": 3, "item_price": 30, "currency": "ILS"},
+        {"product_retailer_id": "SODA", "quantity": 2, "item_price": 10, "currency": "ILS"}]})
+    assert message.text == ("🛒 sent an order:\nfor tonight\n3 × HAMBURGER at 30 ILS\n"
+                            "2 × SODA at 10 ILS\nTotal: 110 ILS")
+
+
+def test_a_flow_reply_reads_as_its_answers_without_the_flow_token() -> None:
+    message = content("interactive", {"type": "nfm_reply", "nfm_reply": {
+        "name": "flow", "body": "Sent", "response_json": '{"flow_token": "t0k3n", "first_name": "Bob", "age": "32"}'}})
+    assert message.text == "Sent\nfirst_name: Bob\nage: 32"
+
+
+def test_an_interactive_message_without_its_object_is_skipped_alone() -> None:
+    body = json.loads(meta_api.whatsapp_message_payload(PN_US, CUSTOMER, "Kept", "wamid.ok"))
+    messages = body["entry"][0]["changes"][0]["value"]["messages"]
+    messages.append({"from": CUSTOMER, "id": "wamid.odd", "timestamp": "1700505494", "type": "interactive"})
+    kept, skipped = parse_body(json.dumps(body).encode())
+    assert kept.text == "Kept"
+    assert skipped == Skipped("whatsapp interactive message: interactive message without its content")
+
+
+def test_a_removed_reaction_has_an_empty_emoji() -> None:
+    message = content("reaction", {"message_id": "wamid.original"})
+    assert (message.reaction, message.reply_to) == ("", "wamid.original")
+
+
+def test_an_edit_is_a_message_edit_of_the_original_with_the_new_content() -> None:
+    body = meta_api.whatsapp_message_payload(PN_US, CUSTOMER, message_id="wamid.edit1", timestamp=1749854575,
+                                             content={"type": "edit", "edit": {
+                                                 "original_message_id": "wamid.original",
+                                                 "message": {"type": "text", "text": {"body": "3 rue Blanche"}}}})
+    assert parse_body(body) == [MessageEdit("whatsapp", PN_US, CUSTOMER, "wamid.original", "wamid.edit1",
+                                            datetime.fromtimestamp(1749854575, UTC), "3 rue Blanche")]
+
+
+def test_a_revoked_message_is_withdrawn() -> None:
+    body = meta_api.whatsapp_message_payload(PN_US, CUSTOMER, message_id="wamid.revoke1", timestamp=1697043223,
+                                             content={"type": "revoke",
+                                                      "revoke": {"original_message_id": "wamid.original"}})
+    assert parse_body(body) == [MessageWithdrawn("whatsapp", PN_US, CUSTOMER, "wamid.original",
+                                                 datetime.fromtimestamp(1697043223, UTC))]
+
+
+def test_an_ad_referral_goes_into_the_channel_info() -> None:
+    referral = {"source_type": "ad", "source_id": "120200", "headline": "Winter sale", "ctwa_clid": "CLID"}
+    message = content("text", {"body": "Is this on sale?"}, referral=referral)
+    assert message.channel_info == {"referral": referral}
+
+
+def test_a_quoted_reply_names_the_message_it_answers() -> None:
+    message = content("text", {"body": "yes"}, context={"from": "15550783881", "id": "wamid.ours"})
+    assert message.reply_to == "wamid.ours"
+
+
+def test_system_events_are_not_messages() -> None:
+    body = meta_api.whatsapp_message_payload(PN_US, CUSTOMER, message_id="wamid.sys", content={
+        "type": "system", "system": {"body": "User A changed number", "type": "user_changed_number"}})
+    assert parse_body(body) == []
+
+
+# What the business sends from the WhatsApp Business app (coexistence, issue 12) ---------------------
+
+def test_a_coexistence_echo_is_the_business_message_to_the_customer() -> None:
+    body = meta_api.whatsapp_echo_payload(PN_US, CUSTOMER, "We are on it", "wamid.app1", to_user_id=BSUID,
+                                          timestamp=1697043223)
+    [message] = parse_body(body)
+    assert (message.user_id, message.aliases, message.text, message.business_origin) == (
+        BSUID, (CUSTOMER,), "We are on it", "the WhatsApp Business app")
+
+
+def test_an_echo_with_the_business_number_in_to_names_the_customer_in_from() -> None:
+    """pywa's outgoing edit and delete: `from` the customer, `to` the business's display number."""
+    body = json.loads(meta_api.whatsapp_echo_payload(PN_US, "15550783881", "x", "wamid.app2"))
+    echo = body["entry"][0]["changes"][0]["value"]["message_echoes"][0]
+    echo.update({"from": CUSTOMER, "type": "revoke", "revoke": {"original_message_id": "wamid.zz"}})
+    [message] = parse_body(json.dumps(body).encode())
+    assert (message.user_id, message.text, message.business_origin) == (
+        CUSTOMER, "🗑️ deleted a message for everyone", "the WhatsApp Business app")
+
+
+# Receipts (B2) and pricing (issue 12) ----------------------------------------------------------------
+
+def test_played_and_priced_statuses() -> None:
+    pricing = {"billable": True, "pricing_model": "PMP", "category": "utility"}
+    [status] = parse_body(meta_api.whatsapp_status_payload(PN_US, CUSTOMER, "wamid.voice", "played",
+                                                           pricing=pricing))
+    assert (status.status, status.pricing) == ("played", pricing)
+
+
+def test_a_status_for_a_customer_without_a_phone_names_the_bsuid() -> None:
+    body = json.loads(meta_api.whatsapp_status_payload(PN_US, CUSTOMER, "wamid.x", "delivered"))
+    item = body["entry"][0]["changes"][0]["value"]["statuses"][0]
+    del item["recipient_id"]
+    item["recipient_user_id"] = BSUID
+    [status] = parse_body(json.dumps(body).encode())
+    assert status.user_id == BSUID
 
 
 def test_changes_other_than_messages_are_skipped() -> None:
@@ -375,10 +558,11 @@ async def test_a_template_is_sent_as_a_template_message(
         live: Connector, fake: MetaGraphAPI, session: aiohttp.ClientSession) -> None:
     """B1: outside the 24-hour window only a template can reach the customer."""
     template = Template("order_update", "en_US", ("Sheena", "#2291"))
+    fake.approve_template("order_update", 2)
     result = await live.send(session, reply("", template=template))
     assert result.state == "sent"
     assert fake.sent()[0].json == {
-        "messaging_product": "whatsapp", "to": CUSTOMER, "type": "template",
+        "messaging_product": "whatsapp", "recipient_type": "individual", "to": CUSTOMER, "type": "template",
         "template": {"name": "order_update", "language": {"code": "en_US"}, "components": [
             {"type": "body", "parameters": [{"type": "text", "text": "Sheena"}, {"type": "text", "text": "#2291"}]}]}}
 
@@ -434,6 +618,109 @@ async def test_an_unconfigured_sending_number_fails(live: Connector, session: ai
 async def test_an_unreachable_api_is_retried(session: aiohttp.ClientSession) -> None:
     connector = Connector.from_config(tables("http://127.0.0.1:9"))
     assert (await connector.send(session, reply())).state == "retry"
+
+
+async def test_a_reply_to_a_bsuid_goes_in_recipient_and_the_strict_fake_takes_it(
+        live: Connector, fake: MetaGraphAPI, session: aiohttp.ClientSession) -> None:
+    """Issue 12: replies go to the id the customer wrote from, in the form the Cloud API documents."""
+    fake.customer_wrote(PN_US, BSUID, datetime.now(UTC))
+    result = await live.send(session, OutboundReply(1, "whatsapp", PN_US, BSUID, "Hello Kerry"))
+    assert result.state == "sent"
+    [request] = fake.sent()
+    assert request.json == {"messaging_product": "whatsapp", "recipient_type": "individual", "recipient": BSUID,
+                            "type": "text", "text": {"preview_url": False, "body": "Hello Kerry"}}
+
+
+async def test_a_bsuid_in_to_is_refused_by_the_strict_fake(fake: MetaGraphAPI, session: aiohttp.ClientSession,
+                                                           live: Connector) -> None:
+    fake.customer_wrote(PN_US, BSUID, datetime.now(UTC))
+    async with session.post(f"{fake.url}/v21.0/{PN_US}/messages", headers={"Authorization": "Bearer EAAG-token-us"},
+                            json={"messaging_product": "whatsapp", "to": BSUID, "type": "text",
+                                  "text": {"body": "hi"}}) as resp:
+        body = await resp.json()
+    assert resp.status == 400 and body["error"]["code"] == 131009
+
+
+async def whatsapp_post(fake: MetaGraphAPI, session: aiohttp.ClientSession, body: dict[str, Any]) -> tuple[int, Any]:
+    async with session.post(f"{fake.url}/v21.0/{PN_US}/messages", headers={"Authorization": "Bearer EAAG-token-us"},
+                            json={"messaging_product": "whatsapp", "type": "text", **body}) as resp:
+        return resp.status, await resp.json()
+
+
+async def test_the_strict_fake_refuses_a_text_over_4096_characters_and_a_malformed_recipient(
+        fake: MetaGraphAPI, session: aiohttp.ClientSession) -> None:
+    status, body = await whatsapp_post(fake, session, {"to": CUSTOMER, "text": {"body": "x" * 4097}})
+    assert (status, body["error"]["code"]) == (400, 100)
+    assert body["error"]["message"] == "(#100) Param text['body'] must be at most 4096 characters long."
+    status, body = await whatsapp_post(fake, session, {"recipient": "not a bsuid", "text": {"body": "hi"}})
+    assert (status, body["error"]["code"], body["error"]["type"]) == (400, 131009, "OAuthException")
+    assert body["error"]["error_data"]["messaging_product"] == "whatsapp" and body["error"]["fbtrace_id"]
+
+
+async def test_a_text_longer_than_one_message_goes_as_several_in_order(
+        live: Connector, fake: MetaGraphAPI, session: aiohttp.ClientSession) -> None:
+    paragraphs = [f"Paragraph {n}: " + "word " * 400 for n in range(5)]  # about 2,000 characters each
+    result = await live.send(session, reply("\n\n".join(paragraphs)))
+    bodies = [r.json["text"]["body"] for r in fake.sent("/messages")]
+    assert result.state == "sent" and result.platform_message_id == fake.message_ids[-1]
+    assert len(bodies) == 3 and all(len(b) <= 4096 for b in bodies)
+    assert " ".join(" ".join(bodies).split()) == " ".join(" ".join(paragraphs).split())
+
+
+async def test_when_a_later_part_fails_the_reply_fails_saying_what_the_customer_received(
+        live: Connector, fake: MetaGraphAPI, session: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retrying the whole reply would send part 1 twice, so a failed later part is final."""
+    answer = fake._whatsapp_message
+
+    def refuse_the_second_part(node: str, body: Any) -> web.Response:
+        if fake.message_ids:  # part 1 went out
+            return web.json_response(meta_api.whatsapp_window_closed(), status=400)
+        return answer(node, body)
+
+    monkeypatch.setattr(fake, "_whatsapp_message", refuse_the_second_part)
+    result = await live.send(session, reply("z" * 5000))
+    assert result.state == "failed" and result.window_closed
+    assert result.reason.startswith(f"part 1 of 2 of the text was sent (message {fake.message_ids[0]}) but part 2 "
+                                    "of 2 of the text was not: WhatsApp error 131047")
+
+
+async def test_when_the_first_part_meets_an_outage_the_whole_reply_is_retried(
+        live: Connector, fake: MetaGraphAPI, session: aiohttp.ClientSession) -> None:
+    fake.fail_next(1, 503, "down", path_contains="/messages")
+    result = await live.send(session, reply("z" * 5000))
+    assert result.state == "retry" and len(fake.sent("/messages")) == 1
+
+
+async def test_the_strict_fake_refuses_a_text_outside_the_window_and_the_agent_reads_why(
+        live: Connector, fake: MetaGraphAPI, session: aiohttp.ClientSession) -> None:
+    """R22, B1: 131047 from the platform itself, a permanent failure marked window_closed."""
+    fake.customers.clear()
+    fake.customer_wrote(PN_US, CUSTOMER, datetime.now(UTC) - timedelta(hours=25))
+    result = await live.send(session, reply())
+    assert (result.state, result.window_closed) == ("failed", True)
+    assert "24 hours" in result.reason and "template" in result.reason and "131047" in result.reason
+
+
+async def test_a_template_goes_out_of_the_window_but_a_wrong_parameter_count_is_refused(
+        live: Connector, fake: MetaGraphAPI, session: aiohttp.ClientSession) -> None:
+    fake.customers.clear()
+    ok = await live.send(session, reply("", template=Template("order_update", "en_US", ("#2291",))))
+    wrong = await live.send(session, reply("", template=Template("order_update", "en_US", ("a", "b"))))
+    unknown = await live.send(session, reply("", template=Template("no_such_template")))
+    assert ok.state == "sent"
+    assert wrong.state == "failed" and "132000" in wrong.reason and "expected number of params (1)" in wrong.reason
+    assert unknown.state == "failed" and "132001" in unknown.reason
+
+
+async def test_past_the_numbers_throughput_the_fake_answers_130429_and_the_reply_is_retried(
+        live: Connector, fake: MetaGraphAPI, session: aiohttp.ClientSession) -> None:
+    fake.monotonic = lambda: 100.0  # every send in the same instant
+    fake.rate_per_second = 3
+    results = [await live.send(session, reply(f"n{i}")) for i in range(4)]
+    assert [r.state for r in results] == ["sent", "sent", "sent", "retry"]
+    assert "130429" in results[-1].reason
+    fake.monotonic = lambda: 101.5  # a second later the number may send again
+    assert (await live.send(session, reply("again"))).state == "sent"
 
 
 # Media download ------------------------------------------------------------------------------------

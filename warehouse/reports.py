@@ -343,6 +343,70 @@ def messaging_windows(con: duckdb.DuckDBPyConnection, start: Any, end: Any, chan
     return _run(con, sql, _params(start, end, channels, accounts))
 
 
+# WhatsApp bills per message since 2025-07 and says so in each status's `pricing` (billable, category,
+# pricing_model; channels.md 7). A reply with no status yet counts under this category.
+UNPRICED = "unknown"
+NO_TAG = "(no tag)"
+
+
+def _priced(df: pd.DataFrame, rates: dict[str, float] | None) -> pd.DataFrame:
+    """`cost`: billable x the category's rate; nothing billable costs 0, a billable category without a
+    rate stays NaN (unknown, never guessed), and without rates there is no cost at all."""
+    if not rates:
+        df["cost"] = float("nan")
+        return df
+    rate = df["category"].map(rates).astype(float)
+    df["cost"] = (df["billable"] * rate).where(df["billable"] > 0, 0.0)
+    return df
+
+
+def whatsapp_costs(con: duckdb.DuckDBPyConnection, start: Any, end: Any, channels: Any = None,
+                   accounts: Any = None, rates: dict[str, float] | None = None) -> pd.DataFrame:
+    """What the WhatsApp replies sent in the range cost, from the pricing WhatsApp reports (issue 12, B1).
+
+    By channel tag, business account and pricing category (service, utility, marketing,
+    authentication, ...; `unknown` while no status has said). `messages`: replies sent; `billable`:
+    those WhatsApp bills; `free`: priced and not billable. `cost` is billable x `rates[category]`
+    (the price of one message in the business's currency, from Meta's rate card for its market): 0
+    when nothing is billable, NaN for a billable category without a rate or without rates.
+    Columns: channel, account, category, pricing_model, messages, billable, free, cost.
+    """
+    sql = f"""WITH {_SOCIAL},
+    tk AS (SELECT DISTINCT id, channel_tag, account_name FROM social_f)
+    SELECT tk.channel_tag AS channel, tk.account_name AS account,
+           coalesce(o.pricing ->> 'category', '{UNPRICED}') AS category,
+           coalesce(o.pricing ->> 'pricing_model', '') AS pricing_model,
+           count(*) AS messages,
+           count(*) FILTER (TRY_CAST(o.pricing ->> 'billable' AS BOOLEAN)) AS billable,
+           count(*) FILTER (NOT TRY_CAST(o.pricing ->> 'billable' AS BOOLEAN)) AS free
+    FROM outbox o JOIN tk ON tk.id = o.ticket_id
+    WHERE o.channel = 'whatsapp' AND o.sent_at IS NOT NULL AND {_IN_RANGE.format(col='o.sent_at')}
+    GROUP BY ALL ORDER BY channel, account, category, pricing_model"""
+    return _priced(_run(con, sql, _params(start, end, channels, accounts)), rates)
+
+
+def whatsapp_costs_by_tag(con: duckdb.DuckDBPyConnection, start: Any, end: Any, channels: Any = None,
+                          accounts: Any = None, rates: dict[str, float] | None = None) -> pd.DataFrame:
+    """The same WhatsApp replies by their ticket's tags (other than the social ones, R7): a reply counts
+    under each tag its ticket carries, `(no tag)` when none, so rows do not add up to the total.
+    Columns: tag, category, messages, billable, free, cost."""
+    sql = f"""WITH {_SOCIAL},
+    tk AS (SELECT DISTINCT id FROM social_f),
+    tagged AS (
+        SELECT t.id, unnest(CASE WHEN len(t.own) = 0 THEN ['{NO_TAG}'] ELSE t.own END) AS tag
+        FROM (SELECT id, list_filter(tags, g -> g <> '{SOCIAL_TAG}' AND NOT list_contains({_TAG_LIST}, g)) AS own
+              FROM tickets) t
+        SEMI JOIN tk ON tk.id = t.id)
+    SELECT tagged.tag, coalesce(o.pricing ->> 'category', '{UNPRICED}') AS category,
+           count(*) AS messages,
+           count(*) FILTER (TRY_CAST(o.pricing ->> 'billable' AS BOOLEAN)) AS billable,
+           count(*) FILTER (NOT TRY_CAST(o.pricing ->> 'billable' AS BOOLEAN)) AS free
+    FROM outbox o JOIN tagged ON tagged.id = o.ticket_id
+    WHERE o.channel = 'whatsapp' AND o.sent_at IS NOT NULL AND {_IN_RANGE.format(col='o.sent_at')}
+    GROUP BY ALL ORDER BY tag, category"""
+    return _priced(_run(con, sql, _params(start, end, channels, accounts)), rates)
+
+
 # -- 6. delivery ---------------------------------------------------------------------------------
 
 def delivery(con: duckdb.DuckDBPyConnection, start: Any, end: Any, channels: Any = None,
@@ -511,7 +575,8 @@ def tag_hygiene(con: duckdb.DuckDBPyConnection, start: Any, end: Any, channels: 
 
 REPORTS = {
     "volume": volume, "responsiveness": responsiveness, "backlog": backlog, "agents": agents,
-    "messaging_windows": messaging_windows, "delivery": delivery, "new_end_users": new_end_users,
+    "messaging_windows": messaging_windows, "whatsapp_costs": whatsapp_costs,
+    "whatsapp_costs_by_tag": whatsapp_costs_by_tag, "delivery": delivery, "new_end_users": new_end_users,
     "merges": merges, "duplicate_phones": duplicate_phones, "end_users": end_users, "tag_hygiene": tag_hygiene,
 }
 

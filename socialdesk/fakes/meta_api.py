@@ -1,4 +1,4 @@
-"""A local fake of Meta's Graph API serving both WhatsApp Cloud API and Messenger Send API paths,
+"""A strict local fake of Meta's Graph API serving both WhatsApp Cloud API and Messenger Send API paths,
 plus builders for the webhook payloads Meta sends us.
 
 Routes (each with or without a `/v21.0`-style version prefix, so `api_url` may be either):
@@ -7,17 +7,47 @@ Routes (each with or without a `/v21.0`-style version prefix, so `api_url` may b
 - `POST /{page_id}/message_attachments` (multipart message + filedata)
 - `GET /{media_id}` (Bearer) -> media URL, then `GET /whatsapp_business/attachments/?mid=...` (Bearer)
 - `GET /messenger-cdn/{name}`: where Messenger attachment URLs point (no auth, like Meta's CDN)
-A wrong token gets 401 with a Graph `OAuthException` (code 190) body.
+
+It refuses what the platforms refuse, with their error bodies (HTTP 400, `{"error": {"message", "type",
+"code", "error_subcode"?, "error_data"?, "fbtrace_id"}}`; a wrong token gets 401, code 190):
+- WhatsApp: a free-form message to a customer who has not written in 24 hours (131047), more than
+  `rate_per_second` messages a second from one number (130429), a template that is not approved
+  (132001) or whose parameter count differs (132000), a text over 4,096 characters or a caption over
+  1,024 (100), a `to` that is not a phone number or a `recipient` that is not a business-scoped user
+  id (131009). `to` wins over `recipient` when both are given, as documented.
+- Messenger: a customer it never heard from (100/2018001), RESPONSE or UPDATE more than 24 hours after
+  the customer's last message (10/2018278), the HUMAN_AGENT tag from a Page without the Human Agent
+  permission or more than 7 days after it, retired tags (100), a text over 2,000 characters (100).
+It knows when customers wrote from `customers` (the sandbox tells it, `FakeAPI.customer_wrote`).
+
+Sources for codes and bodies: ../shared/reference/channels.md sections 1e, 1f, 2e, 7; Meta's WhatsApp
+error-code page (developers.facebook.com/documentation/business-messaging/whatsapp/support/error-codes,
+body syntax with `error_data.details`) and Messenger error-code page (same site, messenger-platform/
+error-codes: the body example); bodies as other projects recorded them from Meta: 131047 "(#131047)
+Re-engagement message" + "Message failed to send because more than 24 hours have passed since the
+customer last replied to this number.", "(#130429) Rate limit hit" + "Cloud API message throughput has
+been reached.", "(#132000) Number of parameters does not match the expected number of params" + "body:
+number of localizable_params (0) does not match the expected number of params (1)", "(#100) Param
+text['body'] must be at most 4096 characters long.", "(#131009) Parameter value is not valid" (Azure's
+SDK tests, several desks' fixtures), "(#10) This message is sent outside of allowed window. Learn more
+about the new policy here: https://developers.facebook.com/docs/messenger-platform/policy-overview"
+with error_subcode 2018278, "(#100) Length of param message[text] must be less than or equal to 2000".
+UNCONFIRMED, our best reading: the subcode Meta gives a HUMAN_AGENT tag used without the permission
+(2018065 here), the exact wording for a BSUID put in `to`, and that 130429 comes as HTTP 400 (some
+report 429; both are retried).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 import uuid
-from collections.abc import Mapping
+from collections import defaultdict, deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -27,6 +57,20 @@ from socialdesk.fakes.recorder import FakeAPI
 VERSION = r"/{version:v[0-9]+\.[0-9]+}"
 WHATSAPP_TYPES = ("text", "image", "document", "audio", "video", "sticker", "template")
 MESSAGING_TYPES = ("RESPONSE", "UPDATE", "MESSAGE_TAG")
+# Tags retired on 2026-04-27 (channels.md 2e); HUMAN_AGENT is the one a support desk uses.
+RETIRED_TAGS = ("CONFIRMED_EVENT_UPDATE", "ACCOUNT_UPDATE", "POST_PURCHASE_UPDATE")
+WHATSAPP_WINDOW = timedelta(hours=24)
+MESSENGER_WINDOW = timedelta(hours=24)
+HUMAN_AGENT_WINDOW = timedelta(days=7)
+WHATSAPP_TEXT_LIMIT = 4096
+WHATSAPP_CAPTION_LIMIT = 1024
+MESSENGER_TEXT_LIMIT = 2000
+MESSENGER_METADATA_LIMIT = 1000
+THROUGHPUT = 80  # messages per second per business number, Meta's default (channels.md 1f)
+PHONE = re.compile(r"\+?[1-9][0-9]{4,14}")
+BSUID = re.compile(r"[A-Z]{2}\.(?:ENT\.)?[A-Za-z0-9]{1,128}")
+# The demo's approved template (socialdesk/sandbox.py TEMPLATES): name -> body parameter count.
+DEMO_TEMPLATES = {"order_update": 1}
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,36 +80,64 @@ class StoredMedia:
     filename: str | None = None
 
 
-def graph_error(code: int, message: str, *, subcode: int | None = None,
-                error_type: str = "OAuthException") -> dict[str, Any]:
-    """A Graph API error body, as the platform answers (use with `fail_next(1, 400, ...)`)."""
-    error: dict[str, Any] = {"message": message, "type": error_type, "code": code,
-                             "fbtrace_id": "A" + uuid.uuid4().hex[:22]}
+def graph_error(code: int, message: str, *, subcode: int | None = None, error_type: str = "OAuthException",
+                details: str | None = None, whatsapp: bool = False) -> dict[str, Any]:
+    """A Graph API error body, as the platform answers (use with `fail_next(1, 400, ...)`); WhatsApp's
+    carry `error_data` with `messaging_product` and `details`."""
+    error: dict[str, Any] = {"message": message, "type": error_type, "code": code}
+    if details is not None or whatsapp:
+        error["error_data"] = {"messaging_product": "whatsapp", "details": details or message} if whatsapp \
+            else {"details": details}
     if subcode is not None:
         error["error_subcode"] = subcode
+    error["fbtrace_id"] = "A" + uuid.uuid4().hex[:22]
     return {"error": error}
 
 
 def whatsapp_window_closed() -> dict[str, Any]:
-    return graph_error(131047, "Re-engagement message", error_type="OAuthException")
+    return graph_error(131047, "(#131047) Re-engagement message", whatsapp=True,
+                       details="Message failed to send because more than 24 hours have passed since the customer "
+                               "last replied to this number.")
+
+
+def whatsapp_rate_limited() -> dict[str, Any]:
+    return graph_error(130429, "(#130429) Rate limit hit", whatsapp=True,
+                       details="Cloud API message throughput has been reached.")
 
 
 def messenger_window_closed() -> dict[str, Any]:
-    return graph_error(10, "(#10) This message is sent outside of allowed window.", subcode=2018278)
+    return graph_error(10, "(#10) This message is sent outside of allowed window. Learn more about the new policy "
+                           "here: https://developers.facebook.com/docs/messenger-platform/policy-overview",
+                       subcode=2018278)
+
+
+def messenger_tag_not_permitted() -> dict[str, Any]:
+    # UNCONFIRMED subcode (see the module docstring); code 10 is Meta's "permission" family.
+    return graph_error(10, "(#10) This message is sent outside of allowed window. The HUMAN_AGENT tag requires the "
+                           "Human Agent permission.", subcode=2018065)
 
 
 class MetaGraphAPI(FakeAPI):
-    """`whatsapp` maps phone_number_id -> access token, `pages` maps page_id -> page access token."""
+    """`whatsapp` maps phone_number_id -> access token, `pages` maps page_id -> page access token;
+    `human_agent_pages` are the pages with Meta's Human Agent permission."""
 
-    def __init__(self, whatsapp: Mapping[str, str] | None = None, pages: Mapping[str, str] | None = None) -> None:
+    def __init__(self, whatsapp: Mapping[str, str] | None = None, pages: Mapping[str, str] | None = None,
+                 human_agent_pages: set[str] | None = None) -> None:
         super().__init__()
         self.whatsapp_tokens = dict(whatsapp or {})
         self.page_tokens = dict(pages or {})
+        self.human_agent_pages = set(human_agent_pages or ())
+        self.templates: dict[str, int] = dict(DEMO_TEMPLATES)  # approved: name -> body parameter count
+        self.rate_per_second = THROUGHPUT
         self.media: dict[str, StoredMedia] = {}  # WhatsApp media ids: uploaded, or added for inbound tests
         self.attachments: dict[str, StoredMedia] = {}  # Messenger reusable attachment ids
         self.cdn: dict[str, StoredMedia] = {}
         self.message_ids: list[str] = []  # every message id handed out, in order
         self._counter = 0
+        # The platform's clocks, replaceable by tests: wall time for windows, a monotonic one for rates.
+        self.now: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self.monotonic: Callable[[], float] = time.monotonic
+        self._sent_at: dict[str, deque[float]] = defaultdict(deque)
 
     def routes(self) -> list[web.RouteDef]:
         routes = [web.get("/whatsapp_business/attachments/", self._whatsapp_download),
@@ -91,6 +163,10 @@ class MetaGraphAPI(FakeAPI):
         self.cdn[name] = StoredMedia(data, mime_type)
         return f"{self.url}/messenger-cdn/{name}?_nc_oc=fake&oh=fake"
 
+    def approve_template(self, name: str, parameters: int) -> None:
+        """A WhatsApp template the business has approved, with its body's parameter count."""
+        self.templates[name] = parameters
+
     def _next_id(self) -> str:
         self._counter += 1
         return str(1_000_000_000_000_000 + self._counter)
@@ -98,6 +174,26 @@ class MetaGraphAPI(FakeAPI):
     def _message_id(self, prefix: str) -> str:
         self.message_ids.append(prefix + self._next_id())
         return self.message_ids[-1]
+
+    def _wrote_within(self, account: str, user: str, window: timedelta) -> bool | None:
+        """Whether the customer wrote to `account` within `window`; None when they never wrote."""
+        wrote = self.customers.get((account, user))
+        if wrote is None and user.startswith("+"):
+            wrote = self.customers.get((account, user[1:]))
+        if wrote is None:
+            return None
+        return self.now() - wrote <= window
+
+    def _over_throughput(self, node: str) -> bool:
+        """One more message from this number would pass its messages-per-second (then it is not counted)."""
+        now = self.monotonic()
+        sent = self._sent_at[node]
+        while sent and now - sent[0] >= 1.0:
+            sent.popleft()
+        if len(sent) >= self.rate_per_second:
+            return True
+        sent.append(now)
+        return False
 
     # Handlers ---------------------------------------------------------------------------------
 
@@ -109,45 +205,118 @@ class MetaGraphAPI(FakeAPI):
         if node in self.whatsapp_tokens:
             if (refused := self._bearer(request, self.whatsapp_tokens[node])) is not None:
                 return refused
-            return self._whatsapp_message(_json(rec.body))
+            return self._whatsapp_message(node, _json(rec.body))
         if node in self.page_tokens:
             if (refused := self._query_token(request, self.page_tokens[node])) is not None:
                 return refused
-            return self._messenger_message(_json(rec.body))
+            return self._messenger_message(node, _json(rec.body))
         return _unknown_node(node, "post")
 
-    def _whatsapp_message(self, body: Any) -> web.Response:
+    def _whatsapp_message(self, node: str, body: Any) -> web.Response:
         if not isinstance(body, dict) or body.get("messaging_product") != "whatsapp":
-            return _invalid("The parameter messaging_product is required.")
+            return _invalid("(#100) The parameter messaging_product is required.", whatsapp=True)
+        if body.get("recipient_type", "individual") != "individual":
+            return _invalid("(#100) Invalid parameter", details="recipient_type must be individual", whatsapp=True)
         kind = body.get("type", "text")
-        if not body.get("to") or kind not in WHATSAPP_TYPES or not isinstance(body.get(kind), dict):
-            return _invalid("Invalid parameter")
+        if kind not in WHATSAPP_TYPES or not isinstance(body.get(kind), dict):
+            return _invalid("(#100) Invalid parameter", details=f"Unsupported message type {kind!r}", whatsapp=True)
+        to, recipient = body.get("to"), body.get("recipient")
+        if to is None and recipient is None:
+            return _invalid("(#100) The parameter to is required.", whatsapp=True)
+        if to is not None and not (isinstance(to, str) and PHONE.fullmatch(to)):
+            # A business-scoped user id goes in `recipient`, never in `to` (channels.md 7).
+            return _whatsapp_error(131009, "(#131009) Parameter value is not valid",
+                                   "The phone number is malformed: Please use the format: +1234567890.")
+        if to is None and not (isinstance(recipient, str) and BSUID.fullmatch(recipient)):
+            return _whatsapp_error(131009, "(#131009) Parameter value is not valid",
+                                   "recipient is not a valid business-scoped user id")
+        user = str(to if to is not None else recipient)
         content = body[kind]
-        if kind == "text" and not content.get("body"):
-            return _invalid("The parameter text['body'] is required.")
-        if kind not in ("text", "template") and content.get("id") not in self.media and not content.get("link"):
-            return _invalid(f"Invalid parameter: {kind}['id'] is not a valid media id")
-        if kind == "template" and not (content.get("name") and isinstance(content.get("language"), dict)):
-            return _invalid("Template name does not exist in the translation")
-        return web.json_response({"messaging_product": "whatsapp",
-                                  "contacts": [{"input": body["to"], "wa_id": body["to"]}],
+        if kind == "text":
+            text = content.get("body")
+            if not isinstance(text, str) or not text:
+                return _invalid("(#100) The parameter text['body'] is required.", whatsapp=True)
+            if len(text) > WHATSAPP_TEXT_LIMIT:
+                return _invalid(f"(#100) Param text['body'] must be at most {WHATSAPP_TEXT_LIMIT} characters long.",
+                                whatsapp=True)
+        elif kind == "template":
+            if (refused := self._template(content)) is not None:
+                return refused
+        else:
+            if content.get("id") not in self.media and not content.get("link"):
+                return _invalid(f"(#100) Invalid parameter: {kind}['id'] is not a valid media id", whatsapp=True)
+            if len(str(content.get("caption") or "")) > WHATSAPP_CAPTION_LIMIT:
+                return _invalid(f"(#100) Param {kind}['caption'] must be at most {WHATSAPP_CAPTION_LIMIT} "
+                                "characters long.", whatsapp=True)
+        # Templates reach a customer any time; everything else only within 24 h of their last message.
+        if kind != "template" and not self._wrote_within(node, user.lstrip("+"), WHATSAPP_WINDOW):
+            return web.json_response(whatsapp_window_closed(), status=400)
+        if self._over_throughput(node):
+            return web.json_response(whatsapp_rate_limited(), status=400)
+        contact = {"input": user, "wa_id": user.lstrip("+")} if to is not None else {"input": user, "user_id": user}
+        return web.json_response({"messaging_product": "whatsapp", "contacts": [contact],
                                   "messages": [{"id": self._message_id("wamid.FAKE")}]})
 
-    def _messenger_message(self, body: Any) -> web.Response:
+    def _template(self, content: dict[str, Any]) -> web.Response | None:
+        name, language = content.get("name"), content.get("language")
+        code = language.get("code") if isinstance(language, dict) else None
+        if not name or not code:
+            return _invalid("(#100) The parameter template['name'] and template['language'] are required.",
+                            whatsapp=True)
+        if name not in self.templates:
+            return _whatsapp_error(132001, "(#132001) Template name does not exist in the translation",
+                                   f"template name ({name}) does not exist in {code}")
+        given = sum(len(c.get("parameters") or []) for c in content.get("components") or []
+                    if isinstance(c, dict) and c.get("type") == "body")
+        expected = self.templates[name]
+        if given != expected:
+            return _whatsapp_error(132000, "(#132000) Number of parameters does not match the expected number of "
+                                   "params", f"body: number of localizable_params ({given}) does not match the "
+                                   f"expected number of params ({expected})")
+        return None
+
+    def _messenger_message(self, page: str, body: Any) -> web.Response:
         if not isinstance(body, dict) or not isinstance(body.get("recipient"), dict) \
                 or not body["recipient"].get("id"):
             return _invalid("(#100) The parameter recipient is required")
-        if body.get("messaging_type", "RESPONSE") not in MESSAGING_TYPES:
+        kind = body.get("messaging_type")
+        if kind not in MESSAGING_TYPES:
             return _invalid("(#100) Param messaging_type must be one of {RESPONSE, UPDATE, MESSAGE_TAG}")
         message = body.get("message")
         if not isinstance(message, dict) or not (message.get("text") or isinstance(message.get("attachment"), dict)):
             return _invalid("(#100) Must send either message or sender action")
+        if len(str(message.get("text") or "")) > MESSENGER_TEXT_LIMIT:
+            return _invalid(f"(#100) Length of param message[text] must be less than or equal to "
+                            f"{MESSENGER_TEXT_LIMIT}")
+        if len(str(message.get("metadata") or "")) > MESSENGER_METADATA_LIMIT:
+            return _invalid(f"(#100) Length of param message[metadata] must be less than or equal to "
+                            f"{MESSENGER_METADATA_LIMIT}")
         if "attachment" in message:
             payload = message["attachment"].get("payload") or {}
             if payload.get("attachment_id") not in self.attachments and not payload.get("url"):
                 return _invalid("(#100) Invalid attachment_id")
-        return web.json_response({"recipient_id": body["recipient"]["id"],
-                                  "message_id": self._message_id("m_FAKE")})
+        psid = str(body["recipient"]["id"])
+        if (refused := self._messenger_window(page, psid, kind, body.get("tag"))) is not None:
+            return refused
+        return web.json_response({"recipient_id": psid, "message_id": self._message_id("m_FAKE")})
+
+    def _messenger_window(self, page: str, psid: str, kind: str, tag: Any) -> web.Response | None:
+        if kind == "MESSAGE_TAG":
+            if tag in RETIRED_TAGS:
+                return _invalid(f"(#100) The tag {tag} is no longer supported.")
+            if tag != "HUMAN_AGENT":
+                return _invalid("(#100) Param tag must be a valid message tag")
+            if page not in self.human_agent_pages:
+                return web.json_response(messenger_tag_not_permitted(), status=400)
+            window = HUMAN_AGENT_WINDOW
+        else:
+            window = MESSENGER_WINDOW
+        within = self._wrote_within(page, psid, window)
+        if within is None:
+            return web.json_response(graph_error(100, "(#100) No matching user found", subcode=2018001), status=400)
+        if not within:
+            return web.json_response(messenger_window_closed(), status=400)
+        return None
 
     async def _whatsapp_upload(self, request: web.Request) -> web.Response:
         await self.record(request)
@@ -161,7 +330,7 @@ class MetaGraphAPI(FakeAPI):
         form = await request.post()  # cached by aiohttp: the recorder already read it
         file = form.get("file")
         if form.get("messaging_product") != "whatsapp" or not isinstance(file, web.FileField) or not form.get("type"):
-            return _invalid("(#100) The parameter messaging_product, file and type are required.")
+            return _invalid("(#100) The parameter messaging_product, file and type are required.", whatsapp=True)
         media_id = self._next_id()
         file.file.seek(0)
         self.media[media_id] = StoredMedia(file.file.read(), str(form["type"]), file.filename)
@@ -248,8 +417,12 @@ def _bad_token() -> web.Response:
     return web.json_response(graph_error(190, "Invalid OAuth access token - Cannot parse access token"), status=401)
 
 
-def _invalid(message: str) -> web.Response:
-    return web.json_response(graph_error(100, message), status=400)
+def _invalid(message: str, *, details: str | None = None, whatsapp: bool = False) -> web.Response:
+    return web.json_response(graph_error(100, message, details=details, whatsapp=whatsapp), status=400)
+
+
+def _whatsapp_error(code: int, message: str, details: str) -> web.Response:
+    return web.json_response(graph_error(code, message, details=details, whatsapp=True), status=400)
 
 
 def _unknown_node(node: str, method: str) -> web.Response:
@@ -266,37 +439,61 @@ def _dump(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def _whatsapp(phone_number_id: str, value: dict[str, Any], display_phone_number: str) -> bytes:
+def _whatsapp(phone_number_id: str, value: dict[str, Any], display_phone_number: str,
+              field: str = "messages") -> bytes:
     return _dump({"object": "whatsapp_business_account", "entry": [{"id": "102290129340398", "changes": [{
         "value": {"messaging_product": "whatsapp",
                   "metadata": {"display_phone_number": display_phone_number, "phone_number_id": phone_number_id},
                   **value},
-        "field": "messages"}]}]})
+        "field": field}]}]})
 
 
-def whatsapp_message_payload(phone_number_id: str, wa_id: str, text: str = "", message_id: str | None = None, *,
-                             name: str = "Test Customer", timestamp: int | None = None,
-                             content: dict[str, Any] | None = None,
-                             display_phone_number: str = "15550783881") -> bytes:
+def whatsapp_message_payload(phone_number_id: str, wa_id: str | None, text: str = "", message_id: str | None = None,
+                             *, name: str = "Test Customer", timestamp: int | None = None,
+                             content: dict[str, Any] | None = None, user_id: str | None = None,
+                             username: str | None = None, display_phone_number: str = "15550783881") -> bytes:
     """One inbound message; `content` replaces the text part, e.g.
-    `{"type": "image", "image": {"id": media_id, "mime_type": "image/jpeg"}}`."""
-    message: dict[str, Any] = {"from": wa_id, "id": message_id or f"wamid.{uuid.uuid4().hex}",
+    `{"type": "image", "image": {"id": media_id, "mime_type": "image/jpeg"}}`. `user_id` is the
+    customer's business-scoped user id; `wa_id` None leaves the phone number out, as WhatsApp does for
+    some users with a username (channels.md 7)."""
+    message: dict[str, Any] = {"id": message_id or f"wamid.{uuid.uuid4().hex}",
                                "timestamp": str(timestamp or int(time.time()))}
+    contact: dict[str, Any] = {"profile": {"name": name}}
+    if wa_id is not None:
+        message["from"] = contact["wa_id"] = wa_id
+    if user_id is not None:
+        message["from_user_id"] = contact["user_id"] = user_id
+    if username is not None:
+        contact["profile"]["username"] = username
     message.update(content or {"type": "text", "text": {"body": text}})
-    return _whatsapp(phone_number_id, {"contacts": [{"profile": {"name": name}, "wa_id": wa_id}],
-                                       "messages": [message]}, display_phone_number)
+    return _whatsapp(phone_number_id, {"contacts": [contact], "messages": [message]}, display_phone_number)
 
 
 def whatsapp_status_payload(phone_number_id: str, recipient_id: str, message_id: str, status: str, *,
                             timestamp: int | None = None, error: tuple[int, str] | None = None,
+                            pricing: dict[str, Any] | None = None,
                             display_phone_number: str = "15550783881") -> bytes:
-    """A sent/delivered/read/failed receipt for one of our messages; `error` is (code, title)."""
+    """A sent/delivered/read/played/failed receipt for one of our messages; `error` is (code, title);
+    `pricing` as WhatsApp reports it, e.g. `{"billable": True, "pricing_model": "PMP", "category": "utility"}`."""
     item: dict[str, Any] = {"id": message_id, "status": status, "timestamp": str(timestamp or int(time.time())),
                             "recipient_id": recipient_id}
     if error:
         item["errors"] = [{"code": error[0], "title": error[1], "message": error[1],
                            "error_data": {"details": error[1]}}]
+    if pricing:
+        item["pricing"] = pricing
     return _whatsapp(phone_number_id, {"statuses": [item]}, display_phone_number)
+
+
+def whatsapp_echo_payload(phone_number_id: str, to: str, text: str, message_id: str | None = None, *,
+                          to_user_id: str | None = None, timestamp: int | None = None,
+                          display_phone_number: str = "15550783881") -> bytes:
+    """A message the business sent from the WhatsApp Business app on a shared number (coexistence)."""
+    echo: dict[str, Any] = {"from": display_phone_number, "to": to, "id": message_id or f"wamid.{uuid.uuid4().hex}",
+                            "timestamp": str(timestamp or int(time.time())), "type": "text", "text": {"body": text}}
+    if to_user_id:
+        echo["to_user_id"] = to_user_id
+    return _whatsapp(phone_number_id, {"message_echoes": [echo]}, display_phone_number, field="smb_message_echoes")
 
 
 def _messenger(page_id: str, event: dict[str, Any], time_ms: int) -> bytes:
@@ -315,6 +512,19 @@ def messenger_message_payload(page_id: str, psid: str, text: str = "", message_i
     if attachments:
         message["attachments"] = attachments
     return _messenger(page_id, {"sender": {"id": psid}, "recipient": {"id": page_id}, "timestamp": at,
+                                "message": message}, at)
+
+
+def messenger_echo_payload(page_id: str, psid: str, text: str, message_id: str, *, app_id: int | None = None,
+                           metadata: str | None = None, timestamp_ms: int | None = None) -> bytes:
+    """The echo of a message the page sent (from us, another app or the Page inbox) to `psid`."""
+    at = timestamp_ms or int(time.time() * 1000)
+    message: dict[str, Any] = {"is_echo": True, "mid": message_id, "text": text}
+    if app_id is not None:
+        message["app_id"] = app_id
+    if metadata is not None:
+        message["metadata"] = metadata
+    return _messenger(page_id, {"sender": {"id": page_id}, "recipient": {"id": psid}, "timestamp": at,
                                 "message": message}, at)
 
 
