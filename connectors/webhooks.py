@@ -97,7 +97,7 @@ def handler(connector: Connector, desk: Ingestor, max_body_bytes: int,
             log.exception("%s webhook could not be read", channel)
             return web.Response(status=400, text="the payload could not be read")
         try:
-            result = await desk.ingest(Delivery(items, channel, body, len(skipped)))
+            result = await desk.ingest(Delivery(items, channel, body))
         except StoreUnavailable as exc:
             log.warning("%s webhook not stored, the platform will retry: %s", channel, exc)
             return web.Response(status=503, text="temporarily unable to store the message")

@@ -77,6 +77,10 @@ EXPLAINED = {
     131009: "WhatsApp refused one of the message's values",
 }
 
+# What our sends carry in `biz_opaque_callback_data` (up to 512 characters, echoed in the message's
+# status webhooks; channels.md 7): the outbox row they come from.
+OPAQUE_PREFIX = "socialdesk:outbox:"
+OPAQUE = re.compile(re.escape(OPAQUE_PREFIX) + r"\d{1,18}")
 
 @dataclass(frozen=True, slots=True)
 class Account:
@@ -184,19 +188,25 @@ class Connector:
         if not reply.text and reply.file is None:
             return DeliveryResult.failed("the reply has neither text nor a file")
         texts = meta.split_text(reply.text, TEXT_LIMIT) if reply.text else []
-        parts: list[meta.Part] = [(_part_name(n, len(texts)), self._sender(session, account, _text_message(address, t)))
-                                  for n, t in enumerate(texts)]
+        messages = [_text_message(address, t) for t in texts]
         if reply.file is not None:
             # Upload before anything is sent, so a failed upload leaves the customer with nothing half-sent.
             media_id = await self._upload(session, account, reply.file)
             if isinstance(media_id, DeliveryResult):
                 return media_id
             caption = reply.text if len(reply.text) <= CAPTION_LIMIT else ""
-            media = _media_message(address, reply.file, media_id, caption)
             if caption:
-                parts = []  # the text goes as the file's caption
-            parts.append(("the file", self._sender(session, account, media)))
-        return await meta.send_in_parts(parts)
+                messages = []  # the text goes as the file's caption
+            messages.append(_media_message(address, reply.file, media_id, caption))
+        # The last message carries the outbox row: WhatsApp echoes it in the message's statuses, so a
+        # status for a send that timed out after WhatsApp took it marks the reply sent instead of the
+        # outbox sending it again (the earlier parts of a split reply are not tagged: a status for one
+        # of them must not stop the rest).
+        messages[-1] = {**messages[-1], "biz_opaque_callback_data": f"{OPAQUE_PREFIX}{reply.outbox_id}"}
+        names = [_part_name(n, len(texts)) for n in range(len(texts))][:len(messages)]
+        names += ["the file"] * (len(messages) - len(names))
+        return await meta.send_in_parts([(name, self._sender(session, account, m))
+                                         for name, m in zip(names, messages, strict=True)])
 
     def _sender(self, session: aiohttp.ClientSession, account: Account, payload: dict[str, Any]) -> Any:
         return lambda: self._post(session, account, payload)
@@ -501,8 +511,11 @@ def _parse_status(account: str, status: dict[str, Any]) -> list[Parsed]:
     # A status names the customer by BSUID when it has no phone number (channels.md 7).
     user = str(status.get("recipient_user_id") or status.get("recipient_id") or "")
     at: datetime = meta.timestamp(status.get("timestamp"), f"status {message_id}")
+    opaque = str(status.get("biz_opaque_callback_data") or "")
+    outbox_id = int(opaque.removeprefix(OPAQUE_PREFIX)) if OPAQUE.fullmatch(opaque) else None
     return [StatusUpdate("whatsapp", account, user, state, at, message_id=message_id, error=error,
-                         pricing=dict(pricing) if isinstance(pricing, dict) and pricing else None)]
+                         pricing=dict(pricing) if isinstance(pricing, dict) and pricing else None,
+                         outbox_id=outbox_id)]
 
 
 # Sending ----------------------------------------------------------------------------------------

@@ -77,21 +77,19 @@ class WireDelivery:
     statuses: list[StatusUpdate] = field(default_factory=list)
     edits: list[MessageEdit] = field(default_factory=list)
     withdrawals: list[MessageWithdrawn] = field(default_factory=list)
-    skipped: int = 0
 
     @classmethod
     def of(cls, d: Delivery) -> WireDelivery:
         # Ingestion takes messages, then edits and withdrawals, then receipts, whatever their order in
         # the webhook, so grouping them by kind loses nothing.
-        wire = cls(d.channel, d.raw, skipped=d.skipped)
+        wire = cls(d.channel, d.raw)
         for item in d.items:
             {InboundMessage: wire.messages, StatusUpdate: wire.statuses, MessageEdit: wire.edits,
              MessageWithdrawn: wire.withdrawals}[type(item)].append(item)  # type: ignore[attr-defined]
         return wire
 
     def delivery(self) -> Delivery:
-        return Delivery([*self.messages, *self.edits, *self.withdrawals, *self.statuses], self.channel, self.raw,
-                        self.skipped)
+        return Delivery([*self.messages, *self.edits, *self.withdrawals, *self.statuses], self.channel, self.raw)
 
 
 @dataclass(slots=True)

@@ -221,8 +221,7 @@ def test_an_edit_in_the_same_body_as_its_original_is_an_edit(store: Store) -> No
     assert bodies(store) == ["Hello wrold"] and event_kinds(store).count("comment_edited") == 1
 
 
-def test_a_message_delivered_late_that_predates_its_ticket_shows_on_it(store: Store) -> None:
-    """Platforms do not promise order: the second message can open the ticket before the first arrives."""
-    ingest(store, msg(text="second", message_id="m2", at=later(1)))
-    ingest(store, msg(text="first", message_id="m1", at=later(0)))
-    assert bodies(store) == ["first", "second"]
+def test_a_new_customer_who_shows_both_ids_is_found_later_by_the_phone_alone(store: Store) -> None:
+    ingest(store, replace(msg(user=BSUID, text="First", at=later(0)), aliases=("33612345678",)))
+    result = ingest(store, msg(user="33612345678", text="From the phone", at=later(1)))
+    assert result.created_tickets == [] and rows(store, "SELECT count(*) FROM users WHERE role = 'end-user'") == [(1,)]

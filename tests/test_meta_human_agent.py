@@ -1,11 +1,8 @@
 """Messenger's window for human agents, end to end through the running service (issue 12, B1, R22).
 
 Issue 12, "done when": a Messenger reply at 30 hours goes end to end: ticket, reply out through the
-strict fake with the HUMAN_AGENT tag, receipt. The connector and the fake do their part (see
-tests/test_messenger_connector.py); the desk still closes every Messenger window at 24 hours before
-anything is sent, so the end-to-end test waits for the desk's change (warehouse/tickets.py
-`window_state`, in the issue 12 report of the WhatsApp/Messenger half) and is marked xfail(strict): it
-fails loudly the day it passes, so its mark is removed with the change.
+strict fake with the HUMAN_AGENT tag, receipt. The desk keeps such a Page's window open
+for 7 days (warehouse/tickets.py `window_state`), the connector tags the reply, the strict fake checks it.
 """
 
 from __future__ import annotations
@@ -58,8 +55,6 @@ async def eventually(check: Callable[[], Any], timeout: float = 10.0) -> Any:
     return result
 
 
-@pytest.mark.xfail(strict=True, reason="needs the desk's 7-day Messenger window for Pages with human_agent_tag "
-                                       "(warehouse/tickets.py window_state; see the issue 12 report)")
 async def test_b1_a_messenger_reply_at_30_hours_goes_out_with_the_human_agent_tag_and_its_receipt_comes_back(
         world: tuple[Sandbox, Any]) -> None:
     sandbox, client = world

@@ -3,20 +3,16 @@ the customer sent before the one that opened their ticket may arrive after it (i
 
 Found while posting the conformance corpus: such a message is stored on the ticket, but the ticket's
 view (`queries.ticket`, which the Slack thread and `socialdesk ticket` read) shows only comments from
-the ticket's creation on, so the agent never sees it. The fix is in warehouse/ (see the issue 12
-report of the WhatsApp/Messenger half); until then this test is xfail(strict).
+the ticket's creation on, so the agent never saw it. The ticket now starts with its earliest message.
 """
 
 from __future__ import annotations
-
-import pytest
 
 from tests.conftest import ingest, later, msg
 from warehouse import queries
 from warehouse.store import Store
 
 
-@pytest.mark.xfail(strict=True, reason="queries.ticket hides comments older than the ticket (see the report)")
 def test_b4_a_message_delivered_after_a_later_one_still_shows_on_the_ticket(store: Store) -> None:
     ingest(store, msg(text="Second: any news?", message_id="wamid.2", at=later(1)))
     result = ingest(store, msg(text="First: my parcel is late", message_id="wamid.1", at=later(0)))

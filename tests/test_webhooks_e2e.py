@@ -288,3 +288,31 @@ async def test_admin_operations_never_answer_over_tcp_issue_13(world) -> None:
     for path in ("/admin/ops/search", "/admin/ops/live", "/internal/ingest"):
         resp = await client.post(path, json={"query": "+33"}, headers={"Authorization": "Bearer anything"})
         assert resp.status == 404, path
+
+
+async def test_a_reply_whatsapp_took_though_its_send_timed_out_is_not_sent_twice_issue_13(
+        world, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The send times out after WhatsApp took the message; its status webhook names our outbox row
+    (biz_opaque_callback_data), so the reply is marked sent and the retry never leaves."""
+    import aiohttp
+
+    from connectors import base
+    from socialdesk.fakes.meta_api import whatsapp_status_payload
+    from socialdesk.service import SENDER
+    sandbox, client = world
+    await post(client, sandbox, "whatsapp", "Where is my parcel?")
+    monkeypatch.setattr(base, "SEND_TIMEOUT", aiohttp.ClientTimeout(total=0.3))
+    sandbox.meta.hang_next(1, 1.0, path_contains="/messages")
+    client.app[SENDER].base_delay = 30  # the retry would leave long after the status
+    desk = client.app[DESK]
+    await desk.reply(1, await desk.agent("U1"), "It left this morning")
+    await eventually(lambda: sql(client, "SELECT attempts FROM outbox WHERE attempts = 1 AND state = 'queued'"))
+    [taken] = sends(sandbox, "whatsapp")
+    opaque = taken.json["biz_opaque_callback_data"]
+    body = json.loads(whatsapp_status_payload(WHATSAPP_PARIS, USERS["whatsapp"], "wamid.TAKEN", "sent"))
+    body["entry"][0]["changes"][0]["value"]["statuses"][0]["biz_opaque_callback_data"] = opaque
+    req = sandbox.request("whatsapp", WHATSAPP_PARIS, json.dumps(body).encode())
+    assert (await client.post(req.path, data=req.body, headers=req.headers)).status == 200
+    assert sql(client, "SELECT state, platform_message_id FROM outbox") == [("sent", "wamid.TAKEN")]
+    await client.app[SENDER].start_due()
+    assert len(sends(sandbox, "whatsapp")) == 1

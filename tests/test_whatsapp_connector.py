@@ -506,7 +506,8 @@ async def test_send_text_posts_the_documented_json_with_the_bearer_token(
     assert request.path == f"/v21.0/{PN_US}/messages"
     assert request.headers["Authorization"] == "Bearer EAAG-token-us"
     assert request.json == {"messaging_product": "whatsapp", "recipient_type": "individual", "to": CUSTOMER,
-                            "type": "text", "text": {"preview_url": False, "body": "Yes, it comes in blue."}}
+                            "type": "text", "text": {"preview_url": False, "body": "Yes, it comes in blue."},
+                            "biz_opaque_callback_data": "socialdesk:outbox:1"}
 
 
 async def test_a_reply_leaves_from_the_number_it_names(
@@ -531,7 +532,8 @@ async def test_send_an_image_uploads_it_then_sends_it_by_media_id_with_the_text_
     [media_id] = fake.media
     assert fake.media[media_id].filename == "blue.png"
     assert message.json == {"messaging_product": "whatsapp", "recipient_type": "individual", "to": CUSTOMER,
-                            "type": "image", "image": {"id": media_id, "caption": "Here it is in blue"}}
+                            "type": "image", "image": {"id": media_id, "caption": "Here it is in blue"},
+                            "biz_opaque_callback_data": "socialdesk:outbox:1"}
 
 
 async def test_send_a_pdf_goes_as_a_document_with_its_filename(
@@ -628,7 +630,8 @@ async def test_a_reply_to_a_bsuid_goes_in_recipient_and_the_strict_fake_takes_it
     assert result.state == "sent"
     [request] = fake.sent()
     assert request.json == {"messaging_product": "whatsapp", "recipient_type": "individual", "recipient": BSUID,
-                            "type": "text", "text": {"preview_url": False, "body": "Hello Kerry"}}
+                            "type": "text", "text": {"preview_url": False, "body": "Hello Kerry"},
+                            "biz_opaque_callback_data": "socialdesk:outbox:1"}
 
 
 async def test_a_bsuid_in_to_is_refused_by_the_strict_fake(fake: MetaGraphAPI, session: aiohttp.ClientSession,
@@ -704,6 +707,7 @@ async def test_the_strict_fake_refuses_a_text_outside_the_window_and_the_agent_r
 async def test_a_template_goes_out_of_the_window_but_a_wrong_parameter_count_is_refused(
         live: Connector, fake: MetaGraphAPI, session: aiohttp.ClientSession) -> None:
     fake.customers.clear()
+    fake.approve_template("order_update", 1)
     ok = await live.send(session, reply("", template=Template("order_update", "en_US", ("#2291",))))
     wrong = await live.send(session, reply("", template=Template("order_update", "en_US", ("a", "b"))))
     unknown = await live.send(session, reply("", template=Template("no_such_template")))

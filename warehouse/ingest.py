@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -47,7 +48,6 @@ class Delivery:
     items: list[Item]
     channel: str = ""
     raw: bytes | None = None
-    skipped: int = 0  # entries of the body the connector did not understand (kept raw for reprocessing)
 
 
 @dataclass(slots=True)
@@ -117,7 +117,7 @@ def _keep_raw(con: duckdb.DuckDBPyConnection, deliveries: list[Delivery], result
     """The verified raw body, for audit and reprocessing, when it brought something: a replayed body (a
     platform's retry, or someone resending a captured one a hundred times) is kept once, not again."""
     raws = [d for d, r in zip(deliveries, results, strict=True)
-            if d.raw is not None and (r.stored or r.receipts or d.skipped)]
+            if d.raw is not None and (r.stored or r.receipts)]
     ids = next_ids(con, "inbox_ids", len(raws))
     insert(con, "inbox", [{"id": i, "channel": d.channel, "received_at": now, "body": d.raw}
                           for i, d in zip(ids, raws, strict=True)])
@@ -205,6 +205,11 @@ def _store_messages(con: duckdb.DuckDBPyConnection, stored: list[tuple[int, Inbo
                           "created_at": now, "updated_at": now})
         new_idents.append({"channel": key[0], "account": key[1], "platform_user_id": key[2], "user_id": uid,
                            "profile": dumps(m.profile), "created_at": now})
+        # Known by another id too (the phone beside a WhatsApp business-scoped id): a later message
+        # that shows only that id is the same user.
+        new_idents += [{"channel": key[0], "account": key[1], "platform_user_id": alias, "user_id": uid,
+                        "profile": "{}", "created_at": now}
+                       for alias in dict.fromkeys(m.aliases) if (key[0], key[1], alias) not in wanted]
         events.append(event(None, "user_created", "system", user_id=uid, at=now, channel=key[0], account=key[1]))
     insert(con, "users", new_users)
     insert(con, "identities", new_idents)
@@ -229,24 +234,7 @@ def _store_messages(con: duckdb.DuckDBPyConnection, stored: list[tuple[int, Inbo
     groups: dict[tuple[str, str, str], list[tuple[int, InboundMessage]]] = defaultdict(list)
     for n, m in sorted(stored, key=lambda nm: nm[1].sent_at):
         groups[_identity_key(m)].append((n, m))
-    open_tickets: dict[tuple[str, str, str], tuple[int, str]] = {}
-    # Under another id of the same user: the conversation goes on, and replies now go to the id the
-    # customer writes from.
-    by_alias = {alias: key for alias, key in aliases.items() if key in groups}
-    readdressed: list[dict[str, Any]] = []
-    for c, a, r, tid, status in con.execute(
-            f"SELECT channel, account, recipient, id, status FROM tickets WHERE status IN {UNSOLVED} "
-            f"AND recipient IN {sql_list({k[2] for k in groups} | {k[2] for k in by_alias})} "
-            "ORDER BY id").fetchall():
-        if (c, a, r) in groups:
-            open_tickets[(c, a, r)] = (tid, status)  # the newest unsolved one wins
-        elif (c, a, r) in by_alias and by_alias[(c, a, r)] not in open_tickets:
-            key = by_alias[(c, a, r)]
-            open_tickets[key] = (tid, status)
-            readdressed.append({"id": tid, "recipient": key[2]})
-    if readdressed:
-        _readdressed = arrow(readdressed)  # noqa: F841
-        con.execute("UPDATE tickets SET recipient = r.recipient FROM _readdressed r WHERE tickets.id = r.id")
+    open_tickets = _open_tickets(con, groups, known, set(missing))
     account_info = {(c, a): json.loads(info) for c, a, info in con.execute(
         "SELECT channel, account, info FROM accounts").fetchall()}
 
@@ -324,6 +312,47 @@ def _store_messages(con: duckdb.DuckDBPyConnection, stored: list[tuple[int, Inbo
                             public=True))
     insert(con, "comments", comments, _COMMENT_SCHEMA)
     record_events(con, events)
+
+
+Key = tuple[str, str, str]  # (channel, business account, platform user id)
+
+
+def _open_tickets(con: duckdb.DuckDBPyConnection, groups: Mapping[Key, Any], users: Mapping[Key, int],
+                  new_users: set[Key]) -> dict[Key, tuple[int, str]]:
+    """(ticket id, status) of the unsolved ticket each sender continues on its business account (R1, R2).
+
+    Found by the id the customer writes from; for a returning customer without one, by their other ids on
+    the account (a phone beside a WhatsApp business-scoped id, an identity merged in): the conversation
+    goes on, and replies now go to the id the customer writes from.
+    """
+    found: dict[Key, tuple[int, str]] = {}
+    for c, a, r, tid, status in con.execute(
+            f"SELECT channel, account, recipient, id, status FROM tickets WHERE status IN {UNSOLVED} "
+            f"AND recipient IN {sql_list({k[2] for k in groups})} ORDER BY id").fetchall():
+        if (c, a, r) in groups:
+            found[(c, a, r)] = (tid, status)  # the newest unsolved one wins
+    returning = {users[k]: k for k in groups if k not in found and k not in new_users}
+    if not returning:
+        return found
+    others: dict[Key, Key] = {}  # another id of the sender's on the same account -> the sender
+    for c, a, pid, uid in con.execute(
+            "SELECT channel, account, platform_user_id, user_id FROM identities "
+            f"WHERE user_id IN {sql_list(returning)}").fetchall():
+        key = returning[uid]
+        if (c, a) == key[:2] and pid != key[2]:
+            others[(c, a, pid)] = key
+    readdressed: dict[int, str] = {}
+    for c, a, r, tid, status in con.execute(
+            f"SELECT channel, account, recipient, id, status FROM tickets WHERE status IN {UNSOLVED} "
+            f"AND recipient IN {sql_list({k[2] for k in others})} ORDER BY id").fetchall() if others else []:
+        key = others.get((c, a, r))
+        if key is not None:
+            found[key] = (tid, status)
+            readdressed[tid] = key[2]
+    if readdressed:
+        _readdressed = arrow([{"id": t, "recipient": r} for t, r in readdressed.items()])  # noqa: F841
+        con.execute("UPDATE tickets SET recipient = r.recipient FROM _readdressed r WHERE tickets.id = r.id")
+    return found
 
 
 def _user_ids(con: duckdb.DuckDBPyConnection, keys: set[tuple[str, str, str]]) -> dict[tuple[str, str, str], int]:

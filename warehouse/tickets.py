@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import duckdb
@@ -154,17 +155,32 @@ def internal_note(con: duckdb.DuckDBPyConnection, ticket_id: int, author_id: int
     return {"ticket_id": ticket_id, "comment_id": cid}
 
 
+# Meta lets a human agent answer a Messenger conversation this long after the customer's last message,
+# with the HUMAN_AGENT tag, on Pages that have the Human Agent permission ([[messenger]] human_agent_tag).
+HUMAN_AGENT_WINDOW = timedelta(days=7)
+
+
 def window_state(ticket: dict[str, Any], now: Any = None) -> dict[str, Any]:
-    """The channel's messaging window for this ticket (R22, B1): open?, and time left."""
+    """The channel's messaging window for this ticket (R22, B1): open?, time left, and the tag it takes."""
     window = MESSAGING_WINDOWS.get(ticket["channel"])
     if window is None:
         return {"has_window": False, "open": True, "seconds_left": None}
     last = ticket["last_end_user_message_at"]
     if last is None:
         return {"has_window": True, "open": False, "seconds_left": 0}
-    left = (last + window - (now or clock.now())).total_seconds()
+    now = now or clock.now()
+    left = (last + window - now).total_seconds()
+    if left <= 0 and ticket["channel"] == "messenger" and _channel_info(ticket).get("human_agent_tag") is True:
+        tagged = (last + HUMAN_AGENT_WINDOW - now).total_seconds()
+        return {"has_window": True, "open": tagged > 0, "seconds_left": max(0, int(tagged)),
+                "window_hours": int(HUMAN_AGENT_WINDOW.total_seconds() // 3600), "tag": "HUMAN_AGENT"}
     return {"has_window": True, "open": left > 0, "seconds_left": max(0, int(left)),
             "window_hours": int(window.total_seconds() // 3600)}
+
+
+def _channel_info(ticket: dict[str, Any]) -> dict[str, Any]:
+    info = ticket.get("channel_info")
+    return json.loads(info) if isinstance(info, str) else dict(info or {})
 
 
 def reply(con: duckdb.DuckDBPyConnection, ticket_id: int, agent: int, text: str, *, status: str | None = None,

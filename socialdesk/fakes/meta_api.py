@@ -70,7 +70,6 @@ THROUGHPUT = 80  # messages per second per business number, Meta's default (chan
 PHONE = re.compile(r"\+?[1-9][0-9]{4,14}")
 BSUID = re.compile(r"[A-Z]{2}\.(?:ENT\.)?[A-Za-z0-9]{1,128}")
 # The demo's approved template (socialdesk/sandbox.py TEMPLATES): name -> body parameter count.
-DEMO_TEMPLATES = {"order_update": 1}
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +126,7 @@ class MetaGraphAPI(FakeAPI):
         self.whatsapp_tokens = dict(whatsapp or {})
         self.page_tokens = dict(pages or {})
         self.human_agent_pages = set(human_agent_pages or ())
-        self.templates: dict[str, int] = dict(DEMO_TEMPLATES)  # approved: name -> body parameter count
+        self.templates: dict[str, int] = {}  # approved: name -> body parameter count
         self.rate_per_second = THROUGHPUT
         self.media: dict[str, StoredMedia] = {}  # WhatsApp media ids: uploaded, or added for inbound tests
         self.attachments: dict[str, StoredMedia] = {}  # Messenger reusable attachment ids
