@@ -446,7 +446,8 @@ def _refused(answer: HttpAnswer, what: str) -> DeliveryResult:
 
 
 def _reset_in(value: str | None) -> float | None:
+    """Seconds until `x-rate-limit-reset` (epoch seconds), clamped like any Retry-After."""
     try:
-        return max(0.0, float(value) - time.time()) if value else None
+        return retry_after_seconds(str(float(value) - time.time())) if value else None
     except ValueError:
         return None

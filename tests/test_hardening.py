@@ -107,3 +107,9 @@ def test_a_port_held_by_anything_stops_start_up_even_when_shared() -> None:
         other.listen()
         with pytest.raises(ConfigError, match="cannot be used"):
             _check_port("127.0.0.1", other.getsockname()[1])
+
+
+@pytest.mark.parametrize(("reset", "seconds"), [("1e20", 3600.0), ("inf", 3600.0), ("0", 0.0), ("soon", None)])
+def test_x_rate_limit_reset_is_clamped_like_retry_after(reset: str, seconds: float | None) -> None:
+    from connectors.x import _reset_in
+    assert _reset_in(reset) == seconds
