@@ -183,6 +183,11 @@ def hmac_sha256(key: str | bytes, msg: bytes) -> bytes:
     return hmac.new(key.encode() if isinstance(key, str) else key, msg, hashlib.sha256).digest()
 
 
+def obj(value: Any) -> dict[str, Any]:
+    """`value` if it is a JSON object, else an empty one: for optional parts of a payload."""
+    return value if isinstance(value, dict) else {}
+
+
 def same(a: str | bytes, b: str | bytes) -> bool:
     """Constant-time comparison of two signatures."""
     a = a.encode() if isinstance(a, str) else a

@@ -52,6 +52,7 @@ from connectors.base import (
     check_unique,
     header,
     hmac_sha256,
+    obj,
     same,
     text_value,
     url_value,
@@ -187,7 +188,7 @@ class Connector:
         if kind not in ("message", "unsend", "messageEdited"):
             log.info("LINE %s event: nothing to store", str(kind)[:40])
             return None
-        source = event.get("source") if isinstance(event.get("source"), dict) else {}
+        source = obj(event.get("source"))
         if source.get("type") != "user":
             # Group and room chats are not support conversations: a push would reach every member.
             log.info("LINE %s event from a %s chat: not a support conversation, nothing stored", kind,

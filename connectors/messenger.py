@@ -41,6 +41,7 @@ from connectors.base import (
     call_api,
     check_table,
     check_unique,
+    obj,
     text_value,
 )
 from warehouse import clock
@@ -311,7 +312,7 @@ def _parse_message(page: str, sender: str, event: dict[str, Any], message: dict[
     text, attachments = _content(message)
     if not text and not attachments:
         text = "sent an empty message"  # never silently nothing: the agent sees something came
-    reply_to = message.get("reply_to") if isinstance(message.get("reply_to"), dict) else {}
+    reply_to = obj(message.get("reply_to"))
     # Ads that open a conversation put their referral on the message (or beside it).
     info = _referral(message.get("referral")) or _referral(event.get("referral"))
     return [InboundMessage("messenger", page, sender, message_id, at, text, attachments, {"psid": sender},
@@ -372,7 +373,7 @@ def _content(message: dict[str, Any]) -> tuple[str, tuple[Attachment, ...]]:
 
 def _attachment(item: dict[str, Any]) -> Attachment | str:
     kind = str(item.get("type") or "")
-    payload = item.get("payload") if isinstance(item.get("payload"), dict) else {}
+    payload = obj(item.get("payload"))
     title = str(item.get("title") or payload.get("title") or "")
     url = str(item.get("url") or payload.get("url") or "")
     if kind == "image" and payload.get("sticker_id") is not None:

@@ -40,6 +40,7 @@ from connectors.base import (
     call_api,
     check_table,
     check_unique,
+    obj,
     text_value,
 )
 from warehouse.model import Attachment, DeliveryState, InboundMessage, MessageEdit, MessageWithdrawn, StatusUpdate
@@ -292,7 +293,7 @@ def _who(bsuid: str, phone: str, parent: str, contacts: list[dict[str, Any]]) ->
     bsuid = bsuid or str(contact.get("user_id") or "")
     if not bsuid and not phone:
         raise MalformedPayload("message has neither from nor from_user_id")
-    given = contact.get("profile") if isinstance(contact.get("profile"), dict) else {}
+    given = obj(contact.get("profile"))
     profile: dict[str, Any] = {k: given[k] for k in ("name", "username") if given.get(k)}
     if phone and _digits(phone) == phone:
         profile["phone"] = f"+{phone}"
@@ -331,7 +332,7 @@ def _one(parse: Any, what: str, raw: Any) -> list[Parsed]:
     try:
         return list(parse())
     except MalformedPayload as exc:
-        kind = raw.get("type") if isinstance(raw, dict) and isinstance(raw.get("type"), str) else "unknown"
+        kind = str(obj(raw).get("type") or "unknown")
         return [Skipped(f"whatsapp {kind[:40]} {what}: {exc}"[:200])]  # logged: bounded, never content
 
 
@@ -356,7 +357,7 @@ def _parse_message(account: str, message: dict[str, Any], contacts: list[dict[st
         revoke = meta.as_dict(message.get("revoke"), "revoke message")
         original = meta.text_field(revoke, "original_message_id", "revoke message")
         return [MessageWithdrawn("whatsapp", account, who.user_id, original, at)]
-    context = message.get("context") if isinstance(message.get("context"), dict) else {}
+    context = obj(message.get("context"))
     referral = message.get("referral")
     info = {"referral": referral} if isinstance(referral, dict) and referral else {}
     if kind == "reaction":
@@ -458,7 +459,7 @@ def _contacts(cards: list[Any]) -> str:
     for card in cards:
         if not isinstance(card, dict):
             continue
-        name = card.get("name") if isinstance(card.get("name"), dict) else {}
+        name = obj(card.get("name"))
         full = str(name.get("formatted_name") or " ".join(
             str(name[k]) for k in ("first_name", "last_name") if name.get(k)) or "(no name)")
         numbers = [f"{p.get('phone') or p.get('wa_id')}" + (f" ({p['type']})" if p.get("type") else "")

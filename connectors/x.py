@@ -49,6 +49,7 @@ from connectors.base import (
     check_unique,
     header,
     hmac_sha256,
+    obj,
     retry_after_seconds,
     same,
     text_value,
@@ -229,8 +230,8 @@ class Connector:
                 return self._encrypted_chat(me, payload)
             log.info("X Activity %s event skipped", envelope.event_type[:40])
             return []
-        users = payload.get("users") if isinstance(payload.get("users"), dict) else {}
-        apps = payload.get("apps") if isinstance(payload.get("apps"), dict) else {}
+        users = obj(payload.get("users"))
+        apps = obj(payload.get("apps"))
         # One event we cannot read is skipped alone (and counted); the body's other events are stored.
         out: list[Parsed] = []
         for event in payload.get("direct_message_events", []):
@@ -434,7 +435,7 @@ def _data(answer: HttpAnswer) -> dict[str, Any]:
 
 def _refused(answer: HttpAnswer, what: str) -> DeliveryResult:
     body = answer.body if isinstance(answer.body, dict) else {}
-    errors = [e.get("message") for e in body.get("errors") or [] if isinstance(e, dict) and e.get("message")]
+    errors = [str(e["message"]) for e in body.get("errors") or [] if isinstance(e, dict) and e.get("message")]
     # The errors name what was wrong; `detail` is X's generic sentence for the whole class of problem.
     detail = "; ".join(errors) or body.get("detail") or body.get("title") or f"HTTP {answer.status}"
     if answer.status == 401:

@@ -29,7 +29,7 @@ WECHAT_APP = "wx5e1f0a2b3c4d5e6f"
 X_ACCOUNT = x_api.DEMO_USER_ID
 AGENT, AGENT_NAME = "U0DEMOAGENT", "Ada Lovelace"
 TRIAGE_CHANNEL = "C0TRIAGE"
-TEMPLATES = [{"name": "order_update", "language": "en_US", "parameters": ["order number"]}]
+TEMPLATES: list[dict[str, Any]] = [{"name": "order_update", "language": "en_US", "parameters": ["order number"]}]
 ACCOUNTS = {"whatsapp": [WHATSAPP_PARIS, WHATSAPP_LYON], "messenger": [MESSENGER_PAGE], "line": [LINE_BOT],
             "wechat": [WECHAT_ACCOUNT], "x": [X_ACCOUNT]}
 

@@ -245,13 +245,13 @@ def compile_condition(cond: Mapping[str, Any], ctx: Context, where: str = "condi
             return Compiled("FALSE" if op == "is" else "TRUE")
     if name in ("assignee_id", "requester_id") and not unset and op in ("is", "is_not"):
         try:
-            value = int(value)
-        except (TypeError, ValueError):
+            value = int(str(value))
+        except ValueError:
             raise ConditionError(f"{where}: {name} needs a user id or current_user, not {value!r}") from None
     if name in TIME_FIELDS and op not in ("present", "not_present"):
         try:
-            value = float(value)
-        except (TypeError, ValueError):
+            value = float(str(value))
+        except ValueError:
             raise ConditionError(f"{where}: {name} needs a number of hours, not {value!r}") from None
     if "$now" in expr:
         expr = expr.replace("$now", param(ctx.now) + "::TIMESTAMP")
