@@ -9,6 +9,7 @@ kernel. Notebooks only read the store (`warehouse.connect`).
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -41,6 +42,12 @@ def parameters(start: date | str | None = None, end: date | str | None = None, *
             "db_path": db_path, "config_path": config_path}
 
 
+def _quiet() -> None:
+    # nbconvert asks for alternative text on every chart; the pages are for managers' eyes, and a
+    # warning per image drowns what matters on the console.
+    logging.getLogger("traitlets").setLevel(logging.ERROR)
+
+
 def _kernel_env() -> None:
     # Charts render through the inline backend (Agg underneath) into the notebook, never a window.
     os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
@@ -57,11 +64,15 @@ def execute_one(notebook: Path, out_dir: Path, params: dict[str, Any], timeout: 
     from nbconvert import HTMLExporter
 
     _kernel_env()
+    _quiet()
     out_dir.mkdir(parents=True, exist_ok=True)
     executed = out_dir / f"{notebook.stem}.ipynb"
+    # The kernel's own log (its transport, the interrupt that ends it) is not the manager's business; a
+    # failing cell still fails the run, with its traceback, through papermill.
     papermill.execute_notebook(str(notebook), str(executed), parameters=params, kernel_name="python3",
                                cwd=str(out_dir), progress_bar=False, log_output=False, execution_timeout=timeout,
-                               request_save_on_cell_execute=False)
+                               request_save_on_cell_execute=False,
+                               extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
     exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True,
                             embed_images=True)
     body, _ = exporter.from_notebook_node(nbformat.read(executed, as_version=4))

@@ -57,3 +57,16 @@ def test_reports_run_while_the_service_holds_the_store(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(20)
+
+
+def test_socialdesk_report_prints_no_kernel_noise(tmp_path: Path) -> None:
+    """Quiet logs (issue 13): no kernel transport warning, no KeyboardInterrupt as kernels stop."""
+    env = {**os.environ, "SOCIALDESK_DB": str(tmp_path / "d.duckdb")}
+    env.pop("SOCIALDESK_CONFIG", None)
+    cli = [sys.executable, "-m", "socialdesk.cli"]
+    assert subprocess.run([*cli, "demo-data", "--tickets", "200"], cwd=tmp_path, env=env,
+                          capture_output=True, timeout=120).returncode == 0
+    out = subprocess.run([*cli, "report", "--out", str(tmp_path / "reports")], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stderr == ""
