@@ -40,7 +40,7 @@ from tests.test_resilience import (
     kill_9_mid_load,
 )
 from warehouse import owner
-from warehouse.ingest import Delivery
+from warehouse.log import Entry
 
 
 def _workers_of(pid: int) -> list[int]:
@@ -216,12 +216,12 @@ def test_a_worker_that_dies_is_started_again(served: Served) -> None:
 
 
 def test_a_batch_stays_within_its_limits() -> None:
-    pending: list[tuple[Delivery, Any]] = [(Delivery([], "whatsapp", b"x" * 100), None) for _ in range(1500)]
+    pending: list[tuple[Entry, Any]] = [(Entry("whatsapp", b"x" * 100, b""), None) for _ in range(1500)]
     batch, rest = _split(pending)
     assert len(batch) == MAX_BATCH_DELIVERIES and len(rest) == 1500 - MAX_BATCH_DELIVERIES
-    big = [(Delivery([], "whatsapp", b"x" * (MAX_BATCH_BYTES // 2 + 1)), None) for _ in range(3)]
+    big = [(Entry("whatsapp", b"x" * (MAX_BATCH_BYTES // 2 + 1), b""), None) for _ in range(3)]
     assert [len(part) for part in _split(big)] == [1, 2]
-    huge = [(Delivery([], "whatsapp", b"x" * (MAX_BATCH_BYTES + 1)), None)]
+    huge = [(Entry("whatsapp", b"x" * (MAX_BATCH_BYTES + 1), b""), None)]
     assert [len(part) for part in _split(huge)] == [1, 0]  # one delivery always goes
 
 
