@@ -283,6 +283,10 @@ class Store:
         self._appender = _Lane("store-log", self._con.cursor(), on_commit=self.log.committed,
                                on_rollback=self.log.rolled_back)
         self.log.lanes = {self._writer.thread, self._appender.thread}
+        # Other threads never touch the writer's connection: a statement run on it from another thread
+        # would run inside the writer's transaction and replace the result it is reading. Readers'
+        # cursors and Quack serving come from a connection of their own.
+        self._side = self._con.cursor()
         self._writer.start()
         self._appender.start()
         self.drain_seconds = 30.0  # at close, how long the log may take to catch up
@@ -351,7 +355,7 @@ class Store:
         the desk keeps up; see warehouse.log), so a read after an acknowledgement sees what it carried."""
         if fresh:
             self.log.wait_processed()
-        cur = self._con.cursor()
+        cur = self._side.cursor()
         try:
             yield cur
         finally:
@@ -366,8 +370,9 @@ class Store:
 
     @property
     def connection(self) -> duckdb.DuckDBPyConnection:
-        """The writer's connection, for things that must run beside it (Quack serving)."""
-        return self._con
+        """A connection to the store beside the writer's, for things that run beside it (Quack serving,
+        cursors). Never the writer's own: see `__init__`."""
+        return self._side
 
     def close(self) -> None:
         """Stop appending, let the writer finish its round and catch up with the log (for at most
@@ -375,6 +380,7 @@ class Store:
         self._appender.stop()
         self._writer.stop()
         self._appender.con.close()
+        self._side.close()
         self._con.close()
 
     def __enter__(self) -> Store:
