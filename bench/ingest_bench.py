@@ -292,6 +292,10 @@ def _fixed(work: Path, config: Path, reqs: list[tuple[str, str, str, bytes]]) ->
             _drain(db)
             time.sleep(3 * POLL_SECONDS)
         sent = result.pop("sent_at")
+        metrics = _metrics(port)
+        result["round_p50_ms"] = histogram_quantile(metrics, "socialdesk_ingest_round_seconds", 0.5) * 1000
+        result["round_p99_ms"] = histogram_quantile(metrics, "socialdesk_ingest_round_seconds", 0.99) * 1000
+        result["round_entries_p50"] = histogram_quantile(metrics, "socialdesk_ingest_round_entries", 0.5)
         visible = sorted((probe.seen[m] - t) * 1000 for m, t in sent.items() if m in probe.seen)
         result.update(visible_p50_ms=statistics.median(visible) if visible else float("nan"),
                       visible_p99_ms=_p(visible, 0.99), visible_count=len(visible), rss_mib=rss[0])

@@ -31,6 +31,12 @@ class Metrics:
         self.ingest_lag_seconds = Histogram(
             "socialdesk_ingest_lag_seconds", "From a webhook's entry in the log to its tickets being committed",
             registry=self.registry, buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300))
+        self.ingest_round_seconds = Histogram(
+            "socialdesk_ingest_round_seconds", "How long the writer takes to turn a batch of the log into tickets",
+            registry=self.registry, buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5))
+        self.ingest_round_entries = Histogram(
+            "socialdesk_ingest_round_entries", "Webhooks turned into tickets in one batch (one transaction)",
+            registry=self.registry, buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000))
         self.log_waiting = Gauge("socialdesk_ingest_log_waiting",
                                  "Webhooks acknowledged (in the log) and not yet turned into tickets",
                                  registry=self.registry)
@@ -62,6 +68,10 @@ class Metrics:
         observe = self.ingest_lag_seconds.observe
         for seconds in lags:
             observe(seconds)
+
+    def observe_round(self, entries: int, seconds: float) -> None:
+        self.ingest_round_entries.observe(entries)
+        self.ingest_round_seconds.observe(seconds)
 
     def render(self, outbox_depth: Callable[[], int], store_path: str,
                log_status: dict[str, Any] | None = None) -> bytes:

@@ -138,6 +138,7 @@ def build_app(cfg: Config, *, store: Store | None = None) -> web.Application:
     app[DESK] = open_desk(cfg, store, registry)
     app[STORE] = app[DESK].store
     app[STORE].log.observe_lag = app[METRICS].observe_lag
+    app[STORE].log.observe_round = app[METRICS].observe_round
     app[LIVE] = {}
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)

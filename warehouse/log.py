@@ -208,6 +208,7 @@ class IngestLog:
         self.dead_lettered_total = 0
         self.rounds = 0
         self.observe_lag: Callable[[list[float]], None] = lambda lags: None  # seconds from log to tickets
+        self.observe_round: Callable[[int, float], None] = lambda entries, seconds: None
 
     # -- the processor ------------------------------------------------------------------------------
 
@@ -292,6 +293,7 @@ class IngestLog:
             default = self._default
         if default is None:
             return
+        started = time.perf_counter()
         rows = con.execute("SELECT id, channel, items, skipped, body IS NOT NULL, received_at FROM inbox "
                            "WHERE id > ? ORDER BY id LIMIT ?", [self.processed, MAX_ROUND]).fetchall()
         if not rows:
@@ -311,12 +313,13 @@ class IngestLog:
                 if n == len(pending) or pending[n].process != pending[start].process:
                     self._process(con, pending[start:n])
                     start = n
-        except STORE_ERRORS:
+        except Exception:  # the store's own errors, or recording a dead letter failed: nothing is lost
             log.exception("the store failed while turning the log into tickets; trying again in %.0f s",
                           RETRY_STORE_SECONDS)
             self._retry_later(RETRY_STORE_SECONDS)
             return
         self.rounds += 1
+        self.observe_round(len(rows), time.perf_counter() - started)
         if len(rows) == MAX_ROUND:
             self.wake()  # more is waiting: after the writes queued meanwhile
 
