@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -197,3 +200,16 @@ def test_ingest_waits_for_its_messages_and_a_line_that_cannot_be_stored_is_a_dea
     assert " m2 " in out
     assert main(["dead-letters", "retry", "1", "--json"]) == 2  # nothing was fixed: it stays
     assert json.loads(capsys.readouterr().out)["still_dead"] == 1
+
+
+def test_the_demo_leaves_no_dead_letter_and_nothing_waiting(tmp_path: Path) -> None:
+    env = {**os.environ, "PORT": "0"}
+    env.pop("SOCIALDESK_DB", None)
+    cli = [sys.executable, "-m", "socialdesk.cli"]
+    assert subprocess.run([*cli, "demo", "--once"], cwd=tmp_path, env=env, capture_output=True,
+                          timeout=120).returncode == 0
+    out = subprocess.run([*cli, "dead-letters", "--json"], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                         env={**env, "SOCIALDESK_DB": str(tmp_path / "data" / "demo.duckdb")})
+    assert out.returncode == 0, out.stderr
+    answer = json.loads(out.stdout)
+    assert (answer["count"], answer["log"]["waiting"]) == (0, 0)
