@@ -76,7 +76,7 @@ BURST_SECONDS = 60
 FIXED = 10_000  # webhooks sent at 1,000/s
 RATE = 1000
 POLL_SECONDS = 0.02  # how often the visibility probe reads the live store
-SERVICES = {"socialdesk, 1 process": 0, "socialdesk + 1 webhook worker": 1}
+SERVICES = {"socialdesk, 1 process": 0, "socialdesk + 1 webhook worker": 1, "socialdesk + 2 webhook workers": 2}
 
 
 def _requests(sandbox: Sandbox, n: int, offset: int = 0) -> Iterator[tuple[str, str, str, bytes]]:
