@@ -1,10 +1,16 @@
-"""The DuckDB ticket store: one file, numbered migrations, one writer thread with group commit.
+"""The DuckDB ticket store: one file, numbered migrations, one writer thread with group commit, and the log.
 
 DuckDB lets one process write a file, and a commit costs about the same for one row as for a
 thousand. So every write is a function queued to a single writer thread, which takes everything
 queued since its last commit, runs it in one transaction and commits once (group commit). Jobs of
-the same batch kind (ingestion) are merged into one set-based call. Reads use their own cursors and
-see only committed data.
+the same batch kind are merged into one set-based call. Reads use their own cursors and see only
+committed data.
+
+Webhooks are appended to the inbound log (warehouse.log) by a second thread with a connection of its
+own, group-committed the same way: an append touches only the inbox, so DuckDB's optimistic
+concurrency lets it commit beside the writer's transactions, and an acknowledgement never waits
+behind a round of ticket building. The writer turns the log into tickets between its rounds of jobs.
+Only the writer's thread ever touches the writer's connection.
 """
 
 from __future__ import annotations
