@@ -367,7 +367,7 @@ def main(argv: list[str]) -> None:
     results["burst"] = {}
     for name, config in configs.items():
         connections = peaks[name][0]
-        count = int(peaks[name][1]["requests_per_s"] * args.burst_seconds * 1.3) + 1000
+        count = int(peaks[name][1]["requests_per_s"] * args.burst_seconds * 1.2) + 1000
         print(f"burst: {name}, {args.burst_seconds} s at {connections} connections ({count:,} webhooks)...",
               flush=True)
         burst_data = _write_requests(sandbox, work / "burst.tsv", count, 10_000_000)
