@@ -213,3 +213,11 @@ def test_the_demo_leaves_no_dead_letter_and_nothing_waiting(tmp_path: Path) -> N
     assert out.returncode == 0, out.stderr
     answer = json.loads(out.stdout)
     assert (answer["count"], answer["log"]["waiting"]) == (0, 0)
+
+
+def test_a_listener_hears_of_each_batch_that_became_tickets(store: Store) -> None:
+    """How the Slack notifier can show a new ticket at once rather than at its next poll."""
+    heard: list[int] = []
+    store.log.subscribe(lambda: heard.append(sql(store, "SELECT count(*) FROM tickets", fresh=False)[0][0]))
+    Desk(store).ingest_sync(Delivery([msg(message_id="m1")], "whatsapp", b"{}"))
+    assert heard == [1]  # told after the commit: the ticket is there to read

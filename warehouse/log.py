@@ -209,6 +209,7 @@ class IngestLog:
         self.rounds = 0
         self.observe_lag: Callable[[list[float]], None] = lambda lags: None  # seconds from log to tickets
         self.observe_round: Callable[[int, float], None] = lambda entries, seconds: None
+        self._listeners: list[Callable[[], None]] = []
 
     # -- the processor ------------------------------------------------------------------------------
 
@@ -219,6 +220,11 @@ class IngestLog:
                 return
             self._default = process
         self.wake()
+
+    def subscribe(self, listener: Callable[[], None]) -> None:
+        """`listener()` runs on the writer thread after each batch of the log became tickets, e.g. to wake
+        the Slack notifier at once instead of at its next poll (it must only hand the news on)."""
+        self._listeners.append(listener)
 
     @property
     def backlog(self) -> int:
@@ -416,10 +422,15 @@ class IngestLog:
             for p in group:
                 self._others.pop(p.id, None)
             self._cond.notify_all()
+        self.observe_lag([(now - p.received_at).total_seconds() for p in group])
+        for listener in self._listeners:
+            try:
+                listener()
+            except Exception:  # a listener's failure is its own: the log goes on
+                log.exception("a listener of the ingest log failed")
         for waiter, result in waiters:
             if waiter is not None and not waiter.done():
                 waiter.set_result(result)
-        self.observe_lag([(now - p.received_at).total_seconds() for p in group])
 
     def drain(self, con: Con, seconds: float) -> None:
         """At close: process what is logged, for at most `seconds` (the rest waits for the next start)."""
