@@ -1,8 +1,11 @@
 """The one webhook handler every channel route goes through.
 
-GET -> the platform's handshake. POST -> size limit -> signature -> parse -> durable store -> 200.
-A client can cause 400, 401/403, 404 or 413, never a 5xx; 503 only when the store itself fails, so
-the platform retries later and nothing acknowledged is lost.
+GET -> the platform's handshake. POST -> size limit -> signature -> parse -> durable in the log -> 200.
+The answer waits for the verified body and its parsed deliveries to be committed to the store's log
+(warehouse.log), not for the tickets, which are built right behind it: a delivery that cannot become
+a ticket is dead-lettered there, never answered 503 for ever. A client can cause 400, 401/403, 404 or
+413, never a 5xx; 503 only when the log itself cannot be written, so the platform retries later and
+nothing acknowledged is lost.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import Protocol
 from aiohttp import web
 
 from connectors.base import Connector, Incoming, Skipped, WebhookError
-from warehouse.ingest import Delivery, IngestResult
+from warehouse.ingest import Delivery
 
 log = logging.getLogger(__name__)
 Observer = Callable[[str, int, float, int], None]  # (channel, HTTP status, seconds, entries skipped) for metrics
@@ -27,9 +30,10 @@ class StoreUnavailable(RuntimeError):
 
 
 class Ingestor(Protocol):
-    """Where verified deliveries go: the Desk in the store process, or a webhook worker's link to it."""
+    """Where verified deliveries go: the Desk in the store process, or a webhook worker's link to it.
+    `receive` returns once the delivery is durable in the log."""
 
-    async def ingest(self, delivery: Delivery) -> IngestResult: ...
+    async def receive(self, delivery: Delivery) -> int: ...
 
 
 def _ignore(channel: str, status: int, seconds: float, skipped: int) -> None:
@@ -40,8 +44,13 @@ BODY_SECONDS = 10.0  # a body that takes longer to arrive (one byte every few se
 
 
 async def _read_limited(request: web.Request, limit: int) -> bytes | None:
-    if request.content_length is not None and request.content_length > limit:
-        return None
+    if request.content_length is not None:
+        if request.content_length > limit:
+            return None
+        # What platforms send: the length is known, so one read takes it all (a body that ends early
+        # raises IncompleteReadError: the payload could not be read).
+        async with asyncio.timeout(BODY_SECONDS):
+            return await request.content.readexactly(request.content_length)
     # One read(n) may return less than is there; read to the end or just past the limit.
     chunks, size = [], 0
     async with asyncio.timeout(BODY_SECONDS):
@@ -97,7 +106,7 @@ def handler(connector: Connector, desk: Ingestor, max_body_bytes: int,
             log.exception("%s webhook could not be read", channel)
             return web.Response(status=400, text="the payload could not be read")
         try:
-            result = await desk.ingest(Delivery(items, channel, body))
+            await desk.receive(Delivery(items, channel, body, len(skipped)))
         except StoreUnavailable as exc:
             log.warning("%s webhook not stored, the platform will retry: %s", channel, exc)
             return web.Response(status=503, text="temporarily unable to store the message")
@@ -107,8 +116,6 @@ def handler(connector: Connector, desk: Ingestor, max_body_bytes: int,
         for item in skipped:
             log.warning("%s webhook: skipped one entry we do not understand (%s); the rest is stored",
                         channel, item.what)
-        if result.duplicates:
-            log.info("%s webhook: %d duplicate message(s) ignored", channel, result.duplicates)
         return connector.acknowledge(incoming)
 
     return handle

@@ -99,6 +99,14 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("target", type=int, metavar="INTO_TARGET", help="the user that remains")
     s = command("unmerge", "undo a merge", "Give the merged user SOURCE back their identities and tickets.")
     s.add_argument("source", type=int, metavar="SOURCE")
+    s = command("dead-letters", "deliveries whose processing failed: list them, or retry them after a fix",
+                "Webhooks are acknowledged once logged; a delivery the desk then could not turn into a ticket is "
+                "kept in dead letters with the error and its input, and everything else carries on. Without "
+                "arguments: list the unresolved ones (--all: every one). retry [ID]: process one (or every "
+                "unresolved one) again, e.g. after upgrading; one that fails again stays, with its new error.")
+    s.add_argument("action", nargs="?", choices=["list", "retry"], default="list", help="default: list")
+    s.add_argument("id", nargs="?", type=int, metavar="ID", help="retry: the dead letter's id (default: all)")
+    s.add_argument("--all", action="store_true", help="list: resolved ones too")
     s = command("report", "run the managers' notebooks into self-contained HTML (R28)",
                 "Execute every notebook of notebooks/ on the store (live over the running service, else the file "
                 "read-only) and write one HTML page each.")
@@ -195,6 +203,14 @@ def _kwargs(args: argparse.Namespace) -> dict[str, Any]:
     raise CommandError(f"unknown command {c}")
 
 
+def _dead_letters(cfg: config_module.Config, action: str, letter: int | None, resolved: bool) -> dict[str, Any]:
+    if action == "retry":
+        return run_operation(cfg, "dead_letters_retry", {"id": letter})
+    if letter is not None:
+        raise CommandError("dead-letters takes an ID only with retry")
+    return run_operation(cfg, "dead_letters", {"resolved": resolved})
+
+
 def run_operation(cfg: config_module.Config, op: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     """Run an operation on the store, or inside the running service when it holds the store."""
     from socialdesk.service import admin_call, open_desk
@@ -214,14 +230,17 @@ def _ingest(cfg: config_module.Config, path: str) -> dict[str, Any]:
     messages, errors = parse_jsonl(file.read_text().splitlines())
     for error in errors:
         print(f"skipped {error}", file=sys.stderr)
-    totals: dict[str, Any] = {"stored": 0, "duplicates": 0, "created_tickets": [], "updated_tickets": [],
-                              "skipped": len(errors), "errors": errors}
+    totals: dict[str, Any] = {"stored": 0, "duplicates": 0, "dead_letters": 0, "created_tickets": [],
+                              "updated_tickets": [], "skipped": len(errors), "errors": errors}
     for start in range(0, len(messages), 1000):
         result = run_operation(cfg, "ingest", {"messages": messages[start:start + 1000]})
-        for key in ("stored", "duplicates"):
-            totals[key] += result[key]
+        for key in ("stored", "duplicates", "dead_letters"):
+            totals[key] += result.get(key, 0)
         totals["created_tickets"] += result["created_tickets"]
         totals["updated_tickets"] += [t for t in result["updated_tickets"] if t not in totals["updated_tickets"]]
+    if totals["dead_letters"]:
+        print(f"{totals['dead_letters']} message(s) could not be turned into tickets and were kept as dead letters "
+              "(socialdesk dead-letters)", file=sys.stderr)
     return totals
 
 
@@ -242,6 +261,20 @@ def render(command: str, result: dict[str, Any]) -> str:
     if command == "view":
         lines = [f"{result['view']} (page {result['page']})", *(_rows(result["tickets"]) or ["  (no tickets)"])]
         return "\n".join(lines + (["  (more on the next page)"] if result["has_more"] else []))
+    if command == "dead-letters" and "dead_letters" in result:
+        letters = result["dead_letters"]
+        lines = [f"{len(letters)} dead letter(s); {result['log']['waiting']} webhook(s) waiting to become tickets"]
+        for d in letters:
+            what = d["item"] or {}
+            lines.append(f"  #{d['id']:<5} {d['failed_at']}  {d['channel']} {d['kind'] or 'entry'} "
+                         f"{what.get('message_id', '')}  (inbox {d['inbox_id']}, attempts {d['attempts']}"
+                         f"{', resolved' if d['resolved_at'] else ''})")
+            lines.append(f"         {d['error']}")
+        return "\n".join(lines)
+    if command == "dead-letters":
+        lines = [f"{result['resolved']} resolved, {result['still_dead']} still dead"]
+        lines += [f"  #{r['id']}: " + ("resolved" if r["resolved"] else r["error"]) for r in result["retried"]]
+        return "\n".join(lines)
     if command == "search":
         lines = [f"users ({len(result['users'])}):"]
         lines += [f"  {u['id']}: {u['name']} {u['phone'] or ''}  tickets {u['ticket_ids']}" for u in result["users"]]
@@ -280,14 +313,19 @@ def main(argv: list[str] | None = None) -> int:
             result = _demo_data(cfg, args.tickets, args.seed, args.into_existing)
         elif args.command == "rules":
             result = _rules(cfg, args.action, args.target)
+        elif args.command == "dead-letters":
+            result = _dead_letters(cfg, args.action, args.id, args.all)
         else:
             result = run_operation(cfg, args.command, _kwargs(args))
     except (CommandError, ConfigError, OperationError, ConditionError, StoreBusy, ValueError, LookupError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(result, ensure_ascii=False, default=str) if args.json else render(args.command, result))
-    # Lines were skipped: the good ones are in, but a script must not take that for complete success.
-    return 2 if args.command == "ingest" and result.get("skipped") else 0
+    # Lines were skipped or dead-lettered: the good ones are in, but a script must not take that for
+    # complete success. A retry that left dead letters is not one either.
+    if args.command == "ingest" and (result.get("skipped") or result.get("dead_letters")):
+        return 2
+    return 2 if args.command == "dead-letters" and result.get("still_dead") else 0
 
 
 if __name__ == "__main__":

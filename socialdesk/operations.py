@@ -79,17 +79,35 @@ async def rules_test(desk: Desk, ticket: int) -> dict[str, Any]:
 
 
 async def ingest(desk: Desk, messages: list[dict[str, Any]]) -> dict[str, Any]:
-    """Normalized messages (the JSON form of `socialdesk ingest`), already validated by the caller."""
+    """Normalized messages (the JSON form of `socialdesk ingest`), already validated by the caller: logged
+    like a webhook, and answered once they are tickets (or dead letters)."""
     items: list[InboundMessage | Any] = [InboundMessage.from_dict(m) for m in messages]
     result = await desk.ingest(Delivery(items, "import"))
     return {"stored": result.stored, "duplicates": result.duplicates, "created_tickets": result.created_tickets,
-            "updated_tickets": result.updated_tickets}
+            "updated_tickets": result.updated_tickets, "dead_letters": result.dead_letters}
+
+
+async def dead_letters(desk: Desk, resolved: bool = False) -> dict[str, Any]:
+    """Deliveries whose processing failed, with the error and their input (unresolved ones; or all)."""
+    letters = await desk.dead_letters(resolved=resolved, limit=1000)
+    return {"dead_letters": letters, "count": len(letters), "log": await desk.log_status()}
+
+
+async def dead_letters_retry(desk: Desk, id: int | None = None) -> dict[str, Any]:
+    """Process dead letters again after a fix: one, or every unresolved one."""
+    return await desk.retry_dead_letters(None if id is None else [id])
+
+
+async def log_status(desk: Desk) -> dict[str, Any]:
+    """How far webhooks in the log are turned into tickets."""
+    return await desk.log_status()
 
 
 OPERATIONS: dict[str, Operation] = {
     "notifier": notifier, "view": view, "search": search, "ticket": ticket, "user": user, "claim": claim,
     "status": status, "tag": tag, "reply": reply, "merge": merge, "unmerge": unmerge, "ingest": ingest,
-    "rules_test": rules_test,
+    "rules_test": rules_test, "dead_letters": dead_letters, "dead_letters_retry": dead_letters_retry,
+    "log_status": log_status,
 }
 
 

@@ -33,6 +33,7 @@ from socialdesk.config import Config
 from socialdesk.metrics import Metrics
 from socialdesk.operations import OPERATIONS
 from warehouse import clock, open_store, owner, phones, register_accounts
+from warehouse import log as ingest_log
 from warehouse import outbox as box
 from warehouse.connect import serve_quack, stop_quack
 from warehouse.desk import Desk
@@ -55,14 +56,16 @@ LIVE = web.AppKey("live", dict)  # the Quack URI and token readers attach, while
 
 async def healthz(request: web.Request) -> web.Response:
     store = request.app[STORE]
-    await store.aread(lambda con: con.execute("SELECT 1").fetchone())
+    # Health is the store answering, not the log being caught up: no waiting for it.
+    await store.aread(lambda con: con.execute("SELECT 1").fetchone(), fresh=False)
     return web.json_response({"ok": True})
 
 
 async def metrics(request: web.Request) -> web.Response:
     store = request.app[STORE]
-    depth = await store.aread(box.depth)
-    body = request.app[METRICS].render(lambda: depth, store.path)
+    depth = await store.aread(box.depth, fresh=False)
+    log_status = await store.aread(ingest_log.status, fresh=False)
+    body = request.app[METRICS].render(lambda: depth, store.path, log_status)
     return web.Response(body=body, content_type="text/plain", charset="utf-8")
 
 
@@ -119,7 +122,10 @@ def open_desk(cfg: Config, store: Store | None = None, registry: dict[str, Any] 
     else:
         store.write(lambda con: sync_shared_views(con, rules.shared_views()))
     register_accounts(store, connector_registry.accounts(registry))
-    return Desk(store, triggers=trigger_runner(rules), rules=rules, templates=cfg.templates)
+    desk = Desk(store, triggers=trigger_runner(rules), rules=rules, templates=cfg.templates)
+    # This desk turns the log into tickets, starting with what a previous run (a crash) left in it.
+    desk.take_log()
+    return desk
 
 
 def build_app(cfg: Config, *, store: Store | None = None) -> web.Application:
@@ -135,6 +141,8 @@ def build_app(cfg: Config, *, store: Store | None = None) -> web.Application:
     app[METRICS] = Metrics()
     app[DESK] = open_desk(cfg, store, registry)
     app[STORE] = app[DESK].store
+    app[STORE].log.observe_lag = app[METRICS].observe_lag
+    app[STORE].log.observe_round = app[METRICS].observe_round
     app[LIVE] = {}
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)

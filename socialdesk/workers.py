@@ -5,12 +5,14 @@ under heavy webhook load, HTTP parsing, signature checks and payload parsing slo
 With `[server] webhook_workers = N`, `socialdesk serve` starts N worker processes that listen on the
 public port together (SO_REUSEPORT) while the store process listens only on Unix sockets beside the
 store, which only the service's user can connect to. A worker answers `/webhooks/...` itself: size
-limit, signature, parsing, then the normalized deliveries go to the store process in batches (one
-request carries every delivery that arrived while the previous one was being stored; msgpack into
-fixed types, never pickle) and each webhook is answered once its delivery is committed, as in one
-process. The other public routes (Slack, /healthz, /metrics, /media) are passed on to the store
-process, matched and forwarded on their normalized path; nothing else is. The store process answers
-its admin routes on another socket, so what comes through a worker never reaches them.
+limit, signature, parsing, then each delivery is encoded as the store's log keeps it
+(`warehouse.log.Entry`: the raw body and the parsed items as msgpack, never pickle) and the entries go
+to the store process in batches (one request carries every delivery that arrived while the previous
+one was being logged), which appends them to its log as they are; each webhook is answered once its
+entry is committed to the log, as in one process, and the store process builds the tickets behind.
+The other public routes (Slack, /healthz, /metrics, /media) are passed on to the store process,
+matched and forwarded on their normalized path; nothing else is. The store process answers its
+admin routes on another socket, so what comes through a worker never reaches them.
 
 Owns: the worker process (`python -m socialdesk.workers`), its link to the store process, the
 store process's `/internal/ingest` route, and the supervisor that starts and restarts workers.
@@ -29,7 +31,7 @@ import signal
 import sys
 import urllib.parse
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +47,8 @@ from connectors.webhooks import StoreUnavailable
 from socialdesk import logs
 from socialdesk.config import Config, load
 from warehouse.desk import Desk
-from warehouse.ingest import Delivery, IngestResult
-from warehouse.model import InboundMessage, MessageEdit, MessageWithdrawn, StatusUpdate
+from warehouse.ingest import Delivery
+from warehouse.log import Entry, entry_of
 
 log = logging.getLogger(__name__)
 SOCKET_ENV = "SOCIALDESK_STORE_SOCKET"
@@ -67,47 +69,26 @@ MIN_FOLLOWING_BATCH = 64  # fewer waiting than this, and they wait for the batch
 
 # -- what crosses the workers' socket ------------------------------------------------------------------
 # msgpack decoded into these types only (msgspec): unlike pickle, a body cannot make the store process
-# run code, whoever wrote it.
-
-@dataclass(slots=True)
-class WireDelivery:
-    channel: str
-    raw: bytes | None
-    messages: list[InboundMessage] = field(default_factory=list)
-    statuses: list[StatusUpdate] = field(default_factory=list)
-    edits: list[MessageEdit] = field(default_factory=list)
-    withdrawals: list[MessageWithdrawn] = field(default_factory=list)
-
-    @classmethod
-    def of(cls, d: Delivery) -> WireDelivery:
-        # Ingestion takes messages, then edits and withdrawals, then receipts, whatever their order in
-        # the webhook, so grouping them by kind loses nothing.
-        wire = cls(d.channel, d.raw)
-        for item in d.items:
-            {InboundMessage: wire.messages, StatusUpdate: wire.statuses, MessageEdit: wire.edits,
-             MessageWithdrawn: wire.withdrawals}[type(item)].append(item)  # type: ignore[attr-defined]
-        return wire
-
-    def delivery(self) -> Delivery:
-        return Delivery([*self.messages, *self.edits, *self.withdrawals, *self.statuses], self.channel, self.raw)
-
+# run code, whoever wrote it. The parsed items travel already encoded as the log keeps them: the store
+# process appends them without decoding, and decodes them (into fixed types) when it builds tickets.
 
 @dataclass(slots=True)
 class Batch:
-    deliveries: list[WireDelivery]
+    entries: list[Entry]
     observations: list[Observation]
 
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode_batch = msgspec.msgpack.Decoder(Batch).decode
-_decode_answer = msgspec.msgpack.Decoder(list[IngestResult | None]).decode
+_decode_answer = msgspec.msgpack.Decoder(list[int | None]).decode
 
 
 # -- the store process's side ------------------------------------------------------------------------
 
 def ingest_route(desk: Desk, observe: Callable[[str, int, float, int], None]) -> Callable[[web.Request], Any]:
-    """`POST /internal/ingest`: a batch of deliveries from a worker, stored in one round. It answers on
-    the workers' socket only, which only the service's user can connect to."""
+    """`POST /internal/ingest`: a batch of entries from a worker, appended to the log in one round; the
+    answer is each entry's log id (None: not logged). It answers on the workers' socket only, which
+    only the service's user can connect to."""
 
     async def handle(request: web.Request) -> web.Response:
         transport = request.transport
@@ -120,10 +101,10 @@ def ingest_route(desk: Desk, observe: Callable[[str, int, float, int], None]) ->
             return web.Response(status=400, text=f"not a batch of deliveries: {exc}")
         for channel, status, seconds, skipped in batch.observations:
             observe(channel, status, seconds, skipped)
-        results = await desk.ingest_many([d.delivery() for d in batch.deliveries])
+        results = await desk.receive_entries(batch.entries)
         for result in results:
             if isinstance(result, BaseException):
-                log.error("a delivery from a webhook worker could not be stored", exc_info=result)
+                log.error("a delivery from a webhook worker could not be logged", exc_info=result)
         answer = [None if isinstance(r, BaseException) else r for r in results]
         return web.Response(body=_encode(answer), content_type="application/msgpack")
 
@@ -169,21 +150,22 @@ class Supervisor:
 # -- the worker's side -------------------------------------------------------------------------------
 
 class StoreLink:
-    """A worker's deliveries to the store process: while a batch is being stored the next one fills."""
+    """A worker's deliveries to the store process's log: while a batch is being logged the next one fills."""
 
     def __init__(self, max_in_flight: int = 2) -> None:
         self.url = STORE + INGEST_PATH
         self.headers = {"Content-Type": "application/msgpack"}
         self.max_in_flight = max_in_flight
         self.session: aiohttp.ClientSession | None = None
-        self._pending: list[tuple[Delivery, asyncio.Future[IngestResult]]] = []
+        self._pending: list[tuple[Entry, asyncio.Future[int]]] = []
         self._observations: list[Observation] = []
         self._in_flight = 0
         self._sending: set[asyncio.Task[None]] = set()  # held so that they are not garbage-collected
 
-    async def ingest(self, delivery: Delivery) -> IngestResult:
-        future: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
-        self._pending.append((delivery, future))
+    async def receive(self, delivery: Delivery) -> int:
+        """Once the delivery is durable in the store process's log: its id there."""
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._pending.append((entry_of(delivery), future))
         self._send_more()
         return await future
 
@@ -196,9 +178,9 @@ class StoreLink:
             self._send_more(force=True)
 
     def _send_more(self, force: bool = False) -> None:
-        # Under load two batches are on their way, one being stored while the next waits its turn,
-        # so the writer never waits for this process. A second batch of a few messages would cost
-        # a whole commit round and delay the messages behind it, so it waits to be worth one.
+        # Under load two batches are on their way, one being logged while the next waits its turn,
+        # so the log never waits for this process. A second batch of a few messages would cost a
+        # whole commit round and delay the messages behind it, so it waits to be worth one.
         if self._in_flight and len(self._pending) < MIN_FOLLOWING_BATCH and not force:
             return
         if self._in_flight < self.max_in_flight and (self._pending or force):
@@ -219,12 +201,12 @@ class StoreLink:
         if self.session is not None:
             await self.session.close()
 
-    async def _send(self, batch: list[tuple[Delivery, asyncio.Future[IngestResult]]],
+    async def _send(self, batch: list[tuple[Entry, asyncio.Future[int]]],
                     observations: list[Observation]) -> None:
-        outcome: list[IngestResult | None] | StoreUnavailable
+        outcome: list[int | None] | StoreUnavailable
         try:
             assert self.session is not None, "the worker's session is not open"
-            body = _encode(Batch([WireDelivery.of(d) for d, _ in batch], observations))
+            body = _encode(Batch([e for e, _ in batch], observations))
             async with self.session.post(self.url, data=body, headers=self.headers) as resp:
                 answer = await resp.read()
                 if resp.status != 200:
@@ -233,25 +215,25 @@ class StoreLink:
         except Exception as exc:
             outcome = exc if isinstance(exc, StoreUnavailable) else StoreUnavailable(
                 f"the store process could not be reached: {type(exc).__name__}")
-        # The next batch leaves before this one's webhooks are answered, so the store's writer,
-        # which has just finished this one, waits as little as possible.
+        # The next batch leaves before this one's webhooks are answered, so the store's log, which
+        # has just committed this one, waits as little as possible.
         self._in_flight -= 1
         self._send_more()
         for i, (_, future) in enumerate(batch):
             result = outcome if isinstance(outcome, StoreUnavailable) else outcome[i]
             if future.done():
                 continue
-            if isinstance(result, IngestResult):
+            if isinstance(result, int):
                 future.set_result(result)
             else:
-                future.set_exception(result or StoreUnavailable("the store process could not store this delivery"))
+                future.set_exception(result or StoreUnavailable("the store process could not log this delivery"))
 
 
-def _split(pending: list[tuple[Delivery, Any]]) -> tuple[list[tuple[Delivery, Any]], list[tuple[Delivery, Any]]]:
+def _split(pending: list[tuple[Entry, Any]]) -> tuple[list[tuple[Entry, Any]], list[tuple[Entry, Any]]]:
     """The next batch (within MAX_BATCH_DELIVERIES and MAX_BATCH_BYTES, at least one) and what stays."""
     size = 0
-    for n, (delivery, _) in enumerate(pending[:MAX_BATCH_DELIVERIES]):
-        size += len(delivery.raw or b"")
+    for n, (entry, _) in enumerate(pending[:MAX_BATCH_DELIVERIES]):
+        size += len(entry.raw or b"") + len(entry.items)
         if size > MAX_BATCH_BYTES and n > 0:
             return pending[:n], pending[n:]
     return pending[:MAX_BATCH_DELIVERIES], pending[MAX_BATCH_DELIVERIES:]

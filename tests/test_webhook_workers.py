@@ -30,6 +30,7 @@ from connectors import media
 from socialdesk.fakes import meta_api, slack_api
 from socialdesk.sandbox import WHATSAPP_PARIS, Sandbox
 from socialdesk.workers import MAX_BATCH_BYTES, MAX_BATCH_DELIVERIES, _split
+from tests.test_ack_log import poison_body
 from tests.test_resilience import (
     _free_port,
     _serve,
@@ -40,7 +41,7 @@ from tests.test_resilience import (
     kill_9_mid_load,
 )
 from warehouse import owner
-from warehouse.ingest import Delivery
+from warehouse.log import Entry
 
 
 def _workers_of(pid: int) -> list[int]:
@@ -215,13 +216,29 @@ def test_a_worker_that_dies_is_started_again(served: Served) -> None:
     assert served.webhook("After a worker restart", "wamid.workers.restart")[0] == 200
 
 
+def test_a_poison_body_through_a_worker_is_answered_200_and_dead_lettered_alone_issue_15(served: Served) -> None:
+    """A lone surrogate cannot be encoded as msgpack: once, it failed the whole batch of webhooks the
+    worker was sending with it. Now it fails alone, as a dead letter, and its sibling is a ticket."""
+    body = poison_body(served.sandbox)
+    req = served.sandbox.request("whatsapp", WHATSAPP_PARIS, body)
+    assert _http(served.url + req.path, req.body, req.headers)[0] == 200
+    assert served.webhook("Right behind it", "wamid.workers.after")[0] == 200
+    status, found = served.admin("search", {"query": "+33612345678"})
+    assert status == 200, found
+    bodies = [c["body"] for t in found["users"][0]["ticket_ids"]
+              for c in served.admin("ticket", {"id": t})[1]["comments"]]
+    assert "Bonjour" in bodies and "Right behind it" in bodies
+    status, answer = served.admin("dead_letters", {})
+    assert status == 200 and [d["item"]["message_id"] for d in answer["dead_letters"]] == ["wamid.poison"]
+
+
 def test_a_batch_stays_within_its_limits() -> None:
-    pending: list[tuple[Delivery, Any]] = [(Delivery([], "whatsapp", b"x" * 100), None) for _ in range(1500)]
+    pending: list[tuple[Entry, Any]] = [(Entry("whatsapp", b"x" * 100, b""), None) for _ in range(1500)]
     batch, rest = _split(pending)
     assert len(batch) == MAX_BATCH_DELIVERIES and len(rest) == 1500 - MAX_BATCH_DELIVERIES
-    big = [(Delivery([], "whatsapp", b"x" * (MAX_BATCH_BYTES // 2 + 1)), None) for _ in range(3)]
+    big = [(Entry("whatsapp", b"x" * (MAX_BATCH_BYTES // 2 + 1), b""), None) for _ in range(3)]
     assert [len(part) for part in _split(big)] == [1, 2]
-    huge = [(Delivery([], "whatsapp", b"x" * (MAX_BATCH_BYTES + 1)), None)]
+    huge = [(Entry("whatsapp", b"x" * (MAX_BATCH_BYTES + 1), b""), None)]
     assert [len(part) for part in _split(huge)] == [1, 0]  # one delivery always goes
 
 

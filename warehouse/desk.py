@@ -7,13 +7,17 @@ writer's back. Reads run on their own cursors in a thread, off the event loop.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any, Protocol, TypeVar
 
 import duckdb
 
+from warehouse import log as ingest_log
 from warehouse import queries, tickets
 from warehouse.ingest import Delivery, IngestResult, ingest_batch
+from warehouse.log import Append, Entry, entry_of
 from warehouse.store import Store
 from warehouse.tickets import Actor
 
@@ -55,15 +59,27 @@ class Desk:
         return results
 
     async def ingest(self, delivery: Delivery) -> IngestResult:
-        """Store what one webhook carried; returns once it is committed (group commit with others)."""
-        return await self.store.abatch(self._ingest_with_triggers, delivery)
+        """Log what one webhook or import carried and return once it is tickets (an import, a test; a
+        webhook is answered sooner, with `receive`)."""
+        self.take_log()
+        waiter: Future[IngestResult] = Future()
+        await self.store.aappend(Append(entry_of(delivery), self._ingest_with_triggers, waiter))
+        return await asyncio.wrap_future(waiter)
 
     async def ingest_many(self, deliveries: list[Delivery]) -> list[IngestResult | BaseException]:
-        """Store many webhooks' deliveries in one round; a delivery that fails fails alone."""
-        return await self.store.abatch_all(self._ingest_with_triggers, deliveries)
+        """`ingest` for many deliveries, logged in one append; a delivery that fails fails alone."""
+        self.take_log()
+        waiters: list[Future[IngestResult]] = [Future() for _ in deliveries]
+        logged = await self.store.aappend_all([Append(entry_of(d), self._ingest_with_triggers, w)
+                                               for d, w in zip(deliveries, waiters, strict=True)])
+        return [id_or_error if isinstance(id_or_error, BaseException) else await asyncio.wrap_future(w)
+                for id_or_error, w in zip(logged, waiters, strict=True)]
 
     def ingest_sync(self, delivery: Delivery) -> IngestResult:
-        return self.store.submit_batch(self._ingest_with_triggers, delivery).result()
+        self.take_log()
+        waiter: Future[IngestResult] = Future()
+        self.store.append(Append(entry_of(delivery), self._ingest_with_triggers, waiter)).result()
+        return waiter.result()
 
     def _change(self, ticket_id: int, actor: Actor, op: Callable[[Con], T],
                 public: bool | None = None) -> Callable[[Con], T]:
@@ -150,3 +166,49 @@ class Desk:
 
     async def user(self, user_id: int) -> dict[str, Any]:
         return await self.read(lambda con: queries.user(con, user_id))
+
+    # -- the log (issue 15) ------------------------------------------------------------------------
+
+    def take_log(self) -> None:
+        """This desk turns the store's log into tickets (with its triggers): what earlier runs left
+        unprocessed, and every webhook from now on. The first desk on a store that asks gets it; what
+        another desk logs is still processed with that desk's triggers."""
+        self.store.log.adopt(self._ingest_with_triggers)
+
+    async def receive(self, delivery: Delivery) -> int:
+        """A webhook's delivery, durable in the log: the platform may be answered. Tickets follow."""
+        self.take_log()
+        return await self.store.aappend(Append(entry_of(delivery), self._ingest_with_triggers))  # type: ignore[no-any-return]
+
+    async def receive_entries(self, entries: list[Entry]) -> list[int | BaseException]:
+        """Entries a webhook worker logged for its webhooks (parsed and encoded there), in one append."""
+        self.take_log()
+        return await self.store.aappend_all([Append(e, self._ingest_with_triggers) for e in entries])
+
+    async def dead_letters(self, resolved: bool = False, limit: int = 100) -> list[dict[str, Any]]:
+        return await self.read(lambda con: ingest_log.dead_letters(con, resolved=resolved, limit=limit))
+
+    async def retry_dead_letters(self, ids: list[int] | None = None) -> dict[str, Any]:
+        """Process dead letters again (after a fix): each in a transaction of its own; one that fails
+        again stays, with its new error."""
+        if ids is None:
+            ids = await self.read(ingest_log.unresolved_ids)
+        retried: list[dict[str, Any]] = []
+        for letter in ids:
+            try:
+                result = await self.write(lambda con, i=letter: ingest_log.retry(con, self._ingest_with_triggers, i))
+            except LookupError as exc:
+                retried.append({"id": letter, "resolved": False, "error": str(exc)})
+            except Exception as exc:  # noqa: BLE001 (it stays a dead letter, with why)
+                await self.write(lambda con, i=letter, e=exc: ingest_log.retry_failed(con, i, e))
+                retried.append({"id": letter, "resolved": False, "error": ingest_log.error_text(exc)})
+            else:
+                retried.append({"id": letter, "resolved": True, "stored": result.stored,
+                                "duplicates": result.duplicates, "created_tickets": result.created_tickets,
+                                "updated_tickets": result.updated_tickets})
+        return {"retried": retried, "resolved": sum(r["resolved"] for r in retried),
+                "still_dead": sum(not r["resolved"] for r in retried)}
+
+    async def log_status(self) -> dict[str, Any]:
+        """How far the log is turned into tickets, and how many dead letters wait."""
+        return await self.store.aread(ingest_log.status, fresh=False)

@@ -1,6 +1,7 @@
 """The one ingestion path: normalized inbound messages and receipts into tickets (R1, R2, R4, R6-R8, B2, B4).
 
-Webhooks and `socialdesk ingest` both end here. A batch is handled set-based: a fixed number of
+Webhooks and `socialdesk ingest` both end here, through the log (warehouse.log), which calls this
+in log order on the writer thread. A batch is handled set-based: a fixed number of
 statements whatever its size, so group commit makes ingestion fast. Replays are harmless: every
 message is keyed by (channel, business account, platform message id) and a key seen before is
 skipped.
@@ -48,6 +49,7 @@ class Delivery:
     items: list[Item]
     channel: str = ""
     raw: bytes | None = None
+    skipped: int = 0  # entries of the body the connector did not understand (the raw body is kept for them)
 
 
 @dataclass(slots=True)
@@ -57,6 +59,7 @@ class IngestResult:
     receipts: int = 0  # receipts that changed a reply's state
     created_tickets: list[int] = field(default_factory=list)
     updated_tickets: list[int] = field(default_factory=list)
+    dead_letters: int = 0  # items that failed and were dead-lettered (warehouse.log)
 
 
 def ingest_batch(con: duckdb.DuckDBPyConnection, deliveries: list[Delivery]) -> list[IngestResult]:
@@ -108,19 +111,9 @@ def ingest_batch(con: duckdb.DuckDBPyConnection, deliveries: list[Delivery]) -> 
     receipts = [(n, s) for n, d in enumerate(deliveries) for s in d.items if isinstance(s, StatusUpdate)]
     for n, status in receipts:
         results[n].receipts += apply_receipt(con, status, now)
-    _keep_raw(con, deliveries, results, now)
+    # The raw bodies are in the log already (the inbox, warehouse.log), which keeps a body once: when
+    # what it carried brought something.
     return results
-
-
-def _keep_raw(con: duckdb.DuckDBPyConnection, deliveries: list[Delivery], results: list[IngestResult],
-              now: datetime) -> None:
-    """The verified raw body, for audit and reprocessing, when it brought something: a replayed body (a
-    platform's retry, or someone resending a captured one a hundred times) is kept once, not again."""
-    raws = [d for d, r in zip(deliveries, results, strict=True)
-            if d.raw is not None and (r.stored or r.receipts)]
-    ids = next_ids(con, "inbox_ids", len(raws))
-    insert(con, "inbox", [{"id": i, "channel": d.channel, "received_at": now, "body": d.raw}
-                          for i, d in zip(ids, raws, strict=True)])
 
 
 def _key(item: Item) -> tuple[str, str, str] | None:

@@ -1,10 +1,16 @@
-"""The DuckDB ticket store: one file, numbered migrations, one writer thread with group commit.
+"""The DuckDB ticket store: one file, numbered migrations, one writer thread with group commit, and the log.
 
 DuckDB lets one process write a file, and a commit costs about the same for one row as for a
 thousand. So every write is a function queued to a single writer thread, which takes everything
 queued since its last commit, runs it in one transaction and commits once (group commit). Jobs of
-the same batch kind (ingestion) are merged into one set-based call. Reads use their own cursors and
-see only committed data.
+the same batch kind are merged into one set-based call. Reads use their own cursors and see only
+committed data.
+
+Webhooks are appended to the inbound log (warehouse.log) by a second thread with a connection of its
+own, group-committed the same way: an append touches only the inbox, so DuckDB's optimistic
+concurrency lets it commit beside the writer's transactions, and an acknowledgement never waits
+behind a round of ticket building. The writer turns the log into tickets between its rounds of jobs.
+Only the writer's thread ever touches the writer's connection.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from typing import Any, TypeVar
 import duckdb
 
 from warehouse import clock
+from warehouse.log import Append, IngestLog
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -43,6 +50,9 @@ class _Job:
     payload: Any = None
     future: Future[Any] | None = None  # a thread waits on this
     afuture: asyncio.Future[Any] | None = None  # or an event loop on this
+
+
+_WAKE = object()  # queued to the writer: the log has entries to process
 
 
 def _settle(items: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
@@ -125,85 +135,68 @@ def open_connection(path: str | Path, *, read_only: bool = False, memory_limit: 
     return con
 
 
-class Store:
-    """The open store. Writes go through `write`/`awrite`/`batch`, reads through `cursor()`."""
+class _Lane:
+    """One DuckDB connection and the thread that owns it: it takes every job queued since its last commit,
+    runs them in one transaction and commits once (group commit), then answers each.
 
-    def __init__(self, path: str | Path = "data/socialdesk.duckdb", *, memory_limit: str = "1GB",
-                 threads: int = 2) -> None:
-        self.path = str(path)
-        self._con = open_connection(path, memory_limit=memory_limit, threads=threads)
-        self._con.execute("SET enable_progress_bar = false")  # a service and its CLI print no bars
-        # DuckDB checkpoints when the WAL passes this size, inside a commit, and the big primary-key
-        # index makes that a pause of hundreds of milliseconds: at the 16 MB default that came every
-        # few seconds under load. A larger WAL costs only a longer replay after a crash.
-        self._con.execute("SET checkpoint_threshold = '256MB'")
-        migrate(self._con)
+    `idle` runs on the thread after a round when it was woken (`wake`), outside any transaction;
+    `on_commit`/`on_rollback` after each of the lane's commits and rollbacks; `on_stop` before it stops.
+    """
+
+    def __init__(self, name: str, con: duckdb.DuckDBPyConnection, *,
+                 idle: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
+                 on_commit: Callable[[], None] | None = None, on_rollback: Callable[[], None] | None = None,
+                 on_stop: Callable[[duckdb.DuckDBPyConnection], None] | None = None) -> None:
+        self.con = con
+        self.idle, self.on_commit, self.on_rollback, self.on_stop = idle, on_commit, on_rollback, on_stop
         # An item is one job, or several queued as one so that they land in the same round.
-        self._queue: queue.SimpleQueue[_Job | list[_Job] | None] = queue.SimpleQueue()
-        self._writer = threading.Thread(target=self._run, name="store-writer", daemon=True)
-        self._writer.start()
-        self.commits = 0  # for metrics and tests of group commit
+        self.queue: queue.SimpleQueue[_Job | list[_Job] | object | None] = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.commits = 0
 
-    # -- writing ---------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.thread.start()
 
-    def submit(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> Future[T]:
-        job = _Job(fn, future=Future())
-        self._queue.put(job)
-        return job.future  # type: ignore[return-value]
+    def put(self, item: _Job | list[_Job]) -> None:
+        self.queue.put(item)
 
-    def submit_batch(self, batch_fn: Callable[[duckdb.DuckDBPyConnection, list[Any]], list[Any]],
-                     payload: Any) -> Future[Any]:
-        job = _Job(None, batch_fn, payload, future=Future())
-        self._queue.put(job)
-        return job.future  # type: ignore[return-value]
+    def wake(self) -> None:
+        self.queue.put(_WAKE)
 
-    def write(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
-        """Run `fn` in the writer's transaction and wait for its commit."""
-        return self.submit(fn).result()
-
-    async def awrite(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
-        return await self._await(_Job(fn))
-
-    async def abatch(self, batch_fn: Callable[[duckdb.DuckDBPyConnection, list[Any]], list[Any]],
-                     payload: Any) -> Any:
-        """`submit_batch` for the event loop: the writer wakes the loop once per commit, not per job."""
-        return await self._await(_Job(None, batch_fn, payload))
-
-    async def abatch_all(self, batch_fn: Callable[[duckdb.DuckDBPyConnection, list[Any]], list[Any]],
-                         payloads: list[Any]) -> list[Any]:
-        """`abatch` for many payloads at once: one result per payload, or the exception that payload
-        raised (a failing payload fails alone, the others are committed)."""
-        loop = asyncio.get_running_loop()
-        jobs = [_Job(None, batch_fn, p, afuture=loop.create_future()) for p in payloads]
-        if not jobs:
-            return []
-        self._queue.put(jobs)
-        return await asyncio.gather(*(j.afuture for j in jobs), return_exceptions=True)  # type: ignore[misc]
-
-    async def _await(self, job: _Job) -> Any:
-        job.afuture = asyncio.get_running_loop().create_future()
-        self._queue.put(job)
-        return await job.afuture
+    def stop(self) -> None:
+        if self.thread.is_alive():
+            self.queue.put(None)
+            self.thread.join()
 
     def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            jobs = item if isinstance(item, list) else [item]
+        stop = False
+        while not stop:
+            item = self.queue.get()
+            jobs: list[_Job] = []
+            woken = False
             while True:
+                if item is None:
+                    stop = True  # finish this round, then stop
+                    break
+                if item is _WAKE:
+                    woken = True
+                elif isinstance(item, list):
+                    jobs.extend(item)
+                else:
+                    jobs.append(item)  # type: ignore[arg-type]
                 try:
-                    nxt = self._queue.get_nowait()
+                    item = self.queue.get_nowait()
                 except queue.Empty:
                     break
-                if nxt is None:
-                    self._queue.put(None)  # finish this round, then stop
-                    break
-                if isinstance(nxt, list):
-                    jobs.extend(nxt)
-                else:
-                    jobs.append(nxt)
-            self._commit_round(jobs)
+            if jobs:
+                self._commit_round(jobs)
+            if woken and self.idle is not None:
+                try:
+                    self.idle(self.con)
+                except Exception:  # the idle work reports its own failures; the lane must live on
+                    log.exception("%s: background work failed", self.thread.name)
+        if self.on_stop is not None:
+            self.on_stop(self.con)
 
     def _commit_round(self, jobs: list[_Job]) -> None:
         outcomes = self._attempt(jobs)
@@ -218,62 +211,187 @@ class Store:
                 loop.call_soon_threadsafe(_settle, items)
 
     def _attempt(self, jobs: list[_Job]) -> list[tuple[_Job, bool, Any]]:
-        con = self._con
+        con = self.con
         try:
             con.execute("BEGIN")
-            results = self._execute(con, jobs)
+            results = _execute(con, jobs)
             con.execute("COMMIT")
         except Exception as exc:
             with suppress(duckdb.Error):
                 con.execute("ROLLBACK")
+            if self.on_rollback is not None:
+                self.on_rollback()
             if len(jobs) == 1:
                 return [(jobs[0], False, exc)]
             # One job failed and took the round with it: rerun each alone so only it fails.
             return [outcome for job in jobs for outcome in self._attempt([job])]
         self.commits += 1
+        if self.on_commit is not None:
+            self.on_commit()
         return [(job, True, result) for job, result in zip(jobs, results, strict=True)]
 
-    @staticmethod
-    def _execute(con: duckdb.DuckDBPyConnection, jobs: list[_Job]) -> list[Any]:
-        results: list[Any] = [None] * len(jobs)
-        batches: dict[Any, list[int]] = {}
-        for i, job in enumerate(jobs):
-            if job.batch_fn is not None:
-                batches.setdefault(job.batch_fn, []).append(i)
-        for batch_fn, idx in batches.items():
-            for i, result in zip(idx, batch_fn(con, [jobs[i].payload for i in idx]), strict=True):
-                results[i] = result
-        for i, job in enumerate(jobs):
-            if job.fn is not None:
-                results[i] = job.fn(con)
-        return results
+    # -- queueing ------------------------------------------------------------------------------------
+
+    def submit(self, job: _Job) -> Future[Any]:
+        job.future = Future()
+        self.queue.put(job)
+        return job.future
+
+    async def run_async(self, job: _Job) -> Any:
+        job.afuture = asyncio.get_running_loop().create_future()
+        self.queue.put(job)
+        return await job.afuture
+
+    async def run_all(self, batch_fn: Callable[[duckdb.DuckDBPyConnection, list[Any]], list[Any]],
+                      payloads: list[Any]) -> list[Any]:
+        loop = asyncio.get_running_loop()
+        jobs = [_Job(None, batch_fn, p, afuture=loop.create_future()) for p in payloads]
+        if not jobs:
+            return []
+        self.queue.put(jobs)
+        return await asyncio.gather(*(j.afuture for j in jobs), return_exceptions=True)  # type: ignore[misc]
+
+
+def _execute(con: duckdb.DuckDBPyConnection, jobs: list[_Job]) -> list[Any]:
+    results: list[Any] = [None] * len(jobs)
+    batches: dict[Any, list[int]] = {}
+    for i, job in enumerate(jobs):
+        if job.batch_fn is not None:
+            batches.setdefault(job.batch_fn, []).append(i)
+    for batch_fn, idx in batches.items():
+        for i, result in zip(idx, batch_fn(con, [jobs[i].payload for i in idx]), strict=True):
+            results[i] = result
+    for i, job in enumerate(jobs):
+        if job.fn is not None:
+            results[i] = job.fn(con)
+    return results
+
+
+class Store:
+    """The open store. Writes go through `write`/`awrite`/`batch`, webhooks through `append` (the log),
+    reads through `cursor()`."""
+
+    def __init__(self, path: str | Path = "data/socialdesk.duckdb", *, memory_limit: str = "1GB",
+                 threads: int = 2) -> None:
+        self.path = str(path)
+        self._con = open_connection(path, memory_limit=memory_limit, threads=threads)
+        self._con.execute("SET enable_progress_bar = false")  # a service and its CLI print no bars
+        # DuckDB checkpoints when the WAL passes this size, inside a commit, and the big primary-key
+        # index makes that a pause of hundreds of milliseconds: at the 16 MB default that came every
+        # few seconds under load. A larger WAL costs only a longer replay after a crash.
+        self._con.execute("SET checkpoint_threshold = '256MB'")
+        migrate(self._con)
+        self._writer = _Lane("store-writer", self._con, idle=self._process_log, on_stop=self._drain_log)
+        self.log = IngestLog(self._con, wake=self._writer.wake, retry_later=self._retry_log)
+        # The log has a connection and a thread of its own: an append touches only the inbox, so it
+        # never conflicts with the writer's transactions (DuckDB's optimistic concurrency) and never
+        # waits behind a round of ticket building.
+        self._appender = _Lane("store-log", self._con.cursor(), on_commit=self.log.committed,
+                               on_rollback=self.log.rolled_back)
+        self.log.lanes = {self._writer.thread, self._appender.thread}
+        # Other threads never touch the writer's connection: a statement run on it from another thread
+        # would run inside the writer's transaction and replace the result it is reading. Readers'
+        # cursors and Quack serving come from a connection of their own.
+        self._side = self._con.cursor()
+        self._writer.start()
+        self._appender.start()
+        self.drain_seconds = 30.0  # at close, how long the log may take to catch up
+
+    @property
+    def commits(self) -> int:
+        """Commit rounds of the writer's jobs (for metrics and tests of group commit)."""
+        return self._writer.commits
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def submit(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> Future[T]:
+        return self._writer.submit(_Job(fn))
+
+    def submit_batch(self, batch_fn: Callable[[duckdb.DuckDBPyConnection, list[Any]], list[Any]],
+                     payload: Any) -> Future[Any]:
+        return self._writer.submit(_Job(None, batch_fn, payload))
+
+    def write(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        """Run `fn` in the writer's transaction and wait for its commit. Like a read, it first waits
+        until the webhooks acknowledged so far are tickets: a change made after an acknowledgement
+        (an agent's reply to the message just answered) finds what it carried."""
+        self.log.wait_processed()
+        return self.submit(fn).result()
+
+    async def awrite(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        if self.log.behind():
+            await asyncio.to_thread(self.log.wait_processed)
+        return await self._writer.run_async(_Job(fn))  # type: ignore[no-any-return]
+
+    async def abatch(self, batch_fn: Callable[[duckdb.DuckDBPyConnection, list[Any]], list[Any]],
+                     payload: Any) -> Any:
+        """`submit_batch` for the event loop: the writer wakes the loop once per commit, not per job."""
+        return await self._writer.run_async(_Job(None, batch_fn, payload))
+
+    async def abatch_all(self, batch_fn: Callable[[duckdb.DuckDBPyConnection, list[Any]], list[Any]],
+                         payloads: list[Any]) -> list[Any]:
+        """`abatch` for many payloads at once: one result per payload, or the exception that payload
+        raised (a failing payload fails alone, the others are committed)."""
+        return await self._writer.run_all(batch_fn, payloads)
+
+    # -- the log ---------------------------------------------------------------------------------
+
+    def append(self, payload: Append) -> Future[int]:
+        """Append one entry to the log; the future is its id, once it is durable."""
+        return self._appender.submit(_Job(None, self.log.append_batch, payload))
+
+    async def aappend(self, payload: Append) -> int:
+        return await self._appender.run_async(_Job(None, self.log.append_batch, payload))  # type: ignore[no-any-return]
+
+    async def aappend_all(self, payloads: list[Append]) -> list[int | BaseException]:
+        """Many entries in one append (one per payload: its id, or the exception it alone raised)."""
+        return await self._appender.run_all(self.log.append_batch, payloads)
+
+    def _process_log(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.log.run(con)
+
+    def _drain_log(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.log.drain(con, self.drain_seconds)
+
+    def _retry_log(self, seconds: float) -> None:
+        timer = threading.Timer(seconds, self.log.wake)
+        timer.daemon = True
+        timer.start()
 
     # -- reading ---------------------------------------------------------------------------------
 
     @contextmanager
-    def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        cur = self._con.cursor()
+    def cursor(self, *, fresh: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A reading cursor. `fresh`: first wait until the webhooks acknowledged so far are tickets (while
+        the desk keeps up; see warehouse.log), so a read after an acknowledgement sees what it carried."""
+        if fresh:
+            self.log.wait_processed()
+        cur = self._side.cursor()
         try:
             yield cur
         finally:
             cur.close()
 
-    def read(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
-        with self.cursor() as cur:
+    def read(self, fn: Callable[[duckdb.DuckDBPyConnection], T], *, fresh: bool = True) -> T:
+        with self.cursor(fresh=fresh) as cur:
             return fn(cur)
 
-    async def aread(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
-        return await asyncio.to_thread(self.read, fn)
+    async def aread(self, fn: Callable[[duckdb.DuckDBPyConnection], T], *, fresh: bool = True) -> T:
+        return await asyncio.to_thread(self.read, fn, fresh=fresh)
 
     @property
     def connection(self) -> duckdb.DuckDBPyConnection:
-        """The writer's connection, for things that must run beside it (Quack serving)."""
-        return self._con
+        """A connection to the store beside the writer's, for things that run beside it (Quack serving,
+        cursors). Never the writer's own: see `__init__`."""
+        return self._side
 
     def close(self) -> None:
-        if self._writer.is_alive():
-            self._queue.put(None)
-            self._writer.join()
+        """Stop appending, let the writer finish its round and catch up with the log (for at most
+        `drain_seconds`; the rest is processed at the next start), then close."""
+        self._appender.stop()
+        self._writer.stop()
+        self._appender.con.close()
+        self._side.close()
         self._con.close()
 
     def __enter__(self) -> Store:
