@@ -366,7 +366,7 @@ class Bucket:
         """0 if a call may go now (and counts it), else the seconds until one may."""
         self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.rate)
         self.at = now
-        if self.tokens >= 1:
+        if self.tokens >= 1 - 1e-9:  # clocks are floats: a refill to exactly 1 may land a hair short
             self.tokens -= 1
             return 0.0
         return (1 - self.tokens) / self.rate
