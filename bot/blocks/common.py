@@ -210,10 +210,18 @@ def actions(*elements: dict[str, Any], block_id: str | None = None) -> dict[str,
     return block
 
 
+def middle_cut(text: str, limit: int) -> str:
+    """`text` within `limit`, its start and its end kept: long titles that begin alike stay apart."""
+    if len(text) <= limit:
+        return text
+    tail = (limit - 1) * 2 // 5
+    return text[: limit - 1 - tail].rstrip() + "…" + text[-tail:].lstrip()
+
+
 def option(text: str, value: str) -> dict[str, Any]:
     if len(value) > OPTION_VALUE:
         raise BlockLimitError(f"option value over {OPTION_VALUE} characters: key it by an id")
-    return {"text": plain(text, OPTION_TEXT), "value": value}
+    return {"text": text_obj(middle_cut(text, OPTION_TEXT), "plain_text"), "value": value}
 
 
 def static_select(action_id: str, placeholder: str, options: list[dict[str, Any]],

@@ -249,9 +249,10 @@ def register(bot: Bot) -> None:
     async def events_page(ack: Any, body: dict[str, Any]) -> None:
         bot.track()
         await ack()
-        found = await ticket_action(body)
-        if found:
-            await update(bot, body, events_modal(await bot.desk.ticket(found[0]), int(_action(body)["value"])))
+        if await agent_or_none(body) is None:
+            return
+        ticket_id = int(read_meta(body.get("view"))["ticket"])  # the button's value is the page
+        await update(bot, body, events_modal(await bot.desk.ticket(ticket_id), int(_action(body)["value"])))
 
     @app.action(ids.MERGE)
     async def merge(ack: Any, body: dict[str, Any]) -> None:
