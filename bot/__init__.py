@@ -30,6 +30,25 @@ MAX_BODY = 4 * 1024 * 1024  # Slack's largest payloads (a submitted modal's stat
 MAX_SKEW = 300  # seconds: Slack's own rule for the request timestamp
 
 
+# The shape Bolt relies on for each kind of request (it answers 500 when a signed body lacks it).
+_SHAPES: dict[str, dict[str, type]] = {
+    "event_callback": {"event": dict},
+    "block_actions": {"user": dict, "actions": list},
+    "view_submission": {"user": dict, "view": dict},
+    "view_closed": {"user": dict, "view": dict},
+}
+
+
+def well_formed(body: object) -> bool:
+    """A payload Bolt can route: an object, with the parts its kind needs (events, actions, views)."""
+    if not isinstance(body, dict):
+        return False
+    for key, kind in _SHAPES.get(str(body.get("type")), {}).items():
+        if not isinstance(body.get(key), kind):
+            return False
+    return body.get("type") != "block_actions" or all(isinstance(a, dict) for a in body["actions"])
+
+
 def install(web_app: web.Application, cfg: SlackConfig, desk: Desk, **notifier_options: Any) -> Any:
     """Mount the Slack app on `web_app` and run its notifier while the app runs; returns the `Bot`."""
     from slack_bolt.adapter.aiohttp import to_aiohttp_response
@@ -68,7 +87,7 @@ def install(web_app: web.Application, cfg: SlackConfig, desk: Desk, **notifier_o
                                             headers=request.headers)  # type: ignore[arg-type]
         except (ValueError, TypeError, AttributeError):
             return web.Response(status=400, text="unreadable payload")
-        if not isinstance(bolt_request.body, dict):
+        if not well_formed(bolt_request.body):
             return web.Response(status=400, text="unreadable payload")
         return await to_aiohttp_response(await bot.app.async_dispatch(bolt_request))
 
