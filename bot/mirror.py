@@ -51,10 +51,6 @@ class Job:
     data: dict[str, Any] = field(default_factory=dict)
 
 
-class Park(Exception):
-    """The lane cannot go on for now (the channel refuses); try again later."""
-
-
 def transient(exc: BaseException) -> bool:
     if isinstance(exc, (TimeoutError, aiohttp.ClientError, OSError)):
         return True
@@ -149,10 +145,6 @@ class Mirror:
                 taken = await self.execute(head, lane)
             except asyncio.CancelledError:
                 raise
-            except Park as exc:
-                log.warning("Slack refuses channel %s (%s): its messages wait; %d waiting", name, exc, len(lane))
-                self._resting[name] = self.clock.now() + self.rest
-                return
             except Exception as exc:
                 if isinstance(exc, SlackApiError) and retry_after(exc) is not None:
                     continue  # the paced client holds the method or channel for Retry-After

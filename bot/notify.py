@@ -28,11 +28,11 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.access import Access
 from bot.blocks.card import (
     card_message,
+    card_room,
     end_user_posts,
     failure_dm,
     note_posts,
     notification_message,
-    opening_fits,
     reply_posts,
 )
 from bot.blocks.common import chunks, escape
@@ -76,6 +76,7 @@ class Notifier:
         self.home_tabs: dict[str, str] = {}  # the tab each agent last looked at
         self._pending_homes: set[str] = set()
         self._published_at: dict[str, float] = {}
+        self._homes_task: asyncio.Task[None] | None = None
         self._cursor: int | None = None  # saved: everything up to it reached Slack
         self._planned: int | None = None  # read: jobs of events up to it are planned
         # What each Slack message shows already: (kind, ticket, ref) -> the ticket's last event when
@@ -124,10 +125,12 @@ class Notifier:
                 await asyncio.sleep(self.interval)
         finally:
             await self.mirror.stop()
+            if self._homes_task is not None:
+                self._homes_task.cancel()
 
     async def run_once(self) -> int:
-        """One pass: plan the events after the last planned one, start the lanes, save the cursor, then
-        the home tabs due. Returns the events read."""
+        """One pass: plan the events after the last planned one, start the lanes, save the cursor, start
+        publishing the home tabs due. Returns the events read."""
         async with self.lock:
             if self._planned is None:
                 await self.start()
@@ -143,12 +146,15 @@ class Notifier:
             await self.save_cursor()
             if touched:
                 await self._homes_for(touched)
-        await self.flush_homes()
+        self.kick_homes()
         return len(rows)
 
     async def settle(self) -> None:
-        """Wait until every lane is empty or resting, then save the cursor (tests, shutdown)."""
+        """Wait until every lane is empty or resting and the home tabs due are published, then save the
+        cursor (tests, shutdown)."""
         await self.mirror.drain()
+        if self._homes_task is not None:
+            await self._homes_task
         async with self.lock:
             await self.save_cursor()
 
@@ -227,24 +233,22 @@ class Notifier:
             await self._post(channel, part, thread_ts or first[1])
         return first
 
-    async def _card_content(self, tid: int) -> tuple[dict[str, Any], dict[str, Any] | None, int]:
-        """The card as it is now, the opening message it shows (if whole), and the event it reflects."""
-        def read(con: Any) -> tuple[int, dict[str, Any] | None, dict[str, Any] | None, tuple[str, str] | None,
-                                    tuple[str, str] | None]:
-            last = slack_state.last_event(con, tid)
-            opening = slack_state.opening_comment(con, tid)
-            shown = slack_state.message(con, tid, "comment", opening["id"]) if opening else None
-            return last, opening, slack_state.last_reply(con, tid), shown, slack_state.message(con, tid, "card")
-        last, opening, last_reply, shown, card = await self.desk.read(read)
+    async def _card_content(self, tid: int) -> tuple[dict[str, Any], list[dict[str, Any]], int]:
+        """The card as it is now, the customer's messages it shows, and the event it reflects. A new card
+        shows the messages waiting for Slack (as many as fit whole); a posted one keeps those it showed."""
+        def read(con: Any) -> tuple[int, list[dict[str, Any]], dict[str, Any] | None]:
+            last = slack_state.last_event(con, tid)  # first: what is read after reflects it at least
+            card = slack_state.message(con, tid, "card")
+            shown = (slack_state.comments(con, slack_state.shown_in(con, tid, "comment", *card)) if card
+                     else slack_state.waiting_customer_messages(con, tid))
+            return last, shown, slack_state.last_reply(con, tid)
+        last, shown, last_reply = await self.desk.read(read)
         ticket = await self.desk.ticket(tid, history=False)
         requester = await self.desk.user(ticket["requester"]["id"])
-        if opening is not None:
-            in_card = shown is not None and card is not None and shown == card
-            if not in_card and (shown is not None or not opening_fits(requester, opening)):
-                opening = None  # it is (or goes) in the thread
-        links = self._links(opening) if opening else None
-        return card_message(ticket, requester, opening=opening, opening_links=links, last_reply=last_reply), \
-            opening, last
+        if not await self.desk.read(lambda con: slack_state.message(con, tid, "card")):
+            shown = card_room(requester, shown)
+        links = {m["id"]: self._links(m) for m in shown}
+        return card_message(ticket, requester, messages=shown, links=links, last_reply=last_reply), shown, last
 
     def _links(self, comment: dict[str, Any]) -> list[str | None] | None:
         if not self.media_link:
@@ -257,13 +261,13 @@ class Notifier:
         found = await self.desk.read(lambda con: slack_state.message(con, tid, "card"))
         if found or not self.cfg.triage_channel:
             return found
-        content, opening, last = await self._card_content(tid)
+        content, shown, last = await self._card_content(tid)
         channel, ts = await self._post(self.cfg.triage_channel, content)
 
         def remember(con: Any) -> None:
             slack_state.remember(con, tid, "card", [0], channel, ts)
-            if opening is not None:  # the card shows the customer's first message: the thread need not
-                slack_state.remember(con, tid, "comment", [opening["id"]], channel, ts)
+            # The card shows these customer messages: the thread need not.
+            slack_state.remember(con, tid, "comment", [m["id"] for m in shown], channel, ts)
         await self.desk.write(remember)
         self._fresh[("card", tid, 0)] = last
         return channel, ts
@@ -404,6 +408,12 @@ class Notifier:
 
     def request_homes(self, users: set[str]) -> None:
         self._pending_homes |= {u for u in users if u}
+
+    def kick_homes(self) -> None:
+        """Publish the home tabs due in a task of their own: paced to views.publish's tier, they must not
+        hold up the pass (and the cards) when many agents are concerned."""
+        if self._pending_homes and (self._homes_task is None or self._homes_task.done()):
+            self._homes_task = asyncio.create_task(self.flush_homes(), name="slack-homes")
 
     async def flush_homes(self) -> None:
         """Publish the pending home tabs whose last refresh is at least `debounce` seconds old."""

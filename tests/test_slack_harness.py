@@ -80,9 +80,13 @@ class World:
         return await self.post(body, ctype, headers={**sign(body), **(headers or {})})
 
     async def notify(self) -> None:
-        """One deterministic pass of the notifier, and everything it queued until Slack took it."""
-        await self.bot.notifier.run_once()
-        await self.bot.notifier.settle()
+        """Deterministic passes of the notifier until it has read every event (a pass reads `batch`), each
+        followed by everything it queued until Slack took it."""
+        while True:
+            read = await self.bot.notifier.run_once()
+            await self.bot.notifier.settle()
+            if read < self.bot.notifier.batch:
+                return
 
     async def ingest(self, *messages: InboundMessage) -> Any:
         result = await self.desk.ingest(Delivery(list(messages)))

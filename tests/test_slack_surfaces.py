@@ -80,6 +80,7 @@ async def test_every_surface_of_a_busy_desk(world: World, frozen: Any, tmp_path:
     await world.desk.write(lambda con: record_events(con, [
         event(tid, "tags_changed", "agent", 1, added=[f"t{n}"], removed=[]) for n in range(3000)]))
     await world.notify()
+    await world.ingest(msg(user="33700000000", text=LONG, at=NOW, name=NAMES[0], phone="+33700000000"))
 
     # The card and its thread.
     channel, ts = await world.slack_message(tid)

@@ -112,13 +112,21 @@ def comments(con: Con, comment_ids: list[int]) -> list[dict[str, Any]]:
     return [c for c in (comment(con, cid) for cid in comment_ids) if c is not None]
 
 
-def opening_comment(con: Con, ticket_id: int) -> dict[str, Any] | None:
-    """The end user's first message on the ticket: the card shows it."""
-    row = con.execute(
+def waiting_customer_messages(con: Con, ticket_id: int) -> list[dict[str, Any]]:
+    """The end user's messages on the ticket that are in no Slack message yet, oldest first."""
+    rows = con.execute(
         "SELECT c.id FROM comments c JOIN tickets t ON t.id = c.ticket_id WHERE c.ticket_id = ? AND c.public "
-        "AND c.author_id = t.requester_id AND c.created_at >= t.created_at ORDER BY c.created_at, c.id LIMIT 1",
-        [ticket_id]).fetchone()
-    return comment(con, int(row[0])) if row else None
+        "AND c.author_id = t.requester_id AND c.created_at >= t.created_at AND c.id NOT IN "
+        "(SELECT ref FROM slack_messages WHERE ticket_id = ? AND kind = 'comment') ORDER BY c.created_at, c.id",
+        [ticket_id, ticket_id]).fetchall()
+    return comments(con, [int(r[0]) for r in rows])
+
+
+def shown_in(con: Con, ticket_id: int, kind: str, channel: str, ts: str) -> list[int]:
+    """The refs of this kind that the Slack message (channel, ts) shows."""
+    return [int(r[0]) for r in con.execute(
+        "SELECT ref FROM slack_messages WHERE ticket_id = ? AND kind = ? AND channel = ? AND ts = ? ORDER BY ref",
+        [ticket_id, kind, channel, ts]).fetchall()]
 
 
 def reply(con: Con, outbox_id: int) -> dict[str, Any] | None:

@@ -1,11 +1,11 @@
 """The ticket card posted in the triage channel, and the messages of its thread (R20, R21, B1, B3).
 
-The card shows the customer's opening message, the status, the channel and the business account
-replies leave from (R20), the requester with their social messaging info (R6), the tags (R7, R9),
-the time left in the messaging window (B1), a failed last reply (R22), and the actions: Claim (or,
-once someone has it, Reassign to me and Unassign), Reply with social messaging, Internal note, Merge
-user, Status, Events. The thread carries the rest of the conversation: end-user messages (several
-waiting ones in one post), replies with their delivery state, notes.
+The card shows what the customer wrote before it went out (often several messages), the status, the
+channel and the business account replies leave from (R20), the requester with their social messaging
+info (R6), the tags (R7, R9), the time left in the messaging window (B1), a failed last reply (R22),
+and the actions: Claim (or, once someone has it, Reassign to me and Unassign), Reply with social
+messaging, Internal note, Merge user, Status, Events. The thread carries the rest of the conversation:
+end-user messages (several waiting ones in one post), replies with their delivery state, notes.
 
 Long texts are split across sections and, past a message's 50 blocks, across posts: nothing is cut.
 """
@@ -21,7 +21,6 @@ from bot.blocks.common import (
     channel_badge,
     context,
     escape,
-    fallback,
     first_words,
     message,
     posts,
@@ -36,7 +35,7 @@ from bot.blocks.common import (
 
 DELIVERY_LABELS = {"queued": "📤 Sent to channel", "sent": "✅ Sent to channel", "delivered": "✅✅ Delivered",
                    "read": "👀 Read", "failed": "❌ Not delivered", "retry": "🔁 Channel unreachable, retrying"}
-# The card keeps this much room for the opening message; a longer one goes to the thread whole.
+# The card keeps this much room for the customer's messages; what does not fit goes to the thread whole.
 CARD_MESSAGE_BLOCKS = 30
 GENERIC_SUBJECT = " conversation with "  # the subject ingestion gives every new ticket
 
@@ -91,18 +90,17 @@ def comment_blocks(name: str, comment: dict[str, Any], links: list[str | None] |
     return blocks
 
 
-def card_blocks(ticket: dict[str, Any], requester: dict[str, Any], *, opening: dict[str, Any] | None = None,
-                opening_links: list[str | None] | None = None, last_reply: dict[str, Any] | None = None
+def card_blocks(ticket: dict[str, Any], requester: dict[str, Any], *, messages: list[dict[str, Any]] = (),
+                links: dict[int, list[str | None]] | None = None, last_reply: dict[str, Any] | None = None
                 ) -> list[dict[str, Any]]:
+    """The card; `messages` are the customer's messages it shows (those waiting when it was posted)."""
     tid = str(ticket["id"])
     assignee = ticket.get("assignee")
     tags = " ".join(f"`{escape(t)}`" for t in ticket["tags"]) or "_no tags_"
-    about = headline(ticket, (opening or {}).get("body"))
+    about = headline(ticket, messages[0].get("body") if messages else None)
     blocks = [section(f"*#{tid} · {escape(about)}*")]
-    if opening is not None:
-        shown = comment_blocks(requester.get("name") or "", opening, opening_links)
-        blocks += shown if len(shown) <= CARD_MESSAGE_BLOCKS else [
-            *shown[:1], context("The message continues in the thread.")]
+    for m in messages:
+        blocks += comment_blocks(requester.get("name") or "", m, (links or {}).get(m.get("id", 0)))
     blocks.append(section("", fields=[f"*Status*\n{status_badge(ticket['status'])}",
                                       f"*Channel*\n{channel_badge(ticket['channel'])}",
                                       f"*Business account*\n{escape(account_label(ticket))}",
@@ -132,19 +130,25 @@ def card_blocks(ticket: dict[str, Any], requester: dict[str, Any], *, opening: d
     return blocks
 
 
-def opening_fits(requester: dict[str, Any], opening: dict[str, Any]) -> bool:
-    """Whether the card shows the opening message whole (else the thread gets it)."""
-    return len(comment_blocks(requester.get("name") or "", opening)) <= CARD_MESSAGE_BLOCKS
+def card_room(requester: dict[str, Any], waiting: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The waiting messages a new card shows whole, oldest first, within its room; the rest go to the
+    thread (a message too long for the card goes there whole)."""
+    shown, used = [], 0
+    for m in waiting:
+        used += len(comment_blocks(requester.get("name") or "", m))
+        if used > CARD_MESSAGE_BLOCKS:
+            break
+        shown.append(m)
+    return shown
 
 
-def card_message(ticket: dict[str, Any], requester: dict[str, Any], *, opening: dict[str, Any] | None = None,
-                 opening_links: list[str | None] | None = None, last_reply: dict[str, Any] | None = None
+def card_message(ticket: dict[str, Any], requester: dict[str, Any], *, messages: list[dict[str, Any]] = (),
+                 links: dict[int, list[str | None]] | None = None, last_reply: dict[str, Any] | None = None
                  ) -> dict[str, Any]:
-    words = first_words((opening or {}).get("body") or "", 120)
+    words = first_words(messages[-1].get("body") or "", 120) if messages else ""
     text = (f"{status_badge(ticket['status'])} #{ticket['id']} {channel_badge(ticket['channel'])}: "
             f"{requester.get('name') or ''}" + (f": {words}" if words else ""))
-    return message(card_blocks(ticket, requester, opening=opening, opening_links=opening_links,
-                               last_reply=last_reply), text)
+    return message(card_blocks(ticket, requester, messages=messages, links=links, last_reply=last_reply), text)
 
 
 def attachment_lines(attachments: list[dict[str, Any]], links: list[str | None] | None = None) -> list[str]:
@@ -210,7 +214,3 @@ def claim_refusal(ticket_id: int, assignee: dict[str, Any]) -> dict[str, Any]:
                                            block_id=f"take-{ticket_id}")],
                    f"Ticket #{ticket_id} is already assigned to {assignee.get('name') or 'another agent'}.")
 
-
-__all__ = ["DELIVERY_LABELS", "account_label", "attachment_lines", "card_blocks", "card_message", "claim_refusal",
-           "comment_blocks", "end_user_message", "end_user_posts", "failure_dm", "fallback", "headline",
-           "note_posts", "notification_message", "opening_fits", "reply_posts", "social_info_lines", "who_has_it"]
