@@ -313,8 +313,9 @@ class Notifier:
         return batch
 
     async def _reply(self, job: Job) -> None:
-        tid, oid_or_cid = int(job.ticket_id or 0), job.ref
-        comment = await self.desk.read(lambda con: slack_state.comment(con, oid_or_cid))
+        """A reply in the thread with its delivery state (the job names the reply's comment)."""
+        tid, cid = int(job.ticket_id or 0), job.ref
+        comment = await self.desk.read(lambda con: slack_state.comment(con, cid))
         if comment is None or comment["outbox_id"] is None:
             return
         oid = int(comment["outbox_id"])

@@ -76,17 +76,16 @@ def ticket_rows(cur: duckdb.DuckDBPyConnection, where: str, params: list[Any], l
 
 def last_messages(cur: duckdb.DuckDBPyConnection, tickets: list[tuple[int, int, datetime | None]]) -> dict[int, str]:
     """The start of each ticket's last end-user message. A comment keeps the time the customer sent it,
-    which is the ticket's last_end_user_message_at: filtering on those times lets DuckDB skip every row
-    group that holds none of them (comments are appended in time order)."""
-    wanted = [(t, r, at) for t, r, at in tickets if at is not None]
-    if not wanted:
+    which is the ticket's last_end_user_message_at: one equality on that time per ticket lets DuckDB
+    skip every row group that cannot hold it (comments are appended in time order; one IN list over
+    all the times would be read as their whole range)."""
+    parts = [f"SELECT ticket_id, id, left(body, {PREVIEW}) AS body FROM comments WHERE created_at = "
+             f"TIMESTAMP '{at.isoformat(sep=' ')}' AND ticket_id = {int(t)} AND author_id = {int(r)} AND public"
+             for t, r, at in tickets if at is not None]
+    if not parts:
         return {}
-    times = ", ".join(f"TIMESTAMP '{at.isoformat(sep=' ')}'" for _, _, at in wanted)
-    found = cur.execute(
-        f"SELECT ticket_id, arg_max(left(body, {PREVIEW}), id) FROM comments "
-        f"WHERE created_at IN ({times}) AND ticket_id IN {sql_list(t for t, _, _ in wanted)} AND public "
-        f"AND author_id IN {sql_list({r for _, r, _ in wanted})} GROUP BY ticket_id").fetchall()
-    return {int(t): body for t, body in found if body}
+    found = cur.execute(f"SELECT ticket_id, arg_max(body, id) FROM ({' UNION ALL '.join(parts)}) GROUP BY 1")
+    return {int(t): body for t, body in found.fetchall() if body}
 
 
 def ticket_row(r: tuple[Any, ...], preview: str | None = None, last_customer: datetime | None = None,
