@@ -65,9 +65,13 @@ class Mirror:
     several waiting messages of one thread go as one post) and returns the jobs Slack took."""
 
     def __init__(self, execute: Callable[[Job, deque[Job]], Awaitable[list[Job]]], clock: Clock, *,
-                 rest: float = 60.0, max_backoff: float = 60.0, failures_before_rest: int = 5) -> None:
+                 rest: float = 60.0, max_backoff: float = 60.0, failures_before_rest: int = 5,
+                 can_wait: Callable[[Job], bool] | None = None) -> None:
         self.execute = execute
         self.clock = clock
+        # An update that would wait for its rate limit lets the posts behind it go first: an update
+        # changes a message that is there already, so no message changes place.
+        self.can_wait = can_wait
         self.rest = rest
         self.max_backoff = max_backoff
         self.failures_before_rest = failures_before_rest
@@ -140,7 +144,7 @@ class Mirror:
         lane = self.lanes[name]
         failures = 0
         while lane:
-            head = lane[0]
+            head = self._next(lane)
             try:
                 taken = await self.execute(head, lane)
             except asyncio.CancelledError:
@@ -168,3 +172,13 @@ class Mirror:
             failures = 0
             self.taken += len(taken)
             self._done(taken or [head])
+        if not lane and self.lanes.get(name) is lane:
+            del self.lanes[name]  # lanes come and go with their channels (DMs, notification targets)
+
+    def _next(self, lane: deque[Job]) -> Job:
+        head = lane[0]
+        if head.kind in COVERING and self.can_wait is not None and self.can_wait(head):
+            for job in lane:
+                if job.kind not in COVERING:
+                    return job
+        return head

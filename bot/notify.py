@@ -37,7 +37,7 @@ from bot.blocks.card import (
 )
 from bot.blocks.common import chunks, escape
 from bot.blocks.home import home_view
-from bot.mirror import Job, Mirror
+from bot.mirror import COVERING, Job, Mirror
 from bot.pacing import Clock, RealClock, background
 from bot.settings import SlackConfig
 from warehouse import slack_state
@@ -53,6 +53,7 @@ EVERYONE = ("ticket_created", "assignee_changed", "status_changed", "tags_change
 CONTENT_ERRORS = {"invalid_blocks", "invalid_blocks_format", "msg_too_long", "no_text", "invalid_arguments"}
 MAX_WAITING = 5_000  # jobs: past this the pass reads no further events until lanes drain
 COALESCE = 20  # end-user messages that may share one thread post
+FRESH_KEPT = 50_000
 
 
 class Notifier:
@@ -71,7 +72,9 @@ class Notifier:
         self.clock = clock or RealClock()
         self.monotonic = monotonic or self.clock.now
         self.media_link = media_link  # (comment id, attachment index) -> a signed link to the file
-        self.mirror = Mirror(self.execute, self.clock)
+        pacer = getattr(client, "pacer", None)
+        self.mirror = Mirror(self.execute, self.clock, can_wait=(
+            (lambda job: pacer.ready_in("chat.update") > 0) if pacer is not None else None))
         self.lock = asyncio.Lock()  # one pass at a time
         self.home_tabs: dict[str, str] = {}  # the tab each agent last looked at
         self._pending_homes: set[str] = set()
@@ -82,6 +85,15 @@ class Notifier:
         # What each Slack message shows already: (kind, ticket, ref) -> the ticket's last event when
         # it was rendered. An update asked by an event it already reflects is skipped.
         self._fresh: dict[tuple[str, int, int], int] = {}
+
+    def _mark_fresh(self, key: tuple[str, int, int], event_id: int) -> None:
+        """Remember what a message reflects; the oldest entries go past FRESH_KEPT (a forgotten one only
+        costs an update that changes nothing)."""
+        self._fresh.pop(key, None)
+        self._fresh[key] = event_id
+        if len(self._fresh) > FRESH_KEPT:
+            for old in list(self._fresh)[: FRESH_KEPT // 10]:
+                del self._fresh[old]
 
     # -- cursor ------------------------------------------------------------------------------------
 
@@ -269,7 +281,7 @@ class Notifier:
             # The card shows these customer messages: the thread need not.
             slack_state.remember(con, tid, "comment", [m["id"] for m in shown], channel, ts)
         await self.desk.write(remember)
-        self._fresh[("card", tid, 0)] = last
+        self._mark_fresh(("card", tid, 0), last)
         return channel, ts
 
     async def _card(self, job: Job) -> None:
@@ -285,15 +297,16 @@ class Notifier:
         except OperationError:
             return  # the ticket is gone
         await self.client.chat_update(channel=found[0], ts=found[1], **content)
-        self._fresh[("card", tid, 0)] = last
+        self._mark_fresh(("card", tid, 0), last)
 
     async def _comments(self, head: Job, lane: deque[Job]) -> list[Job]:
         """End-user messages for one thread: the head and the ones waiting after it for the same ticket
         (up to a reply or a note of that ticket, which must keep its place), in as few posts as fit."""
         batch = [head]
-        for job in list(lane)[1:]:
-            if job.ticket_id != head.ticket_id:
-                continue
+        waiting = list(lane)
+        for job in waiting[waiting.index(head) + 1:]:
+            if job.ticket_id != head.ticket_id or job.kind in COVERING:
+                continue  # an update adds no message: the thread's order does not depend on it
             if job.kind != "comment" or len(batch) >= COALESCE:
                 break
             batch.append(job)
@@ -330,7 +343,7 @@ class Notifier:
             return
         channel, ts = await self._post_all(card[0], reply_posts(reply, reply["state"], reply["reason"]), card[1])
         await self.desk.write(lambda con: slack_state.remember(con, tid, "reply", [oid], channel, ts))
-        self._fresh[("reply", tid, oid)] = last
+        self._mark_fresh(("reply", tid, oid), last)
 
     async def _reply_update(self, job: Job) -> None:
         tid, oid = int(job.ticket_id or 0), job.ref
@@ -343,7 +356,7 @@ class Notifier:
             return
         await self.client.chat_update(channel=found[0], ts=found[1],
                                       **reply_posts(reply, reply["state"], reply["reason"])[0])
-        self._fresh[("reply", tid, oid)] = last
+        self._mark_fresh(("reply", tid, oid), last)
 
     async def _note(self, job: Job) -> None:
         tid, cid = int(job.ticket_id or 0), job.ref

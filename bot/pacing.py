@@ -128,6 +128,11 @@ class Pacer:
             await self.clock.sleep(delay)
         bucket.take(self.clock.now())
 
+    def ready_in(self, method: str, channel: str | None = None) -> float:
+        """Seconds before a background call of this method may go (0: now)."""
+        bucket = self._bucket(method, channel)
+        return bucket.delay(self.clock.now()) if bucket is not None else 0.0
+
     def spend(self, method: str, channel: str | None = None) -> None:
         bucket = self._bucket(method, channel)
         if bucket is not None:

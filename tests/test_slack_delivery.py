@@ -18,6 +18,7 @@ from tests.conftest import msg
 from tests.test_slack_harness import AGENT, GROUP_AGENT, TRIAGE, World, text_of
 from warehouse import clock, slack_state
 from warehouse.ingest import Delivery
+from warehouse.tickets import Actor
 
 world = harness.world  # the fixture
 NOW = datetime(2026, 11, 24, 10, 0)
@@ -203,3 +204,20 @@ async def test_after_a_claim_the_card_offers_reassign_and_unassign(world: World)
     await world.click(AGENT, "unassign", str(tid), channel=TRIAGE)
     await world.notify()
     assert (await world.desk.ticket(tid))["assignee"] is None and buttons()[0] == "claim"
+
+
+async def test_new_cards_go_before_updates_waiting_for_their_limit(world: World) -> None:
+    """chat.update allows about 50 a minute: 60 cards to refresh take more than a minute, and a new ticket's
+    card does not wait behind them (an update changes a message already there: nothing changes place)."""
+    users = [f"336100{n:05d}" for n in range(60)]
+    await world.ingest(*[msg(user=u, text="Hi") for u in users])
+    agent = await world.desk.agent(AGENT, "Alice Agent")
+    for tid in range(1, 61):
+        await world.desk.change_tags(tid, ["vip"], [], Actor.agent(agent))
+    await world.desk.ingest(Delivery([msg(user="33699999999", text="A new customer")]))
+    await world.notify()
+    calls = [(c.method, c.args) for c in world.api.calls if c.method in ("chat.postMessage", "chat.update")]
+    new_card = next(i for i, (m, a) in enumerate(calls) if m == "chat.postMessage" and "A new customer" in a["text"])
+    updates = [i for i, (m, _) in enumerate(calls) if m == "chat.update"]
+    assert len(updates) == 60 and new_card < updates[10]
+    assert world.api.rate_limited == []
