@@ -1,10 +1,11 @@
-"""The Slack app: Bolt's AsyncApp over `AsyncWebClient(token, base_url=api_url)`, its listeners, and
-the shared state they use (`Bot`).
+"""The Slack app: Bolt's AsyncApp over a paced `AsyncWebClient(token, base_url=api_url)`, its listeners,
+and the shared state they use (`Bot`).
 
 Bolt verifies each request's signature and refuses timestamps more than five minutes off; a global
 middleware refuses requests from any other workspace than ours (`[slack] team_id`, else the
 bot token's own team from auth.test). Every listener acks first and works after the ack (Slack
-waits 3 seconds at most); `Bot.track` remembers that work so tests can wait for it (`Bot.idle`).
+waits 3 seconds at most), except what must be decided before the ack (a modal's field errors);
+`Bot.track` remembers that work so tests can wait for it (`Bot.idle`).
 """
 
 from __future__ import annotations
@@ -17,15 +18,18 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
-from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
-from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.access import REFUSAL, Access
+from bot.blocks.common import escape, message, section
 from bot.notify import Notifier
+from bot.pacing import PacedClient, Pacer, RealClock
 from bot.settings import SlackConfig
+from warehouse import slack_state
 from warehouse.desk import Desk
 
 log = logging.getLogger(__name__)
+# Slack cannot show an ephemeral message there: a DM from the app says it instead.
+NO_EPHEMERAL = {"user_not_in_channel", "channel_not_found", "not_in_channel", "is_archived"}
 
 
 @dataclass
@@ -33,7 +37,7 @@ class Bot:
     app: AsyncApp
     desk: Desk
     cfg: SlackConfig
-    client: AsyncWebClient
+    client: PacedClient
     access: Access
     notifier: Notifier
     work: set[asyncio.Task[Any]] = field(default_factory=set)
@@ -62,29 +66,38 @@ class Bot:
         await self.tell(user_id, REFUSAL, channel)
         return None
 
-    async def tell(self, user_id: str, text: str, channel: str | None = None) -> None:
-        """An ephemeral message in `channel`, or a direct message from the app when there is none."""
+    async def tell(self, user_id: str, text: str, channel: str | None = None,
+                   content: dict[str, Any] | None = None) -> None:
+        """An ephemeral message in `channel`, or a direct message from the app when there is none or
+        Slack cannot show it there (the person is not in that channel). `text` is plain words (escaped
+        here); `content` a message built by bot.blocks, if richer."""
+        payload = content or message([section(escape(text))], text)
+        if channel and not channel.startswith("D"):
+            try:
+                await self.client.chat_postEphemeral(channel=channel, user=user_id, **payload)
+                return
+            except SlackApiError as exc:
+                if exc.response.get("error") not in NO_EPHEMERAL:
+                    log.warning("could not tell %s in %s: %s", user_id, channel, exc.response.get("error"))
+                    return
         try:
-            if channel and not channel.startswith("D"):
-                await self.client.chat_postEphemeral(channel=channel, user=user_id, text=text)
-            else:
-                await self.client.chat_postMessage(channel=user_id, text=text)
+            await self.client.chat_postMessage(channel=user_id, **payload)
         except SlackApiError as exc:
-            log.warning("could not tell %s %r: %s", user_id, text, exc.response.get("error"))
+            log.warning("could not tell %s by DM: %s", user_id, exc.response.get("error"))
 
     async def card_channel(self, ticket_id: int) -> str | None:
-        row = await self.desk.read(lambda con: con.execute(
-            "SELECT channel FROM slack_messages WHERE ticket_id = ? AND kind = 'card'", [ticket_id]).fetchone())
-        return row[0] if row else None
+        return await self.desk.read(lambda con: slack_state.card_channel(con, ticket_id))
 
 
 def build(cfg: SlackConfig, desk: Desk, *, notifier_options: dict[str, Any] | None = None) -> Bot:
-    client = AsyncWebClient(token=cfg.bot_token, base_url=cfg.api_url)
-    client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=2))  # Slack's 429 + Retry-After
+    options = dict(notifier_options or {})
+    clock = options.get("clock") or RealClock()
+    options["clock"] = clock
+    client = PacedClient(token=cfg.bot_token, base_url=cfg.api_url, pacer=Pacer(clock))
     app = AsyncApp(signing_secret=cfg.signing_secret, client=client, process_before_response=False,
                    request_verification_enabled=True, ignoring_self_events_enabled=True)
     access = Access(cfg, client, desk)
-    notifier = Notifier(desk, client, cfg, access, **(notifier_options or {}))
+    notifier = Notifier(desk, client, cfg, access, **options)
     bot = Bot(app, desk, cfg, client, access, notifier)
 
     @app.middleware

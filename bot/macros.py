@@ -7,6 +7,7 @@ and no rule information, and the reply modal says nothing about them.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import logging
 from collections.abc import Callable
@@ -35,12 +36,26 @@ def templates(desk: Desk) -> list[dict[str, Any]]:
     return list(getattr(desk, "templates", None) or [])
 
 
+def key(macro_id: str) -> str:
+    """A macro's value in the picker: short and unique whatever its id or title (option values are
+    at most 150 characters, and titles cut to fit would collide)."""
+    return "m-" + hashlib.sha256(macro_id.encode()).hexdigest()[:20]
+
+
 def macros(desk: Desk) -> list[tuple[str, str]]:
-    """(id, title) of every active macro, in the rule files' order."""
+    """(key, title) of every active macro, in the rule files' order (a select holds 100)."""
     rules = ruleset(desk)
     if rules is None:
         return []
-    return [(m.id, m.title) for m in rules.macros if m.active][:100]
+    return [(key(m.id), m.title) for m in rules.macros if m.active][:100]
+
+
+def macro_id(desk: Desk, picked: str) -> str | None:
+    """The id of the macro whose key was picked (None if rules changed since the modal opened)."""
+    rules = ruleset(desk)
+    if rules is None:
+        return None
+    return next((m.id for m in rules.macros if m.active and key(m.id) == picked), None)
 
 
 def _macro(desk: Desk, macro_id: str) -> Any:

@@ -124,7 +124,8 @@ async def _slack(http: aiohttp.ClientSession, base: str, sandbox: Sandbox) -> No
     async with http.post(base + "/slack/events", data=event, headers={"Content-Type": ctype,
                                                                        **slack_api.sign(event)}) as resp:
         say(f"  {AGENT_NAME} opens the App Home → HTTP {resp.status}")
-    deadline = asyncio.get_running_loop().time() + 10
+    # Slack takes about one message a second per channel: the app posts the cards at that pace.
+    deadline = asyncio.get_running_loop().time() + 40
     while asyncio.get_running_loop().time() < deadline:
         cards = [c for c in sandbox.slack.called("chat.postMessage")
                  if c.get("channel") == TRIAGE_CHANNEL and not c.get("thread_ts")]
@@ -135,6 +136,9 @@ async def _slack(http: aiohttp.ClientSession, base: str, sandbox: Sandbox) -> No
     say(f"  {len(cards)} ticket cards in the triage channel, {len(threads)} messages in their threads, "
         f"{len(sandbox.slack.called('chat.update'))} card updates, "
         f"App Home published {len(sandbox.slack.called('views.publish'))} time(s)")
+    refused = sandbox.slack.unexpected()  # the fake refuses what Slack would: nothing, we hope
+    say("  Slack refused nothing" if not refused else
+        "  Slack refused: " + "; ".join(f"{r.method} {r.error} {r.messages}" for r in refused))
 
 
 def _demo_actor() -> Any:
@@ -162,6 +166,8 @@ async def run(cfg: Config, *, once: bool = False) -> int:
     fresh = not Path(cfg.store.path).exists()
     say("SocialDesk demo: starting fake WhatsApp, Messenger, LINE, WeChat and X APIs on loopback")
     sandbox = await Sandbox().start()
+    # The strict fake of Slack knows only the channels it is told of: the app is in the triage channel.
+    sandbox.slack.add_channel(TRIAGE_CHANNEL, "social-triage", members=[AGENT])
     sandbox.configure(cfg, slack=True)
     cfg.server.retry_base_seconds = 0.5
     port = _free_port(cfg.server.port)

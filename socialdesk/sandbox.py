@@ -70,6 +70,7 @@ class Sandbox:
         for fake in self._all_fakes():
             await fake.start()
         self.slack.add_user(AGENT, AGENT_NAME)
+        self.slack.add_channel(TRIAGE_CHANNEL, "social-triage", members=[AGENT])
         for template in TEMPLATES:  # approved in WhatsApp Manager, as the configuration says
             self.meta.approve_template(template["name"], len(template["parameters"]))
         wa_tokens = {WHATSAPP_PARIS: _secret(), WHATSAPP_LYON: _secret()}

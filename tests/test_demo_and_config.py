@@ -31,6 +31,7 @@ def test_the_demo_drives_every_channel_and_shows_the_notifier(tmp_path: Path) ->
     assert "Assigned to you" in text and "Unassigned  (red dot" in text
     assert "/social unassigned → HTTP 200" in text
     assert "12 ticket cards in the triage channel" in text
+    assert "Slack refused nothing" in text
     assert (tmp_path / "data" / "demo.duckdb").exists()
 
 

@@ -61,13 +61,14 @@ async def test_the_card_is_updated_on_every_change(world: World) -> None:
     assert "`vip`" in text_of(world.last("chat.update", ts=ts)["blocks"])
 
 
-async def test_new_end_user_messages_continue_in_the_cards_thread(world: World) -> None:
-    """B3."""
+async def test_the_card_shows_the_opening_message_and_the_thread_continues_the_conversation(world: World) -> None:
+    """B3: the customer's first words are on the card in the triage channel; what follows is in its thread."""
     tid = await new_ticket(world, "First")
     await world.ingest(msg(text="Second, with more detail"))
-    _, ts = await world.slack_message(tid)
-    thread = [p for p in world.posts(thread=True) if p["thread_ts"] == ts]
-    assert ["First" in text_of(thread[0]), "Second, with more detail" in text_of(thread[1])] == [True, True]
+    channel, ts = await world.slack_message(tid)
+    [card] = world.api.in_channel(channel)
+    assert "First" in text_of(card.blocks) and "First" in card.text
+    assert ["Second, with more detail" in t for t in world.thread_texts(channel, ts)] == [True]
 
 
 async def test_what_agents_write_in_the_thread_is_an_internal_note_never_sent(world: World) -> None:
@@ -102,6 +103,7 @@ async def test_the_status_menu_on_the_card_changes_the_status(world: World) -> N
 
 
 async def test_rule_notifications_go_to_a_channel_or_to_the_assignee(world: World) -> None:
+    world.api.add_channel("C0WHATSAPP", "whatsapp-support")
     tid = await new_ticket(world)
     agent = await world.desk.agent(AGENT, "Alice Agent")
     await world.desk.claim(tid, agent)
@@ -117,20 +119,21 @@ async def test_rule_notifications_go_to_a_channel_or_to_the_assignee(world: Worl
     assert "to assignee" in world.last("chat.postMessage", channel=AGENT)["text"]
 
 
-async def test_a_reply_refused_by_the_window_is_told_at_once_and_logged(world: World, frozen: Any) -> None:
-    """R22, R23: the window closed while the modal was open."""
+async def test_a_reply_refused_by_the_window_keeps_the_modal_open_with_the_reason_and_is_logged(
+        world: World, frozen: Any) -> None:
+    """R22, R23: the window closed while the modal was open: Slack shows the reason on the reply field
+    at once, the agent's text stays, nothing is sent, and the refusal is in the ticket's events."""
     tid = await new_ticket(world)
     await world.click(AGENT, "reply", str(tid), channel=TRIAGE)
     modal = world.last_modal()
     frozen[0] = NOW + timedelta(hours=25)
-    await world.submit(AGENT, modal, {"text-0": {"reply_text": {"value": "Sorry for the wait"}},
-                                      "status-0": {"reply_status": {"selected_option": {"value": "open"}}}})
-    told = world.last("chat.postEphemeral", user=AGENT)
-    assert told["channel"] == TRIAGE and "not delivered" in told["text"] and "24-hour" in told["text"]
-    kinds = [e["kind"] for e in (await world.desk.ticket(tid))["events"]]
-    assert "sent_to_channel" in kinds and "reply_failed" in kinds
-    await world.notify()
-    assert "Not delivered" in text_of(world.posts(thread=True)[-1])
+    resp = await world.submit(AGENT, modal, {"text-0": {"reply_text": {"value": "Sorry for the wait"}},
+                                             "status-0": {"reply_status": {"selected_option": {"value": "open"}}}})
+    answer = await resp.json()
+    assert answer["response_action"] == "errors" and "24-hour messaging window has closed" in answer["errors"]["text-0"]
+    ticket = await world.desk.ticket(tid)
+    assert [e for e in ticket["events"] if e["kind"] == "reply_refused"][0]["data"]["window_closed"] is True
+    assert not [c for c in ticket["comments"] if c["author_role"] == "agent"]  # nothing was sent
 
 
 async def test_a_reply_without_text_or_file_gets_a_field_error(world: World, frozen: Any) -> None:
@@ -189,12 +192,13 @@ async def test_the_events_button_shows_the_ticket_log(world: World) -> None:
 async def test_actions_inside_the_ticket_modal_stack_their_modal_on_top(world: World) -> None:
     """From a ticket opened in the notifier (R17), Reply pushes the reply modal; Claim refreshes the ticket."""
     tid = await new_ticket(world)
-    ticket_view = {"id": "V7", "type": "modal", "callback_id": "ticket", "private_metadata": f'{{"ticket":{tid}}}'}
+    await world.click(AGENT, "open_ticket", str(tid))
+    ticket_view = world.last_modal()
     await world.click(AGENT, "reply", str(tid), view=ticket_view)
     assert world.last("views.push")["view"]["callback_id"] == "reply_submit"
     await world.click(AGENT, "claim", str(tid), view=ticket_view)
-    assert "Alice Agent" in text_of(world.last("views.update", view_id="V7")["view"]) or \
-        f"<@{AGENT}>" in text_of(world.last("views.update", view_id="V7")["view"])
+    refreshed = world.last("views.update", view_id=ticket_view["id"])["view"]
+    assert f"<@{AGENT}>" in text_of(refreshed)
 
 
 async def test_the_notifier_never_announces_a_ticket_twice(world: World) -> None:
@@ -208,6 +212,6 @@ async def test_the_notifier_never_announces_a_ticket_twice(world: World) -> None
 
 def test_b3_an_end_user_attachment_in_the_thread_links_to_the_file() -> None:
     from bot.blocks.card import end_user_message
-    comment = {"body": "the box", "attachments": [{"type": "image", "media_id": "M1", "caption": "dented"}]}
-    text = end_user_message("Amélie", comment, ["https://desk.example/media/7/0?exp=1&sig=ab"])["blocks"][0]["text"]
-    assert "<https://desk.example/media/7/0?exp=1&sig=ab|dented>" in text["text"]
+    comment = {"id": 7, "body": "the box", "attachments": [{"type": "image", "media_id": "M1", "caption": "dented"}]}
+    shown = text_of(end_user_message("Amélie", comment, ["https://desk.example/media/7/0?exp=1&sig=ab"])["blocks"])
+    assert "<https://desk.example/media/7/0?exp=1&sig=ab|dented>" in shown

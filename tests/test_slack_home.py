@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
-from aiohttp import web
 
-import bot
 from bot.blocks.common import BlockLimitError, checked, section
 from bot.blocks.home import home_view
-from socialdesk.config import SlackConfig
-from socialdesk.fakes import slack_api as fake
 from tests import test_slack_harness as harness
 from tests.conftest import msg
-from tests.test_slack_harness import AGENT, World, text_of
-from warehouse.desk import Desk
+from tests.test_slack_harness import AGENT, World, assert_slack_took_everything, make_world, text_of
 from warehouse.ingest import Delivery
 from warehouse.store import Store
 
@@ -29,7 +25,7 @@ def rows(view: dict[str, Any]) -> list[dict[str, Any]]:
 async def open_home(world: World, tab: str = "unassigned") -> dict[str, Any]:
     await world.event({"type": "app_home_opened", "user": AGENT, "channel": "D0A", "tab": "home"})
     if tab != "assigned":
-        await world.click(AGENT, "home_tab", tab)
+        await world.click(AGENT, f"home_tab_{tab}", tab)
     return world.home()
 
 
@@ -41,12 +37,15 @@ async def test_the_home_tab_opens_on_assigned_to_you(world: World) -> None:
     assert tabs["elements"][0].get("style") == "primary"
 
 
-async def test_a_row_shows_status_name_conversation_status_channel_and_number(world: World) -> None:
-    """R13: status icon left, name with "Started a new chat" under it, channel icon and number right."""
-    await world.ingest(msg(text="Hi"))
+async def test_a_row_shows_status_name_conversation_status_channel_and_number(world: World,
+                                                                              frozen_clock: Any) -> None:
+    """R13: status icon left, name with "Started a new chat" under it, channel icon and number right; and
+    what it is about, how long the customer has waited, the window's time left (B1)."""
+    await world.ingest(msg(text="Where is my parcel?", at=frozen_clock[0] - timedelta(minutes=12)))
     [row] = rows(await open_home(world))
-    assert row["text"]["text"] == "🟡  *Amélie Dupont*\nStarted a new chat"
-    assert row["accessory"]["text"]["text"] == "🟩 WhatsApp  #1"
+    assert row["text"]["text"] == ("🟡  *Amélie Dupont*\nStarted a new chat\n"
+                                   "“Where is my parcel?” · waiting 12 min · ⏳ 23 h 48 min left")
+    assert row["accessory"]["text"]["text"] == "🅆 WhatsApp  #1"
 
 
 async def test_the_red_dot_shows_only_while_new_unassigned_tickets_wait(world: World) -> None:
@@ -65,10 +64,10 @@ async def test_load_more_appears_only_beyond_20_and_opens_the_view_with_paging(w
     home = world.home()
     assert len(rows(home)) == 20 and "Load more tickets" in text_of(home)
     await world.click(AGENT, "load_more", "unassigned")
-    page = world.last("views.open")["view"]
+    page = world.last_modal()
     assert "Unassigned social messaging tickets" in text_of(page) and len(rows(page)) == 20
-    await world.click(AGENT, "view_page", "2", view={**page, "id": "V1"})
-    page2 = world.last("views.update", view_id="V1")["view"]
+    await world.click(AGENT, "view_page_next", "2", view=page)
+    page2 = world.last("views.update", view_id=page["id"])["view"]
     assert len(rows(page2)) == 1 and "Previous page" in text_of(page2)
 
 
@@ -78,33 +77,28 @@ async def test_clicking_a_row_opens_the_ticket(world: World) -> None:
     await world.click(AGENT, "open_ticket", "1")
     opened = world.last("views.open")["view"]
     assert opened["title"]["text"] == "Ticket #1" and "Where is my parcel?" in text_of(opened)
-    await world.click(AGENT, "open_ticket", "1", view={"id": "V9", "type": "modal", "callback_id": "view_page"})
-    assert world.last("views.update", view_id="V9")["view"]["title"]["text"] == "Ticket #1"
+    await world.click(AGENT, "load_more", "unassigned")
+    listing = world.last_modal()
+    await world.click(AGENT, "open_ticket", "1", view=listing)
+    assert world.last("views.update", view_id=listing["id"])["view"]["title"]["text"] == "Ticket #1"
 
 
 async def test_home_refreshes_are_debounced_per_agent(store: Store, aiohttp_client: Any) -> None:
     """One refresh per agent per second at most; the held one goes out once the second has passed."""
-    api = fake.SlackAPI()
-    await api.start()
     now = [100.0]
-    cfg = SlackConfig(bot_token=fake.BOT_TOKEN, signing_secret=fake.SIGNING_SECRET, api_url=api.api_url,
-                      team_id=fake.TEAM_ID, triage_channel="C0T", agents=[AGENT])
-    app = web.Application()
-    the_bot = bot.install(app, cfg, Desk(store), interval=3600, debounce=1.0, monotonic=lambda: now[0])
-    client = await aiohttp_client(app)
+    w, client = await make_world(store, aiohttp_client, debounce=1.0, monotonic=lambda: now[0])
     try:
-        desk = the_bot.desk
-        await desk.ingest(Delivery([msg(user="33600000001")]))
-        await the_bot.notifier.run_once()
-        await desk.ingest(Delivery([msg(user="33600000002")]))
-        await the_bot.notifier.run_once()
-        assert len(api.called("views.publish")) == 1
+        await w.ingest(msg(user="33600000001"))
+        published = len(w.api.called("views.publish"))
+        await w.ingest(msg(user="33600000002"))
+        assert len(w.api.called("views.publish")) == published
         now[0] += 1.0
-        await the_bot.notifier.run_once()
-        assert len(api.called("views.publish")) == 2
+        await w.notify()
+        assert len(w.api.called("views.publish")) > published
     finally:
         await client.close()
-        await api.stop()
+        await w.api.stop()
+    assert_slack_took_everything(w.api)
 
 
 async def test_slash_command_wrong_argument_gets_a_one_line_usage(world: World) -> None:

@@ -15,9 +15,10 @@ from typing import Any, Protocol, TypeVar
 import duckdb
 
 from warehouse import log as ingest_log
-from warehouse import queries, tickets
+from warehouse import queries, slack_state, tickets
 from warehouse.ingest import Delivery, IngestResult, ingest_batch
 from warehouse.log import Append, Entry, entry_of
+from warehouse.rows import event, record_events
 from warehouse.store import Store
 from warehouse.tickets import Actor
 
@@ -110,9 +111,14 @@ class Desk:
 
     # -- ticket operations -------------------------------------------------------------------------
 
-    async def claim(self, ticket_id: int, agent: int) -> dict[str, Any]:
+    async def claim(self, ticket_id: int, agent: int, *, take_over: bool = False) -> dict[str, Any]:
+        """Raises tickets.AssignedElsewhere when another agent has it, unless `take_over`."""
         actor = Actor.agent(agent)
-        return await self.write(self._change(ticket_id, actor, lambda con: tickets.claim(con, ticket_id, agent)))
+        return await self.write(self._change(
+            ticket_id, actor, lambda con: tickets.claim(con, ticket_id, agent, take_over=take_over)))
+
+    async def unassign(self, ticket_id: int, actor: Actor) -> dict[str, Any]:
+        return await self.assign(ticket_id, None, actor)
 
     async def assign(self, ticket_id: int, assignee: int | None, actor: Actor) -> dict[str, Any]:
         return await self.write(self._change(ticket_id, actor,
@@ -126,26 +132,56 @@ class Desk:
         return await self.write(self._change(ticket_id, actor,
                                              lambda con: tickets.change_tags(con, ticket_id, add, remove, actor)))
 
-    async def note(self, ticket_id: int, author: int, text: str) -> dict[str, Any]:
+    def _once(self, ticket_id: int, actor: Actor, op: Callable[[Con], dict[str, Any]], public: bool | None,
+              once: str | None, then: Callable[[Con, dict[str, Any]], Any] | None
+              ) -> Callable[[Con], dict[str, Any] | None]:
+        """`op` with its triggers, done only the first time `once` is seen (a delivery Slack may repeat);
+        `then` records what else must commit with it. None when `once` was seen before."""
+        change = self._change(ticket_id, actor, op, public)
+
+        def run(con: Con) -> dict[str, Any] | None:
+            if once is not None and not slack_state.first_time(con, once):
+                return None
+            result = change(con)
+            if then is not None:
+                then(con, result)
+            return result
+        return run
+
+    async def note(self, ticket_id: int, author: int, text: str, *, once: str | None = None,
+                   then: Callable[[Con, dict[str, Any]], Any] | None = None) -> dict[str, Any] | None:
+        """An internal note; with `once`, None if that key was acted on already."""
         actor = Actor.agent(author)
-        return await self.write(self._change(ticket_id, actor,
-                                             lambda con: tickets.internal_note(con, ticket_id, author, text), False))
+        return await self.write(self._once(ticket_id, actor,
+                                           lambda con: tickets.internal_note(con, ticket_id, author, text), False,
+                                           once, then))
 
     async def reply(self, ticket_id: int, agent: int, text: str, *, status: str | None = None,
                     file: tuple[str, str, bytes] | None = None, template: dict[str, Any] | None = None,
-                    before: Callable[[Con], Any] | None = None) -> dict[str, Any]:
-        """A public reply (R20-R23); `before` runs first in the same transaction (a macro's other actions)."""
+                    before: Callable[[Con], Any] | None = None, once: str | None = None) -> dict[str, Any] | None:
+        """A public reply (R20-R23); `before` runs first in the same transaction (a macro's other actions).
+        With `once`, None if that key was acted on already (a submission delivered twice sends once)."""
         actor = Actor.agent(agent)
 
         def op(con: Con) -> dict[str, Any]:
             if before is not None:
                 before(con)
             return tickets.reply(con, ticket_id, agent, text, status=status, file=file, template=template)
-        return await self.write(self._change(ticket_id, actor, op, True))
+        return await self.write(self._once(ticket_id, actor, op, True, once, None))
+
+    async def refused_reply(self, ticket_id: int, agent: int, reason: str, *, window_closed: bool) -> None:
+        """R22, R23: a reply the desk refused before anything was sent is in the ticket's events too."""
+        await self.write(lambda con: record_events(con, [event(
+            ticket_id, "reply_refused", "agent", agent, reason=reason, window_closed=window_closed)]))
 
     # Merges never fire triggers (as in Zendesk).
-    async def merge(self, source: int, target: int, actor: Actor) -> dict[str, Any]:
-        return await self.write(lambda con: tickets.merge_users(con, source, target, actor))
+    async def merge(self, source: int, target: int, actor: Actor, *, once: str | None = None) -> dict[str, Any] | None:
+        """With `once`, None if that key was acted on already (a submission delivered twice)."""
+        def run(con: Con) -> dict[str, Any] | None:
+            if once is not None and not slack_state.first_time(con, once):
+                return None
+            return tickets.merge_users(con, source, target, actor)
+        return await self.write(run)
 
     async def unmerge(self, source: int, actor: Actor) -> dict[str, Any]:
         return await self.write(lambda con: tickets.unmerge_user(con, source, actor))

@@ -54,29 +54,55 @@ def list_views(cur: duckdb.DuckDBPyConnection, owner: int | None = None) -> list
 # only (joining users first would hash the whole users table for every page).
 _ROW_SQL = """
 SELECT t.id, t.status, t.channel, t.account, t.requester_id, t.subject, t.updated_at, t.assignee_id,
-       t.channel_info->>'account_name' AS account_name
+       t.channel_info->>'account_name' AS account_name, t.last_end_user_message_at, t.last_agent_update_at
 FROM tickets t
 WHERE {where}
 ORDER BY t.updated_at DESC, t.id DESC
 LIMIT {limit} OFFSET {offset}
 """
+PREVIEW = 200  # characters of the customer's last message a row carries
 
 
 def ticket_rows(cur: duckdb.DuckDBPyConnection, where: str, params: list[Any], limit: int,
                 offset: int = 0) -> list[dict[str, Any]]:
     rows = cur.execute(_ROW_SQL.format(where=where, limit=int(limit), offset=int(offset)), params).fetchall()
-    names = dict(cur.execute(f"SELECT id, name FROM users WHERE id IN {sql_list({r[4] for r in rows})}").fetchall()
-                 ) if rows else {}
-    return [ticket_row((*r[:5], names.get(r[4]), *r[5:])) for r in rows]
+    if not rows:
+        return []
+    names = dict(cur.execute(f"SELECT id, name FROM users WHERE id IN {sql_list({r[4] for r in rows})}").fetchall())
+    previews = last_messages(cur, [(r[0], r[4], r[9]) for r in rows])
+    now = clock.now()
+    return [ticket_row((*r[:5], names.get(r[4]), *r[5:9]), previews.get(r[0]), r[9], r[10], now) for r in rows]
 
 
-def ticket_row(r: tuple[Any, ...]) -> dict[str, Any]:
+def last_messages(cur: duckdb.DuckDBPyConnection, tickets: list[tuple[int, int, datetime | None]]) -> dict[int, str]:
+    """The start of each ticket's last end-user message. A comment keeps the time the customer sent it,
+    which is the ticket's last_end_user_message_at: one equality on that time per ticket lets DuckDB
+    skip every row group that cannot hold it (comments are appended in time order; one IN list over
+    all the times would be read as their whole range)."""
+    parts = [f"SELECT ticket_id, id, left(body, {PREVIEW}) AS body FROM comments WHERE created_at = "
+             f"TIMESTAMP '{at.isoformat(sep=' ')}' AND ticket_id = {int(t)} AND author_id = {int(r)} AND public"
+             for t, r, at in tickets if at is not None]
+    if not parts:
+        return {}
+    found = cur.execute(f"SELECT ticket_id, arg_max(body, id) FROM ({' UNION ALL '.join(parts)}) GROUP BY 1")
+    return {int(t): body for t, body in found.fetchall() if body}
+
+
+def ticket_row(r: tuple[Any, ...], preview: str | None = None, last_customer: datetime | None = None,
+               last_agent: datetime | None = None, now: datetime | None = None) -> dict[str, Any]:
     tid, status, channel, account, rid, name, subject, updated_at, assignee, account_name = r
+    waiting = None
+    if last_customer is not None and (last_agent is None or last_agent < last_customer) and status in ("new", "open"):
+        waiting = max(0, int(((now or clock.now()) - last_customer).total_seconds()))
     return {"id": tid, "status": status, "channel": channel, "account": account, "account_name": account_name,
             "requester": {"id": rid, "name": name}, "subject": subject, "assignee_id": assignee,
             "updated_at": updated_at.isoformat() if isinstance(updated_at, datetime) else updated_at,
             # R13: a new ticket "Started a new chat"; every other one "Replied to the conversation".
-            "conversation_status": STARTED if status == "new" else REPLIED}
+            "conversation_status": STARTED if status == "new" else REPLIED,
+            # What the ticket is about, how long the customer has waited for an agent (New or Open, no
+            # agent action since their last message), and the window's time left (B1).
+            "preview": preview, "waiting_seconds": waiting,
+            "window": window_state({"channel": channel, "last_end_user_message_at": last_customer}, now)}
 
 
 def run_view(cur: duckdb.DuckDBPyConnection, view: dict[str, Any], agent: int | None, page: int = 1,

@@ -23,6 +23,16 @@ class OperationError(ValueError):
     """An operation refused: unknown ticket or user, merging an agent, a bad status, ..."""
 
 
+class AssignedElsewhere(OperationError):
+    """A claim on a ticket another agent has: taking it over is a deliberate act (a reassign)."""
+
+    def __init__(self, ticket_id: int, assignee: dict[str, Any]) -> None:
+        who = assignee.get("name") or f"agent {assignee['id']}"
+        super().__init__(f"ticket {ticket_id} is already assigned to {who}")
+        self.ticket_id = ticket_id
+        self.assignee = assignee  # id, name, slack_user_id
+
+
 @dataclass(frozen=True, slots=True)
 class Actor:
     type: str  # agent, end-user, rule, system
@@ -116,7 +126,14 @@ def assign(con: duckdb.DuckDBPyConnection, ticket_id: int, assignee_id: int | No
     return {"ticket_id": ticket_id, "assignee_id": assignee_id, "previous": t["assignee_id"]}
 
 
-def claim(con: duckdb.DuckDBPyConnection, ticket_id: int, agent: int) -> dict[str, Any]:
+def claim(con: duckdb.DuckDBPyConnection, ticket_id: int, agent: int, *, take_over: bool = False) -> dict[str, Any]:
+    """The agent takes the ticket. One that another agent has is taken only with `take_over`: two agents
+    claiming at once get one owner, and the second is told who (AssignedElsewhere)."""
+    t = load_ticket(con, ticket_id)
+    if t["assignee_id"] is not None and t["assignee_id"] != agent and not take_over:
+        owner = _user(con, t["assignee_id"])
+        raise AssignedElsewhere(ticket_id, {"id": owner["id"], "name": owner["name"],
+                                            "slack_user_id": owner["slack_user_id"]})
     return assign(con, ticket_id, agent, Actor.agent(agent))
 
 

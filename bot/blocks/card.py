@@ -1,31 +1,43 @@
 """The ticket card posted in the triage channel, and the messages of its thread (R20, R21, B1, B3).
 
-The card shows the status, the channel and the business account replies leave from (R20), the
-requester with their social messaging info (R6), the tags (R7, R9), the time left in the messaging
-window (B1), and the actions: Claim, Reply with social messaging, Internal note, Merge user, Status,
-Events. The thread carries the conversation: end-user messages, replies with their delivery state.
+The card shows what the customer wrote before it went out (often several messages), the status, the
+channel and the business account replies leave from (R20), the requester with their social messaging
+info (R6), the tags (R7, R9), the time left in the messaging window (B1), a failed last reply (R22),
+and the actions: Claim (or, once someone has it, Reassign to me and Unassign), Reply with social
+messaging, Internal note, Merge user, Status, Events. The thread carries the rest of the conversation:
+end-user messages (several waiting ones in one post), replies with their delivery state, notes.
+
+Long texts are split across sections and, past a message's 50 blocks, across posts: nothing is cut.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from bot.blocks import ids
 from bot.blocks.common import (
     actions,
     button,
     channel_badge,
     context,
     escape,
+    first_words,
     message,
+    posts,
     section,
     status_badge,
     status_select,
+    text_sections,
     truncate,
+    when,
     window_text,
 )
 
 DELIVERY_LABELS = {"queued": "📤 Sent to channel", "sent": "✅ Sent to channel", "delivered": "✅✅ Delivered",
                    "read": "👀 Read", "failed": "❌ Not delivered", "retry": "🔁 Channel unreachable, retrying"}
+# The card keeps this much room for the customer's messages; what does not fit goes to the thread whole.
+CARD_MESSAGE_BLOCKS = 30
+GENERIC_SUBJECT = " conversation with "  # the subject ingestion gives every new ticket
 
 
 def account_label(ticket: dict[str, Any]) -> str:
@@ -41,7 +53,7 @@ def social_info_lines(user: dict[str, Any]) -> list[str]:
     """R6: the requester's phone and what each channel sent about them, one line per identity."""
     lines = []
     if user.get("phone"):
-        lines.append(f"📞 {user['phone']}")
+        lines.append(f"📞 {escape(user['phone'])}")
     for ident in user.get("identities", []):
         profile = ident.get("profile") or {}
         shown = ", ".join(f"{k}: {v}" for k, v in profile.items() if v and not isinstance(v, (dict, list)))
@@ -50,43 +62,93 @@ def social_info_lines(user: dict[str, Any]) -> list[str]:
     return lines
 
 
-def card_blocks(ticket: dict[str, Any], requester: dict[str, Any]) -> list[dict[str, Any]]:
+def headline(ticket: dict[str, Any], preview: str | None = None) -> str:
+    """What a ticket is about in one line: its subject, unless that is the generic one ingestion gives,
+    then the customer's words."""
+    subject = ticket.get("subject") or ""
+    if preview and (not subject or GENERIC_SUBJECT in subject):
+        return first_words(preview)
+    return subject
+
+
+def who_has_it(assignee: dict[str, Any] | None) -> str:
+    if not assignee:
+        return "_Unassigned_"
+    if assignee.get("slack_user_id"):
+        return f"<@{escape(assignee['slack_user_id'])}>"
+    return escape(assignee.get("name") or f"agent {assignee.get('id')}")
+
+
+def comment_blocks(name: str, comment: dict[str, Any], links: list[str | None] | None = None,
+                   icon: str = "💬") -> list[dict[str, Any]]:
+    """One end-user message: who and when, then the whole text in as many sections as it takes."""
+    head = f"{icon} *{escape(name)}* · {when(comment.get('created_at'))}\n"
+    blocks = text_sections(comment.get("body") or "", head) if comment.get("body") else [section(head + "_(no text)_")]
+    lines = attachment_lines(comment.get("attachments", []), links)
+    if lines:
+        blocks.append(section("\n".join(lines)))
+    return blocks
+
+
+def card_blocks(ticket: dict[str, Any], requester: dict[str, Any], *, messages: list[dict[str, Any]] = (),
+                links: dict[int, list[str | None]] | None = None, last_reply: dict[str, Any] | None = None
+                ) -> list[dict[str, Any]]:
+    """The card; `messages` are the customer's messages it shows (those waiting when it was posted)."""
     tid = str(ticket["id"])
     assignee = ticket.get("assignee")
-    who = (f"<@{assignee['slack_user_id']}>" if assignee and assignee.get("slack_user_id")
-           else escape(assignee["name"]) if assignee else "_Unassigned_")
     tags = " ".join(f"`{escape(t)}`" for t in ticket["tags"]) or "_no tags_"
-    blocks = [
-        section(f"*#{tid} · {escape(ticket['subject'])}*", block_id="card-title"),
-        section("", fields=[f"*Status*\n{status_badge(ticket['status'])}",
-                            f"*Channel*\n{channel_badge(ticket['channel'])}",
-                            f"*Business account*\n{escape(account_label(ticket))}",
-                            f"*Assignee*\n{who}",
-                            f"*Requester*\n{escape(requester.get('name') or '')}",
-                            f"*Messaging window*\n{window_text(ticket['window'])}"]),
-    ]
+    about = headline(ticket, messages[0].get("body") if messages else None)
+    blocks = [section(f"*#{tid} · {escape(about)}*")]
+    for m in messages:
+        blocks += comment_blocks(requester.get("name") or "", m, (links or {}).get(m.get("id", 0)))
+    blocks.append(section("", fields=[f"*Status*\n{status_badge(ticket['status'])}",
+                                      f"*Channel*\n{channel_badge(ticket['channel'])}",
+                                      f"*Business account*\n{escape(account_label(ticket))}",
+                                      f"*Assignee*\n{who_has_it(assignee)}",
+                                      f"*Requester*\n{escape(requester.get('name') or '')}",
+                                      f"*Messaging window*\n{window_text(ticket['window'])}"]))
     info = social_info_lines(requester)
     if info:
-        blocks.append(context(*[truncate("\n".join(info), 3000)]))
-    if requester.get("merge_suggestions"):
-        blocks.append(context(f"🔗 {len(requester['merge_suggestions'])} other account(s) share this phone number: "
+        blocks.append(context(truncate("\n".join(info), 3000)))
+    suggestions = requester.get("merge_suggestions") or []
+    if suggestions:
+        blocks.append(context(f"🔗 {len(suggestions)} other account(s) share this phone number: "
                               "merge before replying (Merge user)."))
     blocks.append(context(f"🏷️ {tags}"))
+    if last_reply and last_reply.get("state") == "failed":  # R22: at a glance, on the card too
+        blocks.append(context(f"❌ Last reply not delivered: {escape(last_reply.get('reason') or 'refused')}"))
+    owner_buttons = ([button("Reassign to me", ids.REASSIGN, tid), button("Unassign", ids.UNASSIGN, tid)]
+                     if assignee else [button("Claim", ids.CLAIM, tid, "primary")])
     blocks.append(actions(
-        button("Claim", "claim", tid, None if assignee else "primary"),
-        button("Reply with social messaging", "reply", tid, "primary" if assignee else None),
-        button("Internal note", "note", tid),
-        button("Merge user", "merge", tid),
-        status_select("status", ticket["status"] if ticket["status"] != "closed" else None),
-        button("Events", "events", tid),
+        *owner_buttons,
+        button("Reply with social messaging", ids.REPLY, tid, "primary" if assignee else None),
+        button("Internal note", ids.NOTE, tid),
+        button("Merge user", ids.MERGE, tid),
+        status_select(ids.STATUS, ticket["status"] if ticket["status"] != "closed" else None),
+        button("Events", ids.EVENTS, tid),
         block_id=f"card-{tid}"))
     return blocks
 
 
-def card_message(ticket: dict[str, Any], requester: dict[str, Any]) -> dict[str, Any]:
+def card_room(requester: dict[str, Any], waiting: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The waiting messages a new card shows whole, oldest first, within its room; the rest go to the
+    thread (a message too long for the card goes there whole)."""
+    shown, used = [], 0
+    for m in waiting:
+        used += len(comment_blocks(requester.get("name") or "", m))
+        if used > CARD_MESSAGE_BLOCKS:
+            break
+        shown.append(m)
+    return shown
+
+
+def card_message(ticket: dict[str, Any], requester: dict[str, Any], *, messages: list[dict[str, Any]] = (),
+                 links: dict[int, list[str | None]] | None = None, last_reply: dict[str, Any] | None = None
+                 ) -> dict[str, Any]:
+    words = first_words(messages[-1].get("body") or "", 120) if messages else ""
     text = (f"{status_badge(ticket['status'])} #{ticket['id']} {channel_badge(ticket['channel'])}: "
-            f"{requester.get('name') or ''}")
-    return message(card_blocks(ticket, requester), text)
+            f"{requester.get('name') or ''}" + (f": {words}" if words else ""))
+    return message(card_blocks(ticket, requester, messages=messages, links=links, last_reply=last_reply), text)
 
 
 def attachment_lines(attachments: list[dict[str, Any]], links: list[str | None] | None = None) -> list[str]:
@@ -99,27 +161,56 @@ def attachment_lines(attachments: list[dict[str, Any]], links: list[str | None] 
     return out
 
 
+def end_user_posts(name: str, comments: list[dict[str, Any]],
+                   links: dict[int, list[str | None]] | None = None) -> list[dict[str, Any]]:
+    """B3: end-user messages waiting for the card's thread, as few posts as Slack allows (one, mostly)."""
+    blocks = [b for c in comments for b in comment_blocks(name, c, (links or {}).get(c.get("id", 0)))]
+    return posts(blocks, f"{name}: {comments[-1].get('body') or ''}")
+
+
 def end_user_message(name: str, comment: dict[str, Any], links: list[str | None] | None = None) -> dict[str, Any]:
-    """B3: an end-user message, in the card's thread; `links` open its attachments."""
-    body = escape(comment["body"]) or "_(no text)_"
-    lines = [f"💬 *{escape(name)}*: {body}", *attachment_lines(comment.get("attachments", []), links)]
-    return message([section("\n".join(lines))], f"{name}: {comment['body']}")
+    """One end-user message as one post (a message that needs more posts: `end_user_posts`)."""
+    return end_user_posts(name, [comment], {comment.get("id", 0): links} if links else None)[0]
 
 
-def reply_message(comment: dict[str, Any], state: str, reason: str | None = None) -> dict[str, Any]:
-    """A reply as sent to the channel, with its delivery state (R23, B2); updated as receipts come."""
+def reply_posts(comment: dict[str, Any], state: str, reason: str | None = None) -> list[dict[str, Any]]:
+    """A reply as sent to the channel with its delivery state first (R23, B2), so that the first post,
+    the one updated as receipts come, always carries it."""
     label = DELIVERY_LABELS.get(state, state)
-    lines = [f"↩️ *{escape(comment.get('author') or 'Agent')}* replied: {escape(comment['body'])}",
-             *attachment_lines(comment.get("attachments", []))]
-    blocks = [section("\n".join(lines)), context(label + (f": {escape(reason)}" if reason else ""))]
-    return message(blocks, f"Reply: {comment['body']} ({label})")
+    blocks = [context(label + (f": {escape(reason)}" if reason else "")),
+              *text_sections(comment.get("body") or "", f"↩️ *{escape(comment.get('author') or 'Agent')}* replied: "),
+              *([section("\n".join(attachment_lines(comment.get("attachments", []))))]
+                if comment.get("attachments") else [])]
+    return posts(blocks, f"Reply ({label}): {comment.get('body') or ''}")
 
 
-def note_message(comment: dict[str, Any]) -> dict[str, Any]:
-    text = f"📝 Internal note by *{escape(comment.get('author') or 'Agent')}*: {escape(comment['body'])}"
-    return message([section(text)], f"Internal note: {comment['body']}")
+def note_posts(comment: dict[str, Any]) -> list[dict[str, Any]]:
+    blocks = text_sections(comment.get("body") or "",
+                           f"📝 Internal note by *{escape(comment.get('author') or 'Agent')}*: ")
+    return posts(blocks, f"Internal note: {comment.get('body') or ''}")
 
 
 def notification_message(text: str, ticket: dict[str, Any] | None) -> dict[str, Any]:
     head = f"*#{ticket['id']}* {status_badge(ticket['status'])} {channel_badge(ticket['channel'])}\n" if ticket else ""
-    return message([section(head + escape(text))], text)
+    return posts(text_sections(text, head), text)[0]
+
+
+def failure_dm(ticket: dict[str, Any], reply: dict[str, Any], card: tuple[str, str] | None) -> dict[str, Any]:
+    """R22: a reply the channel refused after the modal closed, told to the agent who wrote it (an
+    update of the thread line notifies no one)."""
+    where = f" on ticket #{ticket['id']} ({channel_badge(ticket['channel'])})"
+    blocks = [section(f"❌ *Your reply{where} was not delivered.*\n{escape(reply.get('reason') or '')}"),
+              *text_sections(reply.get("body") or "", "> ")[:3]]
+    if card:
+        blocks.append(actions(button("Open the ticket", ids.OPEN_TICKET, str(ticket["id"])), block_id="open"))
+    return message(blocks, f"Your reply on ticket #{ticket['id']} was not delivered: {reply.get('reason') or ''}")
+
+
+def claim_refusal(ticket_id: int, assignee: dict[str, Any]) -> dict[str, Any]:
+    """A claim on a ticket someone else has: who has it, and a deliberate way to take it over."""
+    text = (f"⚠️ Ticket #{ticket_id} is already assigned to {who_has_it(assignee)}. "
+            "Take it over only if you agreed on it.")
+    return message([section(text), actions(button("Reassign to me", ids.REASSIGN, str(ticket_id)),
+                                           block_id=f"take-{ticket_id}")],
+                   f"Ticket #{ticket_id} is already assigned to {assignee.get('name') or 'another agent'}.")
+

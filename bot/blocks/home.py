@@ -1,39 +1,58 @@
 """The notifier in the App Home tab (R10-R17) and the view pages it opens, as Block Kit.
 
 Rows keep the order the notifier query gives (R14: no sorting). Each row: the status icon on the
-left, the requester's name with the conversation status under it, and on the right a button with
-the channel icon and the ticket number that opens the ticket (R13, R17).
+left, the requester's name with the conversation status under it (R13), what the ticket is about
+(its subject, or the customer's first words), how long the customer has waited and the time left
+in the messaging window (B1); on the right a button with the channel icon and the ticket number
+that opens the ticket (R13, R17).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from bot.blocks import ids
+from bot.blocks.card import headline
 from bot.blocks.common import (
+    RED_DOT,
     STATUS_ICONS,
     actions,
     button,
     channel_badge,
     context,
     divider,
+    duration,
     escape,
     header,
     home,
     meta,
     modal,
     section,
-    status_badge,
+    window_short,
 )
 
 TAB_LABELS = {"assigned": "Assigned to you", "unassigned": "Unassigned"}
 TAB_VIEWS = {"assigned": "Your social messaging tickets", "unassigned": "Unassigned social messaging tickets"}
-RED_DOT = "🔴"
 
 
-def ticket_row(t: dict[str, Any], action_id: str = "open_ticket") -> dict[str, Any]:
+def row_details(t: dict[str, Any]) -> str:
+    """What the ticket is about, how long the customer has waited, the window's time left."""
+    parts = []
+    about = headline(t, t.get("preview"))
+    if about:
+        parts.append(f"“{escape(about)}”")
+    if t.get("waiting_seconds") is not None:
+        parts.append(f"waiting {duration(t['waiting_seconds'])}")
+    if t.get("window"):
+        parts.append(window_short(t["window"]))
+    return " · ".join(parts)
+
+
+def ticket_row(t: dict[str, Any], action_id: str = ids.OPEN_TICKET) -> dict[str, Any]:
     icon = STATUS_ICONS.get(t["status"], "❔")
     name = escape(t["requester"]["name"] or f"User {t['requester']['id']}")
-    return section(f"{icon}  *{name}*\n{t['conversation_status']}",
+    details = row_details(t)
+    return section(f"{icon}  *{name}*\n{t['conversation_status']}" + (f"\n{details}" if details else ""),
                    accessory=button(f"{channel_badge(t['channel'])}  #{t['id']}", action_id, str(t["id"])),
                    block_id=f"row-{t['id']}")
 
@@ -41,8 +60,9 @@ def ticket_row(t: dict[str, Any], action_id: str = "open_ticket") -> dict[str, A
 def tab_buttons(tab: str, red_dot: bool) -> dict[str, Any]:
     unassigned = TAB_LABELS["unassigned"] + (f" {RED_DOT}" if red_dot else "")
     return actions(
-        button(TAB_LABELS["assigned"], "home_tab", "assigned", "primary" if tab == "assigned" else None),
-        button(unassigned, "home_tab", "unassigned", "primary" if tab == "unassigned" else None),
+        button(TAB_LABELS["assigned"], f"{ids.HOME_TAB}_assigned", "assigned",
+               "primary" if tab == "assigned" else None),
+        button(unassigned, f"{ids.HOME_TAB}_unassigned", "unassigned", "primary" if tab == "unassigned" else None),
         block_id="tabs")
 
 
@@ -59,7 +79,7 @@ def home_blocks(result: dict[str, Any]) -> list[dict[str, Any]]:
                               "_No New or Open social tickets are assigned to you._"))
     blocks += [ticket_row(t) for t in result["tickets"]]
     if result["has_more"]:  # R16: only when there are more than 20
-        blocks += [divider(), actions(button("Load more tickets", "load_more", tab), block_id="more")]
+        blocks += [divider(), actions(button("Load more tickets", ids.LOAD_MORE, tab), block_id="more")]
     return blocks
 
 
@@ -68,7 +88,7 @@ def home_view(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def refused_home(reason: str) -> dict[str, Any]:
-    return home([header("Social messaging"), section(reason)])
+    return home([header("Social messaging"), section(escape(reason))])
 
 
 def view_modal(result: dict[str, Any]) -> dict[str, Any]:
@@ -76,15 +96,13 @@ def view_modal(result: dict[str, Any]) -> dict[str, Any]:
     blocks = [header(result["view"]), context(f"Page {result['page']}")]
     if not result["tickets"]:
         blocks.append(section("_No tickets in this view._"))
-    for t in result["tickets"]:
-        blocks.append(ticket_row(t))
-        blocks.append(context(f"{status_badge(t['status'])} · {escape(t['subject'])}"))
+    blocks += [ticket_row(t) for t in result["tickets"]]
     paging = []
     if result["page"] > 1:
-        paging.append(button("Previous page", "view_page", str(result["page"] - 1)))
+        paging.append(button("Previous page", f"{ids.VIEW_PAGE}_previous", str(result["page"] - 1)))
     if result["has_more"]:
-        paging.append(button("Next page", "view_page", str(result["page"] + 1)))
+        paging.append(button("Next page", f"{ids.VIEW_PAGE}_next", str(result["page"] + 1)))
     if paging:
         blocks.append(actions(*paging, block_id="paging"))
-    return modal("Social tickets", blocks, callback_id="view_page",
+    return modal("Social tickets", blocks, callback_id=ids.CB_VIEW,
                  private_metadata=meta(view=result["view"], page=result["page"]))

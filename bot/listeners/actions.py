@@ -1,17 +1,26 @@
-"""Block actions: home tabs, opening tickets and views (R16, R17), the card's buttons (claim, reply,
-note, merge, status, events), a macro picked in the reply modal, and the merge search (R5).
+"""Block actions: home tabs, opening tickets and views (R16, R17), the card's buttons (claim, reassign,
+unassign, reply, note, merge, status, events), a macro picked in the reply modal, the merge search (R5),
+and paging (views, the event log).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+from slack_sdk.errors import SlackApiError
 
 from bot import macros
 from bot.app import Bot
+from bot.blocks import ids
+from bot.blocks.card import claim_refusal
 from bot.blocks.common import read_meta
 from bot.blocks.home import TAB_VIEWS, view_modal
 from bot.blocks.modals import events_modal, merge_confirm_modal, merge_modal, note_modal, reply_modal, ticket_modal
-from warehouse.tickets import Actor, OperationError
+from warehouse import slack_state
+from warehouse.tickets import Actor, AssignedElsewhere, OperationError
+
+log = logging.getLogger(__name__)
 
 
 def _action(body: dict[str, Any]) -> dict[str, Any]:
@@ -28,22 +37,43 @@ def _channel(body: dict[str, Any]) -> str | None:
 
 async def show(bot: Bot, body: dict[str, Any], view: dict[str, Any], *, replace: bool = False) -> None:
     """Open `view`: on top of the current modal (push), in its place (replace), or as a new modal."""
-    if _in_modal(body):
-        if replace:
-            await bot.client.views_update(view_id=body["view"]["id"], view=view)
+    try:
+        if _in_modal(body):
+            if replace:
+                await update(bot, body, view)
+            else:
+                await bot.client.views_push(trigger_id=body["trigger_id"], view=view)
         else:
-            await bot.client.views_push(trigger_id=body["trigger_id"], view=view)
-    else:
-        await bot.client.views_open(trigger_id=body["trigger_id"], view=view)
+            await bot.client.views_open(trigger_id=body["trigger_id"], view=view)
+    except SlackApiError as exc:  # a trigger spent or stale: the person clicks again
+        log.warning("could not show a view (%s)", exc.response.get("error"))
+
+
+async def update(bot: Bot, body: dict[str, Any], view: dict[str, Any]) -> None:
+    """Replace the modal the action came from; its hash makes Slack refuse a stale replacement."""
+    current = body["view"]
+    try:
+        await bot.client.views_update(view_id=current["id"], hash=current.get("hash"), view=view)
+    except SlackApiError as exc:
+        if exc.response.get("error") != "hash_conflict":
+            raise
+        log.info("view %s changed meanwhile; not replaced", current["id"])
 
 
 async def reply_view(bot: Bot, ticket_id: int, agent: int, *, prefill: dict[str, Any] | None = None,
                      version: int = 0, macro: str | None = None) -> dict[str, Any]:
-    ticket = await bot.desk.ticket(ticket_id)
+    ticket = await bot.desk.ticket(ticket_id, history=False)
     requester = await bot.desk.user(ticket["requester"]["id"])
     return reply_modal(ticket, requester, macros=macros.macros(bot.desk), templates=macros.templates(bot.desk),
                        affecting=await macros.affecting(bot.desk, ticket_id, agent), prefill=prefill, version=version,
                        macro=macro)
+
+
+async def ticket_view(bot: Bot, ticket_id: int) -> dict[str, Any]:
+    ticket = await bot.desk.ticket(ticket_id)
+    requester = await bot.desk.user(ticket["requester"]["id"])
+    last = await bot.desk.read(lambda con: slack_state.last_reply(con, ticket_id))
+    return ticket_modal(ticket, requester, last)
 
 
 def register(bot: Bot) -> None:
@@ -52,43 +82,54 @@ def register(bot: Bot) -> None:
     async def agent_or_none(body: dict[str, Any]) -> int | None:
         return await bot.agent(body["user"]["id"], _channel(body))
 
-    @app.action("home_tab")
+    async def tell(body: dict[str, Any], text: str, content: dict[str, Any] | None = None) -> None:
+        await bot.tell(body["user"]["id"], text, _channel(body), content)
+
+    @app.action(ids.prefixed(ids.HOME_TAB))
     async def home_tab(ack: Any, body: dict[str, Any]) -> None:
         bot.track()
         await ack()
         if await agent_or_none(body) is None:
             return
-        await bot.notifier.publish_home(body["user"]["id"], _action(body).get("value", "assigned"))
+        tab = _action(body).get("value")
+        await bot.notifier.publish_home(body["user"]["id"], tab if tab in TAB_VIEWS else "assigned")
 
-    @app.action("open_ticket")
+    @app.action(ids.prefixed(ids.OPEN_TICKET))
     async def open_ticket(ack: Any, body: dict[str, Any]) -> None:
         bot.track()
         await ack()
         if await agent_or_none(body) is None:
             return
-        ticket = await bot.desk.ticket(int(_action(body)["value"]))
-        view = ticket_modal(ticket, await bot.desk.user(ticket["requester"]["id"]))
+        try:
+            view = await ticket_view(bot, int(_action(body)["value"]))
+        except OperationError as exc:
+            await tell(body, f"⚠️ {exc}")
+            return
         await show(bot, body, view, replace=True)  # R17: the list closes, the ticket opens
 
-    @app.action("load_more")
+    @app.action(ids.LOAD_MORE)
     async def load_more(ack: Any, body: dict[str, Any]) -> None:
         bot.track()
         await ack()
         if await agent_or_none(body) is None:
             return
         value = _action(body).get("value", "assigned")
-        result = await bot.desk.view(TAB_VIEWS.get(value, value), body["user"]["id"])
+        try:
+            result = await bot.desk.view(TAB_VIEWS.get(value, value), body["user"]["id"])
+        except OperationError as exc:
+            await tell(body, f"⚠️ {exc}")
+            return
         await show(bot, body, view_modal(result), replace=True)
 
-    @app.action("view_page")
+    @app.action(ids.prefixed(ids.VIEW_PAGE))
     async def view_page(ack: Any, body: dict[str, Any]) -> None:
         bot.track()
         await ack()
         if await agent_or_none(body) is None:
             return
         title = read_meta(body.get("view")).get("view", TAB_VIEWS["assigned"])
-        result = await bot.desk.view(title, body["user"]["id"], int(_action(body)["value"]))
-        await bot.client.views_update(view_id=body["view"]["id"], view=view_modal(result))
+        result = await bot.desk.view(title, body["user"]["id"], max(1, int(_action(body)["value"])))
+        await update(bot, body, view_modal(result))
 
     async def ticket_action(body: dict[str, Any]) -> tuple[int, int] | None:
         agent = await agent_or_none(body)
@@ -101,37 +142,86 @@ def register(bot: Bot) -> None:
         return (int(value), agent) if value is not None else None
 
     async def refresh_ticket_modal(body: dict[str, Any], ticket_id: int) -> None:
-        if _in_modal(body) and body["view"].get("callback_id") == "ticket":
-            ticket = await bot.desk.ticket(ticket_id)
-            view = ticket_modal(ticket, await bot.desk.user(ticket["requester"]["id"]))
-            await bot.client.views_update(view_id=body["view"]["id"], view=view)
+        if _in_modal(body) and body["view"].get("callback_id") == ids.CB_TICKET:
+            await update(bot, body, await ticket_view(bot, ticket_id))
 
-    async def attempt(body: dict[str, Any], op: Any) -> bool:
-        try:
-            await op
-            return True
-        except OperationError as exc:
-            await bot.tell(body["user"]["id"], f"⚠️ {exc}", _channel(body))
-            return False
-
-    @app.action("claim")
+    @app.action(ids.CLAIM)
     async def claim(ack: Any, body: dict[str, Any]) -> None:
+        """A ticket someone else has is not taken silently: the clicker is told who has it (and may
+        take it over on purpose); of two simultaneous clicks one wins and the other is told."""
         bot.track()
         await ack()
         found = await ticket_action(body)
-        if found and await attempt(body, bot.desk.claim(*found)):
-            await refresh_ticket_modal(body, found[0])
+        if not found:
+            return
+        ticket_id, agent = found
+        try:
+            result = await bot.desk.claim(ticket_id, agent)
+        except AssignedElsewhere as exc:
+            await tell(body, str(exc), claim_refusal(ticket_id, exc.assignee))
+            return
+        except OperationError as exc:
+            await tell(body, f"⚠️ {exc}")
+            return
+        if result["previous"] == agent:
+            await tell(body, f"Ticket #{ticket_id} is already yours.")
+        await refresh_ticket_modal(body, ticket_id)
 
-    @app.action("status")
+    @app.action(ids.REASSIGN)
+    async def reassign(ack: Any, body: dict[str, Any]) -> None:
+        """Take over a ticket on purpose; the agent who had it hears it."""
+        bot.track()
+        await ack()
+        found = await ticket_action(body)
+        if not found:
+            return
+        ticket_id, agent = found
+        try:
+            result = await bot.desk.claim(ticket_id, agent, take_over=True)
+        except OperationError as exc:
+            await tell(body, f"⚠️ {exc}")
+            return
+        previous = result["previous"]
+        if previous == agent:
+            await tell(body, f"Ticket #{ticket_id} is already yours.")
+        elif previous is not None:
+            before = await bot.desk.user(previous)
+            if before.get("slack_user_id"):
+                await bot.tell(before["slack_user_id"],
+                               f"Ticket #{ticket_id} was reassigned from you to {await _name(bot, agent)}.")
+        await refresh_ticket_modal(body, ticket_id)
+
+    @app.action(ids.UNASSIGN)
+    async def unassign(ack: Any, body: dict[str, Any]) -> None:
+        bot.track()
+        await ack()
+        found = await ticket_action(body)
+        if not found:
+            return
+        ticket_id, agent = found
+        try:
+            await bot.desk.unassign(ticket_id, Actor.agent(agent))
+        except OperationError as exc:
+            await tell(body, f"⚠️ {exc}")
+            return
+        await refresh_ticket_modal(body, ticket_id)
+
+    @app.action(ids.STATUS)
     async def status(ack: Any, body: dict[str, Any]) -> None:
         bot.track()
         await ack()
         found = await ticket_action(body)
         chosen = (_action(body).get("selected_option") or {}).get("value")
-        if found and chosen and await attempt(body, bot.desk.set_status(found[0], chosen, Actor.agent(found[1]))):
-            await refresh_ticket_modal(body, found[0])
+        if not found or not chosen:
+            return
+        try:
+            await bot.desk.set_status(found[0], chosen, Actor.agent(found[1]))
+        except OperationError as exc:
+            await tell(body, f"⚠️ {exc}")
+            return
+        await refresh_ticket_modal(body, found[0])
 
-    @app.action("reply")
+    @app.action(ids.REPLY)
     async def reply(ack: Any, body: dict[str, Any]) -> None:
         bot.track()
         await ack()
@@ -139,15 +229,15 @@ def register(bot: Bot) -> None:
         if found:
             await show(bot, body, await reply_view(bot, *found))
 
-    @app.action("note")
+    @app.action(ids.NOTE)
     async def note(ack: Any, body: dict[str, Any]) -> None:
         bot.track()
         await ack()
         found = await ticket_action(body)
         if found:
-            await show(bot, body, note_modal(await bot.desk.ticket(found[0])))
+            await show(bot, body, note_modal(await bot.desk.ticket(found[0], history=False)))
 
-    @app.action("events")
+    @app.action(ids.EVENTS)
     async def events(ack: Any, body: dict[str, Any]) -> None:
         bot.track()
         await ack()
@@ -155,17 +245,26 @@ def register(bot: Bot) -> None:
         if found:
             await show(bot, body, events_modal(await bot.desk.ticket(found[0])))
 
-    @app.action("merge")
+    @app.action(ids.prefixed(ids.EVENTS_PAGE))
+    async def events_page(ack: Any, body: dict[str, Any]) -> None:
+        bot.track()
+        await ack()
+        if await agent_or_none(body) is None:
+            return
+        ticket_id = int(read_meta(body.get("view"))["ticket"])  # the button's value is the page
+        await update(bot, body, events_modal(await bot.desk.ticket(ticket_id), int(_action(body)["value"])))
+
+    @app.action(ids.MERGE)
     async def merge(ack: Any, body: dict[str, Any]) -> None:
         bot.track()
         await ack()
         found = await ticket_action(body)
         if found:
-            ticket = await bot.desk.ticket(found[0])
+            ticket = await bot.desk.ticket(found[0], history=False)
             source = await bot.desk.user(ticket["requester"]["id"])
             await show(bot, body, merge_modal(found[0], source))
 
-    @app.action("merge_search")
+    @app.action(ids.MERGE_SEARCH)
     async def merge_search(ack: Any, body: dict[str, Any]) -> None:
         bot.track()
         await ack()
@@ -175,10 +274,9 @@ def register(bot: Bot) -> None:
         query = (_action(body).get("value") or "").strip()
         source = await bot.desk.user(int(m["source"]))
         results = (await bot.desk.search(query))["users"] if query else []
-        await bot.client.views_update(view_id=body["view"]["id"],
-                                      view=merge_modal(int(m["ticket"]), source, results=results, query=query))
+        await update(bot, body, merge_modal(int(m["ticket"]), source, results=results, query=query))
 
-    @app.action("merge_pick")
+    @app.action(ids.MERGE_PICK)
     async def merge_pick(ack: Any, body: dict[str, Any]) -> None:
         bot.track()
         await ack()
@@ -187,10 +285,9 @@ def register(bot: Bot) -> None:
         m = read_meta(body["view"])
         source = await bot.desk.user(int(m["source"]))
         target = await bot.desk.user(int(_action(body)["value"]))
-        await bot.client.views_update(view_id=body["view"]["id"],
-                                      view=merge_confirm_modal(int(m["ticket"]), source, target))
+        await update(bot, body, merge_confirm_modal(int(m["ticket"]), source, target))
 
-    @app.action("reply_macro")
+    @app.action(ids.REPLY_MACRO)
     async def reply_macro(ack: Any, body: dict[str, Any]) -> None:
         """A macro fills the reply's text and status (R21); its other actions apply on submit."""
         bot.track()
@@ -199,8 +296,14 @@ def register(bot: Bot) -> None:
         if agent is None:
             return
         m = read_meta(body["view"])
-        chosen = (_action(body).get("selected_option") or {}).get("value")
+        picked = (_action(body).get("selected_option") or {}).get("value")
+        macro_id = macros.macro_id(bot.desk, picked) if picked else None
         ticket_id = int(m["ticket"])
-        prefill = await macros.preview(bot.desk, chosen, ticket_id, agent) if chosen else {}
-        view = await reply_view(bot, ticket_id, agent, prefill=prefill, version=int(m.get("v", 0)) + 1, macro=chosen)
-        await bot.client.views_update(view_id=body["view"]["id"], view=view)
+        prefill = await macros.preview(bot.desk, macro_id, ticket_id, agent) if macro_id else {}
+        view = await reply_view(bot, ticket_id, agent, prefill=prefill, version=int(m.get("v", 0)) + 1,
+                                macro=picked if macro_id else None)
+        await update(bot, body, view)
+
+
+async def _name(bot: Bot, agent: int) -> str:
+    return str((await bot.desk.user(agent)).get("name") or "another agent")

@@ -1,5 +1,10 @@
 """Events API: App Home opened (R10), reactions on cards (:eyes: claims, :white_check_mark: solves),
 and messages in a card's thread, which become internal notes, never sent to the customer (B3).
+
+The triage channel may be public (`message.channels`) or private (`message.groups`): both arrive as
+`message` events. Slack delivers an event again when it thinks we missed it (`X-Slack-Retry-Num`, the
+same `event_id`): a thread message becomes one note whatever the retries (keyed by its channel and
+ts, committed with the note), a reaction acts once (keyed by the event id).
 """
 
 from __future__ import annotations
@@ -8,9 +13,10 @@ from typing import Any
 
 from bot.access import REFUSAL
 from bot.app import Bot
+from bot.blocks.card import claim_refusal
 from bot.blocks.home import refused_home
-from warehouse import clock
-from warehouse.tickets import Actor, OperationError
+from warehouse import slack_state
+from warehouse.tickets import Actor, AssignedElsewhere, OperationError
 
 REACTIONS = {"eyes": "claim", "white_check_mark": "solved"}
 
@@ -19,10 +25,7 @@ def register(bot: Bot) -> None:
     app = bot.app
 
     async def card_ticket(channel: str, ts: str) -> int | None:
-        row = await bot.desk.read(lambda con: con.execute(
-            "SELECT ticket_id FROM slack_messages WHERE kind = 'card' AND channel = ? AND ts = ?",
-            [channel, ts]).fetchone())
-        return row[0] if row else None
+        return await bot.desk.read(lambda con: slack_state.card_ticket(con, channel, ts))
 
     @app.event("app_home_opened")
     async def home_opened(event: dict[str, Any]) -> None:
@@ -37,25 +40,31 @@ def register(bot: Bot) -> None:
         await bot.notifier.publish_home(user)
 
     @app.event("reaction_added")
-    async def reaction(event: dict[str, Any]) -> None:
+    async def reaction(event: dict[str, Any], body: dict[str, Any]) -> None:
         bot.track()
         item = event.get("item") or {}
         what = REACTIONS.get(event.get("reaction", ""))
         if what is None or item.get("type") != "message":
             return
-        ticket_id = await card_ticket(item.get("channel", ""), item.get("ts", ""))
+        channel = item.get("channel", "")
+        ticket_id = await card_ticket(channel, item.get("ts", ""))
         if ticket_id is None:
             return
-        agent = await bot.agent(event["user"], item.get("channel"))
+        agent = await bot.agent(event["user"], channel)
         if agent is None:
             return
+        key = f"event:{body.get('event_id') or ''}"
+        if body.get("event_id") and not await bot.desk.write(lambda con: slack_state.first_time(con, key)):
+            return  # Slack delivered it again
         try:
             if what == "claim":
                 await bot.desk.claim(ticket_id, agent)
             else:
                 await bot.desk.set_status(ticket_id, what, Actor.agent(agent))
+        except AssignedElsewhere as exc:
+            await bot.tell(event["user"], str(exc), channel, claim_refusal(ticket_id, exc.assignee))
         except OperationError as exc:
-            await bot.tell(event["user"], f"⚠️ {exc}", item.get("channel"))
+            await bot.tell(event["user"], f"⚠️ {exc}", channel)
 
     @app.event("message")
     async def thread_message(event: dict[str, Any]) -> None:
@@ -72,14 +81,12 @@ def register(bot: Bot) -> None:
         agent = await bot.agent(event.get("user", ""), channel)
         if agent is None:
             return
-        notifier = bot.notifier
+        ts = str(event["ts"])
+
+        def shown_in_thread(con: Any, result: dict[str, Any]) -> None:
+            # Committed with the note: the notifier sees it is in the thread already and posts nothing.
+            slack_state.remember(con, ticket_id, "agent_note", [result["comment_id"]], channel, ts)
         try:
-            async with notifier.lock:  # the notifier must know this note is from the thread before it sees it
-                result = await bot.desk.note(ticket_id, agent, text)
-                notifier.from_thread.add(result["comment_id"])
+            await bot.desk.note(ticket_id, agent, text, once=f"message:{channel}:{ts}", then=shown_in_thread)
         except OperationError as exc:
             await bot.tell(event["user"], f"⚠️ {exc}", channel)
-            return
-        await bot.desk.write(lambda con: con.execute(
-            "INSERT INTO slack_messages VALUES (?, 'agent_note', ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            [ticket_id, result["comment_id"], channel, event["ts"], clock.now()]))

@@ -1,12 +1,17 @@
 """View submissions: the reply (R20-R23, B1), the internal note, and the merge (R5).
 
-Each acks at once (closing the modal, or showing field errors found without I/O) and works after.
-A reply that fails (window closed, R22) is told to the agent at once, ephemerally, and is in the
-ticket's events already (R23).
+What the desk would refuse is decided before the ack, within Slack's 3 seconds, and answered with
+`response_action: errors` on the field concerned, so the modal stays open with the agent's text
+(R22: no text or file, a closed window, a status the ticket cannot take, a closed ticket). Then each
+acks (closing the modal) and works after. A submission Slack delivers twice (a retry, a replay) is
+acted on once: its view, hash and values make a key the reply, note or merge commits with.
+A reply the channel refuses after the modal closed reaches the agent by DM from the notifier (R22).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from typing import Any
 
@@ -14,7 +19,8 @@ import aiohttp
 
 from bot import macros
 from bot.app import Bot
-from bot.blocks.common import read_meta
+from bot.blocks import ids
+from bot.blocks.common import STATUS_LABELS, SUBMIT_STATUSES, read_meta
 from bot.blocks.modals import merge_modal
 from warehouse.tickets import Actor, OperationError
 
@@ -23,7 +29,7 @@ MAX_FILE = 100 * 1024 * 1024
 
 
 def values(view: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """block_id -> action_id -> the element's state, flattened a level for convenience."""
+    """block_id -> action_id -> the element's state."""
     return (view.get("state") or {}).get("values") or {}
 
 
@@ -34,10 +40,24 @@ def value_of(view: dict[str, Any], block_prefix: str, action_id: str) -> dict[st
     return {}
 
 
+def submission_key(view: dict[str, Any]) -> str:
+    """The same submission delivered again has the same view, hash and values."""
+    state = json.dumps(values(view), sort_keys=True, ensure_ascii=False)
+    digest = hashlib.sha256(f"{view.get('id')}|{view.get('hash')}|{state}".encode()).hexdigest()
+    return f"view:{digest[:40]}"
+
+
 def submitted_files(view: dict[str, Any]) -> list[Any]:
     """The file_input's files: a list of ids or file objects (the exact shape is not documented)."""
-    state = value_of(view, "file", "reply_file")
+    state = value_of(view, ids.REPLY_FILE, "reply_file")
     return list(state.get("files") or state.get("file_ids") or [])
+
+
+def window_refusal(ticket: dict[str, Any]) -> str:
+    hours = ticket["window"].get("window_hours", 24)
+    extra = " Close this and press Reply again to send an approved template." if ticket["channel"] == "whatsapp" \
+        else " The channel allows no message until the customer writes again."
+    return f"The {hours}-hour messaging window has closed: this reply would not be delivered.{extra}"
 
 
 async def download(bot: Bot, file: Any) -> tuple[str, str, bytes]:
@@ -64,53 +84,77 @@ async def download(bot: Bot, file: Any) -> tuple[str, str, bytes]:
 def register(bot: Bot) -> None:
     app = bot.app
 
-    @app.view("reply_submit")
+    @app.view(ids.CB_REPLY)
     async def reply_submit(ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
         bot.track()
         m = read_meta(view)
-        text = (value_of(view, "text", "reply_text").get("value") or "").strip()
+        version = m.get("v", 0)
+        text_block, status_block = f"{ids.REPLY_TEXT}-{version}", f"{ids.REPLY_STATUS}-{version}"
+        mode = m.get("mode")
+        text = (value_of(view, ids.REPLY_TEXT, "reply_text").get("value") or "").strip()
         files = submitted_files(view)
-        if m.get("mode") == "text" and not text and not files:
-            await ack(response_action="errors", errors={f"text-{m.get('v', 0)}": "Write a reply or attach a file."})
+        status = (value_of(view, ids.REPLY_STATUS, "reply_status").get("selected_option") or {}).get("value")
+        ticket_id = int(m["ticket"])
+        errors: dict[str, str] = {}
+        window_closed = None
+        try:
+            ticket = await bot.desk.ticket(ticket_id, history=False)
+        except OperationError as exc:
+            await ack(response_action="errors", errors={status_block: str(exc)})
+            return
+        if mode == "text" and not text and not files:
+            errors[text_block] = "Write a reply or attach a file."
+        elif mode == "text" and not ticket["window"]["open"]:
+            errors[text_block] = window_closed = window_refusal(ticket)
+        if ticket["status"] == "closed":
+            errors[status_block] = "This ticket is closed: the customer's next message opens a new ticket."
+        elif status is not None and status not in SUBMIT_STATUSES:
+            errors[status_block] = f"Submit as {', '.join(STATUS_LABELS[s] for s in SUBMIT_STATUSES)}."
+        if errors:
+            await ack(response_action="errors", errors=errors)
+            user = body["user"]["id"]
+            if window_closed and await bot.access.is_agent(user):  # R22, R23: in the ticket's events too
+                await bot.desk.refused_reply(ticket_id, await bot.access.agent_id(user), window_closed,
+                                             window_closed=True)
             return
         await ack()
         user = body["user"]["id"]
         agent = await bot.agent(user)
         if agent is None:
             return
-        ticket_id = int(m["ticket"])
-        status = (value_of(view, "status", "reply_status").get("selected_option") or {}).get("value")
         channel = await bot.card_channel(ticket_id)
+        key = submission_key(view)
         try:
-            if m.get("mode") == "none":
+            if mode == "none":
                 if status:
                     await bot.desk.set_status(ticket_id, status, Actor.agent(agent))
                 return
             template = None
-            if m.get("mode") == "template":
-                index = int((value_of(view, "template", "reply_template").get("selected_option") or {})["value"])
+            if mode == "template":
+                picked = value_of(view, ids.REPLY_TEMPLATE, "reply_template").get("selected_option") or {}
+                index = int(picked["value"])
                 chosen = macros.templates(bot.desk)[index]
-                params = (value_of(view, "params", "reply_params").get("value") or "").splitlines()
+                params = (value_of(view, ids.REPLY_PARAMS, "reply_params").get("value") or "").splitlines()
                 template = {"name": chosen["name"], "language": chosen.get("language", "en"),
                             "parameters": [p.strip() for p in params if p.strip()] or list(chosen.get("parameters")
                                                                                           or [])}
                 text = ""
             file = await download(bot, files[0]) if files and template is None else None
-            before = macros.applier(bot.desk, m.get("macro"), ticket_id, agent) if template is None else None
-            result = await bot.desk.reply(ticket_id, agent, text, status=status, file=file, template=template,
-                                          before=before)
+            macro = macros.macro_id(bot.desk, m["macro"]) if m.get("macro") and template is None else None
+            before = macros.applier(bot.desk, macro, ticket_id, agent)
+            await bot.desk.reply(ticket_id, agent, text, status=status, file=file, template=template,
+                                 before=before, once=key)
         except OperationError as exc:
             await bot.tell(user, f"⚠️ Reply not sent on ticket #{ticket_id}: {exc}", channel)
-            return
-        if result.get("state") == "failed":  # R22: at once, and the event is in the log already
-            await bot.tell(user, f"❌ Reply on ticket #{ticket_id} not delivered: {result.get('reason')}", channel)
+        # A reply the channel refuses (now or later) is a reply_failed event: the notifier DMs the
+        # agent and marks the card and the thread.
 
-    @app.view("note_submit")
+    @app.view(ids.CB_NOTE)
     async def note_submit(ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
         bot.track()
-        text = (value_of(view, "note", "note_text").get("value") or "").strip()
+        text = (value_of(view, ids.NOTE_TEXT, "note_text").get("value") or "").strip()
         if not text:
-            await ack(response_action="errors", errors={"note": "Write the note."})
+            await ack(response_action="errors", errors={ids.NOTE_TEXT: "Write the note."})
             return
         await ack()
         agent = await bot.agent(body["user"]["id"])
@@ -118,11 +162,11 @@ def register(bot: Bot) -> None:
             return
         ticket_id = int(read_meta(view)["ticket"])
         try:
-            await bot.desk.note(ticket_id, agent, text)
+            await bot.desk.note(ticket_id, agent, text, once=submission_key(view))
         except OperationError as exc:
             await bot.tell(body["user"]["id"], f"⚠️ {exc}", await bot.card_channel(ticket_id))
 
-    @app.view("merge_search")
+    @app.view(ids.CB_MERGE_SEARCH)
     async def merge_search(ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
         """Submitting the search step searches (the same as pressing Enter in the field)."""
         bot.track()
@@ -131,12 +175,12 @@ def register(bot: Bot) -> None:
             await bot.agent(body["user"]["id"])
             return
         m = read_meta(view)
-        query = (value_of(view, "merge_query", "merge_search").get("value") or "").strip()
+        query = (value_of(view, "merge_query", ids.MERGE_SEARCH).get("value") or "").strip()
         source = await bot.desk.user(int(m["source"]))
         results = (await bot.desk.search(query))["users"] if query else []
         await ack(response_action="update", view=merge_modal(int(m["ticket"]), source, results=results, query=query))
 
-    @app.view("merge_submit")
+    @app.view(ids.CB_MERGE)
     async def merge_submit(ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
         bot.track()
         await ack()
@@ -148,9 +192,12 @@ def register(bot: Bot) -> None:
         ticket_id = int(m["ticket"])
         channel = await bot.card_channel(ticket_id)
         try:
-            result = await bot.desk.merge(int(m["source"]), int(m["target"]), Actor.agent(agent))
+            result = await bot.desk.merge(int(m["source"]), int(m["target"]), Actor.agent(agent),
+                                          once=submission_key(view))
         except OperationError as exc:
             await bot.tell(user, f"⚠️ Merge refused: {exc}", channel)
             return
+        if result is None:
+            return  # the same submission again
         await bot.tell(user, f"🔗 Merged user #{result['merged']} into #{result['into']}: "
                              f"{len(result['tickets_moved'])} ticket(s) moved.", channel)
