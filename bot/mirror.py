@@ -44,7 +44,8 @@ COVERING = {"card_update", "reply_update"}
 @dataclass(eq=False)
 class Job:
     event_id: int
-    kind: str  # card, comment, reply, note, card_update, reply_update, notification, failure_dm
+    kind: str  # card, comment, reply, note, business, conversation_change, card_update, reply_update, notification,
+    #            failure_dm
     ticket_id: int | None
     ref: int
     lane: str  # the Slack channel (or user, for a DM) it goes to

@@ -27,13 +27,16 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.access import Access
 from bot.blocks.card import (
+    business_posts,
     card_message,
     card_room,
+    edit_posts,
     end_user_posts,
     failure_dm,
     note_posts,
     notification_message,
     reply_posts,
+    withdrawn_posts,
 )
 from bot.blocks.common import chunks, escape
 from bot.blocks.home import home_view
@@ -205,7 +208,13 @@ class Notifier:
         if kind == "comment_added":
             cid = int(data["comment_id"])
             what = "note" if not data.get("public") else ("comment" if actor == "end-user" else "reply")
-            self.mirror.add(Job(eid, what, tid, cid, triage))
+            if data.get("origin"):  # sent by the business from elsewhere: shown as the customer saw it
+                what = "business"
+            self.mirror.add(Job(eid, what, tid, cid, triage, {"origin": str(data.get("origin") or "")}))
+        elif kind in ("comment_edited", "comment_withdrawn"):
+            self.mirror.add(Job(eid, "conversation_change", tid, eid, triage,
+                                {"kind": kind, "comment_id": int(data["comment_id"]),
+                                 "text": str(data.get("text") or "")}))
         elif kind in REPLY_EVENTS and data.get("outbox_id") is not None:
             oid = int(data["outbox_id"])
             self.mirror.add(Job(eid, "reply_update", tid, oid, triage))
@@ -344,6 +353,33 @@ class Notifier:
         channel, ts = await self._post_all(card[0], reply_posts(reply, reply["state"], reply["reason"]), card[1])
         await self.desk.write(lambda con: slack_state.remember(con, tid, "reply", [oid], channel, ts))
         self._mark_fresh(("reply", tid, oid), last)
+
+    async def _business(self, job: Job) -> None:
+        """A message the business sent from elsewhere, in the card's thread (once)."""
+        tid, cid = int(job.ticket_id or 0), job.ref
+        if await self.desk.read(lambda con: slack_state.posted(con, tid, "business", [cid])):
+            return
+        comment = await self.desk.read(lambda con: slack_state.comment(con, cid))
+        card = await self.ensure_card(tid)
+        if comment is None or card is None:
+            return
+        channel, ts = await self._post_all(card[0], business_posts(comment, str(job.data.get("origin"))), card[1])
+        await self.desk.write(lambda con: slack_state.remember(con, tid, "business", [cid], channel, ts))
+
+    async def _conversation_change(self, job: Job) -> None:
+        """The customer edited or unsent a message: a line in the thread (the message itself is kept)."""
+        tid, key = int(job.ticket_id or 0), job.ref  # keyed by the event: one line per edit
+        if await self.desk.read(lambda con: slack_state.posted(con, tid, "change", [key])):
+            return
+        original = await self.desk.read(lambda con: slack_state.comment(con, int(job.data["comment_id"])))
+        card = await self.ensure_card(tid)
+        if original is None or card is None:
+            return
+        name = original["author"] or "The customer"
+        parts = (edit_posts(name, original, str(job.data.get("text") or ""))
+                 if job.data.get("kind") == "comment_edited" else withdrawn_posts(name, original))
+        channel, ts = await self._post_all(card[0], parts, card[1])
+        await self.desk.write(lambda con: slack_state.remember(con, tid, "change", [key], channel, ts))
 
     async def _reply_update(self, job: Job) -> None:
         tid, oid = int(job.ticket_id or 0), job.ref

@@ -212,24 +212,30 @@ def _history(cur: duckdb.DuckDBPyConnection, ticket_id: int, since: datetime) ->
     """Comments and events of one ticket. Nothing of a ticket predates it, and both tables are appended
     in time order, so `>= since` lets DuckDB skip the older row groups by their min/max."""
     rows = cur.execute(
-        "SELECT id, author_id, public, body, attachments, platform_message_id, created_at FROM comments "
-        "WHERE ticket_id = ? AND created_at >= ? ORDER BY created_at, id", [ticket_id, since]).fetchall()
+        "SELECT id, author_id, public, body, attachments, platform_message_id, created_at, withdrawn_at, origin "
+        "FROM comments WHERE ticket_id = ? AND created_at >= ? ORDER BY created_at, id", [ticket_id, since]).fetchall()
     authors = {i: (n, r) for i, n, r in cur.execute(
         f"SELECT id, name, role FROM users WHERE id IN {sql_list({r[1] for r in rows})}").fetchall()} if rows else {}
     delivery = {cid: (oid, st, err) for cid, oid, st, err in cur.execute(
         "SELECT comment_id, id, state, last_error FROM outbox WHERE ticket_id = ? AND created_at >= ?",
         [ticket_id, since]).fetchall()}
-    comments = []
-    for i, a, p, b, att, pm, at in rows:
-        name, role = authors.get(a, (None, None))
-        d = delivery.get(i)
-        comments.append({"id": i, "author_id": a, "author": name, "author_role": role, "public": p, "body": b,
-                         "attachments": json.loads(att), "platform_message_id": pm, "created_at": _iso(at),
-                         "delivery": {"state": d[1], "reason": d[2], "outbox_id": d[0]} if d else None})
     events = [{"id": i, "kind": k, "actor": {"type": at, "id": aid}, "data": json.loads(d), "created_at": _iso(ts)}
               for i, k, at, aid, d, ts in cur.execute(
         "SELECT id, kind, actor_type, actor_id, data, created_at FROM events WHERE ticket_id = ? "
         "AND created_at >= ? ORDER BY id", [ticket_id, since]).fetchall()]
+    # The customer's edits, in order: the comment keeps its original text, the agent sees both.
+    edits: dict[int, list[str]] = {}
+    for e in events:
+        if e["kind"] == "comment_edited":
+            edits.setdefault(int(e["data"]["comment_id"]), []).append(str(e["data"].get("text") or ""))
+    comments = []
+    for i, a, p, b, att, pm, at, withdrawn, origin in rows:
+        name, role = authors.get(a, (None, None))
+        d = delivery.get(i)
+        comments.append({"id": i, "author_id": a, "author": name, "author_role": role, "public": p, "body": b,
+                         "attachments": json.loads(att), "platform_message_id": pm, "created_at": _iso(at),
+                         "delivery": {"state": d[1], "reason": d[2], "outbox_id": d[0]} if d else None,
+                         "withdrawn_at": _iso(withdrawn), "origin": origin, "edits": edits.get(i, [])})
     return comments, events
 
 

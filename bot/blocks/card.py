@@ -173,6 +173,32 @@ def end_user_message(name: str, comment: dict[str, Any], links: list[str | None]
     return end_user_posts(name, [comment], {comment.get("id", 0): links} if links else None)[0]
 
 
+def business_posts(comment: dict[str, Any], origin: str) -> list[dict[str, Any]]:
+    """A message the business sent outside SocialDesk (the WhatsApp Business app, the Page inbox): the
+    conversation as the customer saw it."""
+    name = f"{comment.get('author') or 'The business'} (sent from {origin})"
+    return end_user_posts(name, [{**comment, "id": comment.get("id", 0)}])
+
+
+def edit_posts(name: str, original: dict[str, Any], text: str) -> list[dict[str, Any]]:
+    """The customer edited a message: the new text, under a quote of what it replaces (kept as it was)."""
+    quoted = quote(original.get("body") or "")
+    blocks = text_sections(text or "_(no text)_", f"✏️ *{escape(name)}* edited a message{quoted}:\n")
+    return posts(blocks, f"{name} edited a message: {text}")
+
+
+def withdrawn_posts(name: str, original: dict[str, Any]) -> list[dict[str, Any]]:
+    """The customer unsent a message: say so; the message stays on the ticket for the record."""
+    quoted = quote(original.get("body") or "")
+    return posts([section(f"↩️ *{escape(name)}* unsent a message{quoted} (kept on the ticket for the record)")],
+                 f"{name} unsent a message")
+
+
+def quote(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return f" “{escape(text if len(text) <= limit else text[:limit - 1] + '…')}”" if text else ""
+
+
 def reply_posts(comment: dict[str, Any], state: str, reason: str | None = None) -> list[dict[str, Any]]:
     """A reply as sent to the channel with its delivery state first (R23, B2), so that the first post,
     the one updated as receipts come, always carries it."""

@@ -56,6 +56,7 @@ def conversation_blocks(ticket: dict[str, Any], budget_blocks: int = MODAL_CONVE
             state = c["delivery"]["state"]
             blocks.append(context(DELIVERY_LABELS.get(state, state)
                                   + (f": {escape(c['delivery']['reason'])}" if c["delivery"].get("reason") else "")))
+        blocks += [context(line) for line in conversation_notes(c)]
         room_blocks, room_chars = budget_blocks - used_blocks, budget_chars - used_chars
         kept = fit(blocks, room_blocks, room_chars)
         if len(kept) < len(blocks):
@@ -66,6 +67,15 @@ def conversation_blocks(ticket: dict[str, Any], budget_blocks: int = MODAL_CONVE
         used_blocks += len(kept)
         used_chars += sum(len(str(b)) for b in kept)
     return [b for group in reversed(shown) for b in group]
+
+
+def conversation_notes(comment: dict[str, Any]) -> list[str]:
+    """What happened to a message after it came: sent from elsewhere, edited, unsent."""
+    notes = [f"Sent by the business from {escape(comment['origin'])}"] if comment.get("origin") else []
+    notes += [truncate(f"✏️ Edited to: {escape(text)}", 2000) for text in comment.get("edits") or []]
+    if comment.get("withdrawn_at"):
+        notes.append("↩️ Unsent by the customer (kept for the record)")
+    return notes
 
 
 def ticket_modal(ticket: dict[str, Any], requester: dict[str, Any],
