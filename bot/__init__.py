@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -49,15 +49,17 @@ def well_formed(body: object) -> bool:
     return body.get("type") != "block_actions" or all(isinstance(a, dict) for a in body["actions"])
 
 
-def install(web_app: web.Application, cfg: SlackConfig, desk: Desk, **notifier_options: Any) -> Any:
-    """Mount the Slack app on `web_app` and run its notifier while the app runs; returns the `Bot`."""
+def install(web_app: web.Application, cfg: SlackConfig, desk: Desk, *,
+            on_open: Callable[[dict[str, Any]], Awaitable[None]] | None = None, **notifier_options: Any) -> Any:
+    """Mount the Slack app on `web_app` and run its notifier while the app runs; returns the `Bot`.
+    `on_open` is called with each ticket an agent opens."""
     from slack_bolt.adapter.aiohttp import to_aiohttp_response
     from slack_bolt.request.async_request import AsyncBoltRequest
     from slack_sdk.signature import SignatureVerifier
 
     from bot.app import build
 
-    bot = build(cfg, desk, notifier_options=notifier_options)
+    bot = build(cfg, desk, notifier_options=notifier_options, on_open=on_open)
     verifier = SignatureVerifier(cfg.signing_secret)
 
     async def slack_events(request: web.Request) -> web.StreamResponse:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +42,9 @@ class Bot:
     access: Access
     notifier: Notifier
     work: set[asyncio.Task[Any]] = field(default_factory=set)
+    # Called with a ticket an agent opens (after the ack): the channel may want to know (LINE marks the
+    # customer's messages read). Set by the service, which holds the channels.
+    on_open: Callable[[dict[str, Any]], Awaitable[None]] | None = None
 
     def track(self) -> None:
         """Call first thing in a listener: its task (which runs on after the ack) becomes awaitable by idle()."""
@@ -89,7 +93,8 @@ class Bot:
         return await self.desk.read(lambda con: slack_state.card_channel(con, ticket_id))
 
 
-def build(cfg: SlackConfig, desk: Desk, *, notifier_options: dict[str, Any] | None = None) -> Bot:
+def build(cfg: SlackConfig, desk: Desk, *, notifier_options: dict[str, Any] | None = None,
+          on_open: Callable[[dict[str, Any]], Awaitable[None]] | None = None) -> Bot:
     options = dict(notifier_options or {})
     clock = options.get("clock") or RealClock()
     options["clock"] = clock
@@ -98,7 +103,7 @@ def build(cfg: SlackConfig, desk: Desk, *, notifier_options: dict[str, Any] | No
                    request_verification_enabled=True, ignoring_self_events_enabled=True)
     access = Access(cfg, client, desk)
     notifier = Notifier(desk, client, cfg, access, **options)
-    bot = Bot(app, desk, cfg, client, access, notifier)
+    bot = Bot(app, desk, cfg, client, access, notifier, on_open=on_open)
 
     @app.middleware
     async def same_workspace(body: dict[str, Any], context: Any, next: Any) -> BoltResponse | None:

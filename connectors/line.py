@@ -267,6 +267,13 @@ class Connector:
             data = await resp.read()
             return Media(data, resp.headers.get("Content-Type", "application/octet-stream").split(";")[0])
 
+    async def ticket_opened(self, session: aiohttp.ClientSession, ticket: dict[str, Any]) -> None:
+        """An agent opened this LINE ticket: with `mark_as_read = true`, the customer sees their messages read."""
+        info = (ticket.get("fields") or {}).get("social_messaging_channel_info") or {}
+        result = await self.mark_as_read(session, str(ticket["account"]), info.get(MARK_AS_READ_KEY))
+        if result is not None and result.state != "sent":
+            log.info("LINE mark-as-read for ticket %s: %s", ticket.get("id"), result.reason)
+
     def marks_as_read(self, account_id: str) -> bool:
         """Whether this account is configured to mark customers' messages read (`mark_as_read = true`)."""
         account = self._by_id.get(account_id)

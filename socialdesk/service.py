@@ -154,12 +154,19 @@ def build_app(cfg: Config, *, store: Store | None = None) -> web.Application:
                                                                  lambda: app[MEDIA_SESSION]))
     if cfg.slack.enabled:
         import bot
-        bot.install(app, cfg.slack, app[DESK],
+        bot.install(app, cfg.slack, app[DESK], on_open=functools.partial(_ticket_opened, app),
                     media_link=functools.partial(media.sign_link, media_secret, cfg.server.public_url))
     app.cleanup_ctx.append(_background)
     if store is None:
         app.on_cleanup.append(_close_store)
     return app
+
+
+async def _ticket_opened(app: web.Application, ticket: dict[str, Any]) -> None:
+    """An agent opened a ticket in Slack: its channel may act on it (LINE marks the messages read)."""
+    opened = getattr(app[REGISTRY].get(ticket["channel"]), "ticket_opened", None)
+    if opened is not None:
+        await opened(app[SESSION], ticket)
 
 
 async def _background(app: web.Application) -> AsyncIterator[None]:

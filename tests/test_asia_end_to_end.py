@@ -157,3 +157,30 @@ async def test_issue12_a_wechat_sixth_reply_is_refused_as_wechat_does(world: Any
     # Replies leave side by side, so which one is the sixth is WeChat's to say: five go, one is refused.
     assert sorted(s for s, _ in rows) == ["failed"] + ["sent"] * 5
     assert "5 replies" in next(reason for s, reason in rows if s == "failed")
+
+
+async def test_issue12_an_agent_opening_a_line_ticket_in_slack_marks_the_customers_messages_read(
+        tmp_path: Any, aiohttp_client: Any) -> None:
+    """From Slack, as agents do it: the Open button of a LINE ticket, with `[[line]] mark_as_read = true`."""
+    from bot.blocks import ids
+    from socialdesk.fakes import slack_api
+    from socialdesk.sandbox import AGENT
+    sandbox = await Sandbox().start()
+    cfg = sandbox.configure(Config(), slack=True)
+    cfg.channels["line"] = [{**t, "mark_as_read": True} for t in cfg.channels["line"]]
+    cfg.store.path = str(tmp_path / "line-read.duckdb")
+    client = await aiohttp_client(build_app(cfg))
+    try:
+        user = "U206d25c2ea6bd87c17655609a1c37cb8"
+        await deliver(client, sandbox, "line", LINE, line_api.message_payload(
+            LINE, user, "Are you there?", "325710", timestamp_ms=now_ms(), mark_as_read_token="token-latest"))
+        payload = slack_api.block_actions(AGENT, {"type": "button", "action_id": ids.OPEN_TICKET, "value": "1"},
+                                          api=sandbox.slack)
+        body, ctype = slack_api.interaction_body(payload)
+        resp = await client.post("/slack/events", data=body.encode(),
+                                 headers={"Content-Type": ctype, **slack_api.sign(body)})
+        assert resp.status == 200
+        await eventually(lambda: sandbox.line.read_tokens() == ["token-latest"])
+    finally:
+        await client.close()
+        await sandbox.stop()

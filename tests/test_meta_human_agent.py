@@ -102,3 +102,15 @@ async def test_a_message_typed_in_the_page_inbox_joins_the_customers_ticket(worl
     assert sql(client, "SELECT t.id, c.body, c.origin FROM comments c JOIN tickets t ON t.id = c.ticket_id "
                        "ORDER BY c.id") == [(1, "Still waiting for my refund", None),
                                             (1, "Answered from the inbox", "the Facebook Page inbox")]
+
+
+def test_b1_the_reply_modal_says_which_window_applies() -> None:
+    from bot.blocks.common import window_text
+    from warehouse.tickets import window_state
+    now = datetime(2026, 11, 24, 12, 0)
+    ticket = {"channel": "messenger", "channel_info": '{"human_agent_tag": true}',
+              "last_end_user_message_at": now - timedelta(hours=30)}
+    assert "HUMAN_AGENT" in window_text(window_state(ticket, now))
+    assert "7 days for human agents are over" in window_text(window_state(ticket, now + timedelta(days=7)))
+    plain = {**ticket, "channel_info": "{}"}
+    assert window_text(window_state(plain, now)) == "⛔ The 24-hour messaging window is closed."

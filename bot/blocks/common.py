@@ -100,8 +100,14 @@ def window_text(window: dict[str, Any]) -> str:
     """B1: the time left to answer freely, in words."""
     if not window.get("has_window"):
         return "No messaging window on this channel: replies are always delivered."
+    tagged = window.get("tag") == "HUMAN_AGENT"
     if window.get("open"):
+        if tagged:
+            return (f"⏳ Messenger's 24 hours are over: {duration(window.get('seconds_left'))} left to answer as a "
+                    f"person, sent with the HUMAN_AGENT tag (human answers only, no automated messages).")
         return f"⏳ {duration(window.get('seconds_left'))} left in the {window.get('window_hours', 24)}-hour window."
+    if tagged:
+        return "⛔ Messenger's 7 days for human agents are over: the Page can no longer answer this customer."
     hours = window.get("window_hours", 24)
     return f"⛔ The {hours}-hour messaging window is closed."
 

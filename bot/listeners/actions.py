@@ -101,11 +101,14 @@ def register(bot: Bot) -> None:
         if await agent_or_none(body) is None:
             return
         try:
-            view = await ticket_view(bot, int(_action(body)["value"]))
+            ticket_id = int(_action(body)["value"])
+            view = await ticket_view(bot, ticket_id)
         except OperationError as exc:
             await tell(body, f"⚠️ {exc}")
             return
         await show(bot, body, view, replace=True)  # R17: the list closes, the ticket opens
+        if bot.on_open is not None:  # after the modal: the trigger id lasts 3 seconds, the channel may not
+            await bot.on_open(await bot.desk.ticket(ticket_id, history=False))
 
     @app.action(ids.LOAD_MORE)
     async def load_more(ack: Any, body: dict[str, Any]) -> None:
