@@ -26,3 +26,6 @@ def configure(json_logs: bool = False, verbose: bool = False, quiet: bool = Fals
     root.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
     # aiohttp's access log repeats what /metrics counts; DuckDB and Slack clients are chatty at DEBUG.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # slack_sdk says INFO for every retry of an unreachable Slack; the app's own mirror says it once.
+    for chatty in ("slack_sdk", "slack_bolt"):
+        logging.getLogger(chatty).setLevel(logging.DEBUG if verbose else logging.WARNING)
