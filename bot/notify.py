@@ -63,7 +63,8 @@ class Notifier:
     def __init__(self, desk: Desk, client: AsyncWebClient, cfg: SlackConfig, access: Access, *,
                  interval: float = 0.5, debounce: float = 1.0, batch: int = 500, homes_per_pass: int = 20,
                  clock: Clock | None = None, monotonic: Callable[[], float] | None = None,
-                 media_link: Callable[[int, int], str] | None = None) -> None:
+                 media_link: Callable[[int, int], str] | None = None, wake_on_tickets: bool = True) -> None:
+        self.wake_on_tickets = wake_on_tickets  # tests that drive the passes themselves turn it off
         self.desk = desk
         self.client = client
         self.cfg = cfg
@@ -125,6 +126,16 @@ class Notifier:
     async def run(self) -> None:
         if self._cursor is None:
             await self.start()
+        # New tickets from webhooks wake the notifier at once (their card is the agents' first sight of
+        # them); other changes are seen at the next poll.
+        wake = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def news() -> None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody to wake
+                loop.call_soon_threadsafe(wake.set)
+        if self.wake_on_tickets:
+            self.desk.store.log.subscribe(news)
         passes = 0
         try:
             while True:
@@ -137,7 +148,9 @@ class Notifier:
                     raise
                 except Exception:  # a bad pass must not stop the notifier for good
                     log.exception("Slack notifier pass failed")
-                await asyncio.sleep(self.interval)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), self.interval)
+                wake.clear()
         finally:
             await self.mirror.stop()
             if self._homes_task is not None:

@@ -221,3 +221,18 @@ async def test_new_cards_go_before_updates_waiting_for_their_limit(world: World)
     updates = [i for i, (m, _) in enumerate(calls) if m == "chat.update"]
     assert len(updates) == 60 and new_card < updates[10]
     assert world.api.rate_limited == []
+
+
+async def test_a_new_ticket_wakes_the_notifier_at_once(store: Any, aiohttp_client: Any) -> None:
+    """Its card is the agents' first sight of a ticket: it does not wait for the notifier's next poll."""
+    w, client = await harness.make_world(store, aiohttp_client, wake_on_tickets=True)  # the poll: an hour away
+    try:
+        await w.desk.ingest(Delivery([msg(text="Hello, anyone?")]))
+        deadline = asyncio.get_running_loop().time() + 5
+        while not w.api.in_channel(TRIAGE):
+            assert asyncio.get_running_loop().time() < deadline, "the card waited for the poll"
+            await asyncio.sleep(0.02)
+    finally:
+        await client.close()
+        await w.api.stop()
+    harness.assert_slack_took_everything(w.api)

@@ -145,8 +145,8 @@ async def make_world(store: Store, aiohttp_client: Any, **notifier_options: Any)
     rules = load_rules()  # the shipped triggers, automations and macros
     desk = Desk(store, trigger_runner(rules), rules=rules, templates=TEMPLATES)
     app = web.Application()
-    # A long interval: the tests drive the notifier pass by pass (World.notify).
-    options = {"interval": 3600, "debounce": 0, **notifier_options}
+    # A long interval and no waking on new tickets: the tests drive the notifier pass by pass (World.notify).
+    options = {"interval": 3600, "debounce": 0, "wake_on_tickets": False, **notifier_options}
     the_bot = bot.install(app, cfg, desk, clock=clock, **options)
     client = await aiohttp_client(app)
     return World(client, api, the_bot, desk, clock), client
