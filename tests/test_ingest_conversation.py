@@ -225,3 +225,14 @@ def test_a_new_customer_who_shows_both_ids_is_found_later_by_the_phone_alone(sto
     ingest(store, replace(msg(user=BSUID, text="First", at=later(0)), aliases=("33612345678",)))
     result = ingest(store, msg(user="33612345678", text="From the phone", at=later(1)))
     assert result.created_tickets == [] and rows(store, "SELECT count(*) FROM users WHERE role = 'end-user'") == [(1,)]
+
+
+def test_the_ticket_keeps_the_start_of_the_customers_last_message_for_the_rows(store: Store) -> None:
+    """What every row of the notifier shows (issue 11), kept on the ticket: a message delivered late does not
+    replace the newer one."""
+    ingest(store, msg(text="Where is my parcel? " + "x" * 300, message_id="m2", at=later(1)))
+    ingest(store, msg(text="Hello", message_id="m1", at=later(0)))
+    [(text,)] = rows(store, "SELECT last_end_user_text FROM tickets")
+    assert text.startswith("Where is my parcel?") and len(text) == 200
+    [row] = store.read(lambda c: queries.notifier(c, None, "unassigned"))["tickets"]
+    assert row["preview"] == text

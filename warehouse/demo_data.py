@@ -32,6 +32,7 @@ ACCOUNTS = (  # channel, account id, name, weight of the channel's traffic
 AGENTS = ("Alice Martin", "Bruno Lefèvre", "Chloé Bernard", "David Kim", "Emma Rossi", "Farid Haddad",
           "Gaëlle Petit", "Hiro Tanaka", "Inès Moreau", "Jun Li", "Karim Benali", "Lucie Roux")
 WINDOW_HOURS = {"whatsapp": 24, "messenger": 24, "wechat": 48}
+CUSTOMER_TEXT = "Hello, I have a question about my order."  # every generated customer message
 
 
 def _reserve(con: duckdb.DuckDBPyConnection, sequence: str, n: int) -> int:
@@ -182,10 +183,10 @@ def generate(con: duckdb.DuckDBPyConnection, tickets: int, seed: int = 1, *, day
            {rnd('ticket_id * 16 + m', 30)} AS r_out, {rnd('ticket_id * 16 + m', 31)} AS r_out2
     FROM _g_comments""")
     x("DROP TABLE _g_comments")
-    x("""INSERT INTO comments (id, ticket_id, author_id, public, body, attachments, platform_message_id, created_at)
+    x(f"""INSERT INTO comments (id, ticket_id, author_id, public, body, attachments, platform_message_id, created_at)
          SELECT id, ticket_id, author_id, true,
             CASE WHEN from_agent THEN 'Thanks for your message, we are looking into it.'
-                 ELSE 'Hello, I have a question about my order.' END, '[]', platform_message_id, ts
+                 ELSE '{CUSTOMER_TEXT}' END, '[]', platform_message_id, ts
          FROM _g_comments2""")
     x("INSERT INTO inbound_keys SELECT channel, account, platform_message_id FROM _g_comments2 "
       "WHERE NOT from_agent ON CONFLICT DO NOTHING")
@@ -244,7 +245,10 @@ def generate(con: duckdb.DuckDBPyConnection, tickets: int, seed: int = 1, *, day
 
     # Tickets, with their tags (a few with a social tag removed, R9).
     channel_tag = "CASE t.channel " + " ".join(f"WHEN '{c}' THEN '{g}'" for c, g in CHANNEL_TAGS.items()) + " END"
-    x(f"""INSERT INTO tickets
+    x(f"""INSERT INTO tickets (id, status, requester_id, assignee_id, group_id, priority, channel, account, recipient,
+                         subject, tags, channel_info, custom_fields, end_user_messages, created_at, updated_at,
+                         status_changed_at, solved_at, last_end_user_message_at, last_agent_update_at,
+                         first_reply_at, last_end_user_text)
     SELECT t.id, t.status,
            CASE WHEN u.merge_target IS NOT NULL AND NOT u.unmerged THEN u.merge_target ELSE t.requester_id END,
            CASE WHEN t.status <> 'new' THEN t.agent_id END, NULL, NULL, t.channel, t.account, t.pid,
@@ -256,7 +260,8 @@ def generate(con: duckdb.DuckDBPyConnection, tickets: int, seed: int = 1, *, day
            CASE t.status WHEN 'new' THEN t.created WHEN 'solved' THEN t.solve_at WHEN 'closed' THEN t.close_at
                 ELSE t.claim_at END,
            CASE WHEN t.status IN ('solved', 'closed') THEN t.solve_at END,
-           coalesce(c.last_user_at, t.created), c.last_agent_at, c.first_reply_at
+           coalesce(c.last_user_at, t.created), c.last_agent_at, c.first_reply_at,
+           CASE WHEN c.user_messages > 0 THEN '{CUSTOMER_TEXT}' END
     FROM _g_tickets t JOIN _g_users u ON u.id = t.requester_id
     LEFT JOIN (SELECT ticket_id, count(*) FILTER (NOT from_agent) AS user_messages, max(ts) AS last_at,
                       max(ts) FILTER (NOT from_agent) AS last_user_at, max(ts) FILTER (from_agent) AS last_agent_at,

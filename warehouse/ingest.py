@@ -250,7 +250,8 @@ def _store_messages(con: duckdb.DuckDBPyConnection, stored: list[tuple[int, Inbo
                 "recipient": recipient, "subject": f"{CHANNEL_LABELS[channel]} conversation with {name}",
                 "tags": [CHANNEL_TAGS[channel], SOCIAL_TAG], "channel_info": dumps(info), "custom_fields": "{}",
                 "end_user_messages": len(items), "created_at": first, "updated_at": now,
-                "status_changed_at": now, "last_end_user_message_at": last})
+                "status_changed_at": now, "last_end_user_message_at": last,
+                "last_end_user_text": _preview(items[-1][1], quotes)})
             events.append(event(tid, "ticket_created", "end-user", known[key], at=now, channel=channel,
                                 account=account, status="new"))
             if status == "open":
@@ -263,6 +264,7 @@ def _store_messages(con: duckdb.DuckDBPyConnection, stored: list[tuple[int, Inbo
             for _, m in items:
                 info_patch.update(m.channel_info)
             ticket_updates.append({"id": tid, "count": len(items), "first": first, "last": last,
+                                   "text": _preview(items[-1][1], quotes),
                                    "info": dumps(info_patch) if info_patch else None})
             if status != "open":
                 events.append(event(tid, "status_changed", "end-user", known[key], at=now, previous=status,
@@ -291,6 +293,8 @@ def _store_messages(con: duckdb.DuckDBPyConnection, stored: list[tuple[int, Inbo
             f"UPDATE tickets SET status = 'open', "
             f"status_changed_at = CASE WHEN tickets.status <> 'open' THEN ?::TIMESTAMP "
             f"ELSE tickets.status_changed_at END, end_user_messages = end_user_messages + u.count, "
+            f"last_end_user_text = CASE WHEN tickets.last_end_user_message_at IS NULL "
+            f"OR u.last >= tickets.last_end_user_message_at THEN u.text ELSE tickets.last_end_user_text END, "
             f"last_end_user_message_at = greatest(tickets.last_end_user_message_at, u.last), updated_at = ?, "
             # A message the platform delivers late may predate the ticket: the ticket began with it.
             f"created_at = least(tickets.created_at, u.first), "
@@ -482,6 +486,14 @@ def _body(m: InboundMessage, quotes: dict[tuple[str, str, str], str]) -> str:
     quoted = quotes.get((m.channel, m.account, m.reply_to or ""))
     to = f"to: {_quote(quoted)}" if quoted else "to a message"
     return f"reacted {m.reaction} {to}" if m.reaction else f"removed their reaction {to.replace('to', 'from', 1)}"
+
+
+PREVIEW_CHARS = 200  # of the customer's last message, on the ticket for the rows agents scan
+
+
+def _preview(m: InboundMessage, quotes: dict[tuple[str, str, str], str]) -> str:
+    text, _ = redact_cards(_body(m, quotes))
+    return text[:PREVIEW_CHARS]
 
 
 def _quote(text: str) -> str:

@@ -54,7 +54,8 @@ def list_views(cur: duckdb.DuckDBPyConnection, owner: int | None = None) -> list
 # only (joining users first would hash the whole users table for every page).
 _ROW_SQL = """
 SELECT t.id, t.status, t.channel, t.account, t.requester_id, t.subject, t.updated_at, t.assignee_id,
-       t.channel_info->>'account_name' AS account_name, t.last_end_user_message_at, t.last_agent_update_at
+       t.channel_info->>'account_name' AS account_name, t.last_end_user_message_at, t.last_agent_update_at,
+       t.last_end_user_text
 FROM tickets t
 WHERE {where}
 ORDER BY t.updated_at DESC, t.id DESC
@@ -69,7 +70,9 @@ def ticket_rows(cur: duckdb.DuckDBPyConnection, where: str, params: list[Any], l
     if not rows:
         return []
     names = dict(cur.execute(f"SELECT id, name FROM users WHERE id IN {sql_list({r[4] for r in rows})}").fetchall())
-    previews = last_messages(cur, [(r[0], r[4], r[9]) for r in rows])
+    # Tickets older than the column carry no preview on them: theirs is read from the comments.
+    previews = {r[0]: r[11] for r in rows if r[11]}
+    previews |= last_messages(cur, [(r[0], r[4], r[9]) for r in rows if not r[11]])
     now = clock.now()
     return [ticket_row((*r[:5], names.get(r[4]), *r[5:9]), previews.get(r[0]), r[9], r[10], now) for r in rows]
 
