@@ -1,4 +1,7 @@
-"""`python -m bench [ingest|agents|reports|slack ...]`: run the benchmarks (all by default)."""
+"""`python -m bench [ingest|agents|reports|slack ...] [-- OPTIONS]`: run the benchmarks (all by default).
+
+Options after `--` go to the one benchmark named, e.g. `python -m bench ingest -- --seconds 5`.
+"""
 
 from __future__ import annotations
 
@@ -13,14 +16,20 @@ DEFAULT_ARGS = {"reports": ["--tickets", "1000000"]}
 
 
 def main(argv: list[str]) -> int:
+    options: list[str] = []
+    if "--" in argv:
+        argv, options = argv[:argv.index("--")], argv[argv.index("--") + 1:]
     names = argv or list(SUITES)
     unknown = [n for n in names if n not in SUITES]
     if unknown:
         print(f"unknown benchmark {unknown[0]!r}; one of {', '.join(SUITES)}", file=sys.stderr)
         return 2
+    if options and len(names) != 1:
+        print("options after -- go to one benchmark: name it", file=sys.stderr)
+        return 2
     for name in names:
         print(f"== {name} ==", flush=True)
-        importlib.import_module(SUITES[name]).main(DEFAULT_ARGS.get(name, []))
+        importlib.import_module(SUITES[name]).main(options or DEFAULT_ARGS.get(name, []))
     return 0
 
 
