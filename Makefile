@@ -25,6 +25,7 @@ faketime:
 
 lint: $(BIN)/socialdesk
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 test: $(BIN)/socialdesk faketime lint
 	$(BIN)/python -m pytest

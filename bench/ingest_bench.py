@@ -42,6 +42,7 @@ from bench.common import free_port, rss_mib, start, table, toml, wait_up, write
 from socialdesk.sandbox import WHATSAPP_LYON, WHATSAPP_PARIS, Sandbox
 from warehouse import owner
 from warehouse.connect import connect
+from warehouse.rows import scalar
 
 LUA = r"""
 local requests = {}
@@ -270,7 +271,7 @@ def _stored(db: Path) -> int:
     """Messages stored, read from the live store over Quack."""
     con = connect(path=db, live=True)
     try:
-        return int(con.execute("SELECT count(*) FROM comments").fetchone()[0])  # type: ignore[index]
+        return int(scalar(con, "SELECT count(*) FROM comments"))
     finally:
         con.close()
 

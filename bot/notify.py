@@ -245,7 +245,7 @@ class Notifier:
 
     async def _post(self, channel: str, payload: dict[str, Any], thread_ts: str | None = None) -> tuple[str, str]:
         """chat.postMessage; if Slack refuses the content, its plain text instead (logged: a bug)."""
-        extra = {"thread_ts": thread_ts} if thread_ts else {}
+        extra: dict[str, Any] = {"thread_ts": thread_ts} if thread_ts else {}
         try:
             resp = await self.client.chat_postMessage(channel=channel, **payload, **extra)
         except SlackApiError as exc:

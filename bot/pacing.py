@@ -152,7 +152,7 @@ class PacedClient(AsyncWebClient):
         self.pacer = pacer
         self.rate_limited: Counter[str] = Counter()  # 429s met, per method
 
-    async def api_call(self, api_method: str, **kwargs: Any) -> AsyncSlackResponse:  # type: ignore[override]
+    async def api_call(self, api_method: str, **kwargs: Any) -> AsyncSlackResponse:
         channel = None
         for source in ("json", "data", "params"):
             args = kwargs.get(source)

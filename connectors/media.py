@@ -20,7 +20,7 @@ import logging
 import re
 import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -142,7 +142,7 @@ def sign_link(secret: str, base_url: str, comment_id: int, index: int, *, ttl: i
 
 
 def handler(registry: dict[str, Connector], store: Store, secret: str,
-            session: Callable[[], aiohttp.ClientSession]) -> Callable[[web.Request], object]:
+            session: Callable[[], aiohttp.ClientSession]) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def media(request: web.Request) -> web.StreamResponse:
         try:
             comment_id, index = int(request.match_info["comment"]), int(request.match_info["index"])
@@ -157,10 +157,9 @@ def handler(registry: dict[str, Connector], store: Store, secret: str,
         row = await store.aread(lambda con: con.execute(
             "SELECT c.attachments, t.channel, t.account FROM comments c JOIN tickets t ON t.id = c.ticket_id "
             "WHERE c.id = ?", [comment_id]).fetchone())
-        attachments = json.loads(row[0]) if row else []
-        if not 0 <= index < len(attachments):
+        if row is None or not 0 <= index < len(json.loads(row[0])):
             return web.Response(status=404, text="no such attachment")
-        attachment, channel, account = attachments[index], row[1], row[2]
+        attachment, channel, account = json.loads(row[0])[index], row[1], row[2]
         connector = registry.get(channel)
         media_id, url = attachment.get("media_id"), attachment.get("url")
         key = media_id or url

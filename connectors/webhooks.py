@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from aiohttp import web
@@ -64,7 +64,7 @@ async def _read_limited(request: web.Request, limit: int) -> bytes | None:
 
 
 def handler(connector: Connector, desk: Ingestor, max_body_bytes: int,
-            observe: Observer = _ignore) -> Callable[[web.Request], object]:
+            observe: Observer = _ignore) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     channel = connector.channel
 
     async def handle(request: web.Request) -> web.StreamResponse:

@@ -218,7 +218,9 @@ def run_operation(cfg: config_module.Config, op: str, kwargs: dict[str, Any]) ->
         return admin_call(cfg.store.path, op, kwargs)
     desk = open_desk(cfg)
     try:
-        return asyncio.run(OPERATIONS[op](desk, **kwargs))
+        async def run() -> dict[str, Any]:
+            return await OPERATIONS[op](desk, **kwargs)
+        return asyncio.run(run())
     finally:
         desk.store.close()
 

@@ -84,7 +84,7 @@ async def drive(base: str, sandbox: Sandbox, desk: Desk) -> dict[str, Any]:
         say("→ the agent claims and answers")
         await desk.claim(tickets["Amélie Dupont"], agent)
         await desk.claim(tickets["Louis Martin"], agent)
-        replies = [
+        answered = [
             await desk.reply(tickets["Amélie Dupont"], agent, "Bonjour Amélie, je vérifie avec le transporteur.",
                              status="pending"),
             await desk.reply(tickets["Sato Yui"], agent, "キャンセルを承りました。"),
@@ -92,6 +92,7 @@ async def drive(base: str, sandbox: Sandbox, desk: Desk) -> dict[str, Any]:
             await desk.reply(tickets["Nicolas Pottier"], agent, "Sorry! Here is a new code: DEMO15"),
             await desk.reply(tickets["Jonas Weber"], agent, "Hello Jonas, yes you can!"),  # 26 hours later: refused
         ]
+        replies = [r for r in answered if r is not None]  # None only for a once-key acted on already
         for r in replies:
             say(f"  reply on ticket #{r['ticket_id']}: {r['state']}" + (f" ({r['reason']})" if r["reason"] else ""))
         sent = await _wait_sent(desk, [r["outbox_id"] for r in replies if r["state"] == "queued"])

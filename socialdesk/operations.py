@@ -57,14 +57,20 @@ async def tag(desk: Desk, ticket: int, action: str, tag: str) -> dict[str, Any]:
     return await desk.change_tags(ticket, add, remove, CLI)
 
 
+def _done(result: dict[str, Any] | None) -> dict[str, Any]:
+    """What the desk did; None only where a once-key was acted on already, which the CLI never sends."""
+    assert result is not None
+    return result
+
+
 async def reply(desk: Desk, ticket: int, agent: str, text: str, status: str | None = None,
                 file: dict[str, str] | None = None) -> dict[str, Any]:
     attachment = (file["name"], file["mime_type"], base64.b64decode(file["data"])) if file else None
-    return await desk.reply(ticket, await desk.agent(agent), text, status=status, file=attachment)
+    return _done(await desk.reply(ticket, await desk.agent(agent), text, status=status, file=attachment))
 
 
 async def merge(desk: Desk, source: int, target: int) -> dict[str, Any]:
-    return await desk.merge(source, target, CLI)
+    return _done(await desk.merge(source, target, CLI))
 
 
 async def unmerge(desk: Desk, source: int) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import duckdb
 
 from warehouse import clock
 from warehouse.model import CHANNEL_TAGS, SOCIAL_TAG
-from warehouse.rows import sql_list
+from warehouse.rows import one, scalar, sql_list
 
 ACCOUNTS = (  # channel, account id, name, weight of the channel's traffic
     ("whatsapp", "106540352242922", "Paris support", 0.25), ("whatsapp", "106540352242923", "Lyon support", 0.15),
@@ -39,8 +39,7 @@ def _reserve(con: duckdb.DuckDBPyConnection, sequence: str, n: int) -> int:
     """The first of `n` consecutive ids taken from `sequence` (nobody else draws while the writer runs)."""
     if n <= 0:
         return 0
-    lo, hi = con.execute(f"SELECT min(v), max(v) FROM (SELECT nextval('{sequence}') AS v FROM range({int(n)}))"
-                         ).fetchone()
+    lo, hi = one(con, f"SELECT min(v), max(v) FROM (SELECT nextval('{sequence}') AS v FROM range({int(n)}))")
     if hi - lo != n - 1:
         raise RuntimeError(f"ids from {sequence} were not consecutive")
     return int(lo)
@@ -173,7 +172,7 @@ def generate(con: duckdb.DuckDBPyConnection, tickets: int, seed: int = 1, *, day
     WHERE m.m = 0 OR (t.status <> 'new' AND t.reply_at + to_seconds(((m.m - 1) * least(t.resolve_h, 48) / t.messages
           * 3600)::BIGINT) <= CASE WHEN t.status IN ('solved', 'closed') THEN t.solve_at ELSE $now END)
     """, p)
-    n_comments = x("SELECT count(*) FROM _g_comments").fetchone()[0]
+    n_comments = scalar(con, "SELECT count(*) FROM _g_comments")
     c0 = _reserve(con, "comment_ids", n_comments)
     x(f"""CREATE OR REPLACE TEMP TABLE _g_comments2 AS
     SELECT *, {c0} - 1 + row_number() OVER (ORDER BY ticket_id, m) AS id,
@@ -205,7 +204,7 @@ def generate(con: duckdb.DuckDBPyConnection, tickets: int, seed: int = 1, *, day
            CASE WHEN c.r_out2 > 0.97 THEN 3 WHEN c.r_out2 > 0.94 THEN 2 ELSE 1 END AS tries
     FROM (SELECT *, CASE channel {windows} ELSE false END AS has_window FROM _g_comments2 WHERE from_agent) c
     """, p)
-    n_out = x("SELECT count(*) FROM _g_outbox").fetchone()[0]
+    n_out = scalar(con, "SELECT count(*) FROM _g_outbox")
     o0 = _reserve(con, "outbox_ids", n_out)
     x(f"""INSERT INTO outbox (id, ticket_id, comment_id, agent_id, channel, account, recipient, body, template, state,
             attempts, next_attempt_at, last_error, window_closed, platform_message_id, retry_key, created_at, sent_at,
@@ -346,7 +345,7 @@ def generate(con: duckdb.DuckDBPyConnection, tickets: int, seed: int = 1, *, day
            json_object('target_id', u.merge_target), u.created_at + INTERVAL 5 hour
     FROM _g_user_first u WHERE u.unmerged
     """, p)
-    n_events = x("SELECT count(*) FROM _g_events").fetchone()[0]
+    n_events = scalar(con, "SELECT count(*) FROM _g_events")
     e0 = _reserve(con, "event_ids", n_events)
     x(f"""INSERT INTO events SELECT {e0} - 1 + row_number() OVER (ORDER BY ts, ticket_id, kind), ticket_id, user_id,
             kind, actor_type, actor_id, data, least(ts, $now) FROM _g_events""", p)
@@ -362,10 +361,10 @@ GENERATION_MEMORY = "6GB"  # one transaction builds millions of rows: 1 GB is to
 
 def real_data(con: duckdb.DuckDBPyConnection) -> str | None:
     """Why this store holds more than generated data (webhooks received, tickets on other accounts), if it does."""
-    if con.execute("SELECT count(*) FROM inbox").fetchone()[0]:  # type: ignore[index]
+    if scalar(con, "SELECT count(*) FROM inbox"):
         return "it has received webhooks"
     demo = [a for _, a, _, _ in ACCOUNTS]
-    other = con.execute(f"SELECT count(*) FROM tickets WHERE account NOT IN {sql_list(demo)}").fetchone()[0]  # type: ignore[index]
+    other = scalar(con, f"SELECT count(*) FROM tickets WHERE account NOT IN {sql_list(demo)}")
     return f"it has {other} tickets on accounts that are not the demo's" if other else None
 
 

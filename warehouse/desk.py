@@ -8,6 +8,7 @@ writer's back. Reads run on their own cursors in a thread, off the event loop.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, Protocol, TypeVar
@@ -18,7 +19,7 @@ from warehouse import log as ingest_log
 from warehouse import queries, slack_state, tickets
 from warehouse.ingest import Delivery, IngestResult, ingest_batch
 from warehouse.log import Append, Entry, entry_of
-from warehouse.rows import event, record_events
+from warehouse.rows import event, record_events, scalar
 from warehouse.store import Store
 from warehouse.tickets import Actor
 
@@ -73,8 +74,14 @@ class Desk:
         waiters: list[Future[IngestResult]] = [Future() for _ in deliveries]
         logged = await self.store.aappend_all([Append(entry_of(d), self._ingest_with_triggers, w)
                                                for d, w in zip(deliveries, waiters, strict=True)])
-        return [id_or_error if isinstance(id_or_error, BaseException) else await asyncio.wrap_future(w)
-                for id_or_error, w in zip(logged, waiters, strict=True)]
+        results: list[IngestResult | BaseException] = []
+        for id_or_error, w in zip(logged, waiters, strict=True):
+            if isinstance(id_or_error, BaseException):
+                results.append(id_or_error)
+            else:
+                done: IngestResult = await asyncio.wrap_future(w)
+                results.append(done)
+        return results
 
     def ingest_sync(self, delivery: Delivery) -> IngestResult:
         self.take_log()
@@ -102,8 +109,7 @@ class Desk:
         """The agent's user id; written only the first time, or when their name changed."""
         def known(con: Con) -> tuple[int, str] | None:
             aid = tickets.agent_id(con, slack_user_id)
-            return None if aid is None else (aid, con.execute("SELECT name FROM users WHERE id = ?",
-                                                                [aid]).fetchone()[0])
+            return None if aid is None else (aid, scalar(con, "SELECT name FROM users WHERE id = ?", [aid]))
         found = await self.read(known)
         if found is not None and (not name or name == found[1]):
             return found[0]
@@ -214,7 +220,7 @@ class Desk:
     async def receive(self, delivery: Delivery) -> int:
         """A webhook's delivery, durable in the log: the platform may be answered. Tickets follow."""
         self.take_log()
-        return await self.store.aappend(Append(entry_of(delivery), self._ingest_with_triggers))  # type: ignore[no-any-return]
+        return await self.store.aappend(Append(entry_of(delivery), self._ingest_with_triggers))
 
     async def receive_entries(self, entries: list[Entry]) -> list[int | BaseException]:
         """Entries a webhook worker logged for its webhooks (parsed and encoded there), in one append."""
@@ -232,11 +238,12 @@ class Desk:
         retried: list[dict[str, Any]] = []
         for letter in ids:
             try:
-                result = await self.write(lambda con, i=letter: ingest_log.retry(con, self._ingest_with_triggers, i))
+                result = await self.write(functools.partial(ingest_log.retry, process=self._ingest_with_triggers,
+                                                            letter_id=letter))
             except LookupError as exc:
                 retried.append({"id": letter, "resolved": False, "error": str(exc)})
             except Exception as exc:  # noqa: BLE001 (it stays a dead letter, with why)
-                await self.write(lambda con, i=letter, e=exc: ingest_log.retry_failed(con, i, e))
+                await self.write(functools.partial(ingest_log.retry_failed, letter_id=letter, error=exc))
                 retried.append({"id": letter, "resolved": False, "error": ingest_log.error_text(exc)})
             else:
                 retried.append({"id": letter, "resolved": True, "stored": result.stored,

@@ -35,7 +35,7 @@ from warehouse.model import (
 )
 from warehouse.phones import to_e164
 from warehouse.redact import redact_cards
-from warehouse.rows import arrow, event, insert, next_ids, record_events, sql_list
+from warehouse.rows import arrow, event, insert, next_ids, record_events, scalar, sql_list
 
 log = logging.getLogger(__name__)
 DELIVERY_RANK = {"queued": 0, "sent": 1, "delivered": 2, "read": 3, "played": 4}
@@ -207,9 +207,10 @@ def _store_messages(con: duckdb.DuckDBPyConnection, stored: list[tuple[int, Inbo
     insert(con, "users", new_users)
     insert(con, "identities", new_idents)
     # Returning users mostly send the same profile again: only a changed one is written.
-    updates = [{"id": known[k], "patch": dumps(_social_info(m)), "phone": to_e164(m.profile.get("phone")),
-                "name": m.profile.get("name"), "profile": dumps(m.profile), "channel": k[0], "account": k[1],
-                "platform_user_id": k[2]}
+    updates: list[dict[str, Any]] = [
+        {"id": known[k], "patch": dumps(_social_info(m)), "phone": to_e164(m.profile.get("phone")),
+         "name": m.profile.get("name"), "profile": dumps(m.profile), "channel": k[0], "account": k[1],
+         "platform_user_id": k[2]}
                for k, m in latest.items()
                if k not in missing and m.profile and _changes(stored_profiles.get(k), m.profile)]
     if updates:
@@ -234,7 +235,9 @@ def _store_messages(con: duckdb.DuckDBPyConnection, stored: list[tuple[int, Inbo
     quotes = _quoted(con, [m for m in messages if m.reaction is not None and m.reply_to])
     to_create = [k for k in groups if k not in open_tickets]
     new_ids = dict(zip(to_create, next_ids(con, "ticket_ids", len(to_create)), strict=True))
-    new_tickets, ticket_updates, comments = [], [], []
+    new_tickets: list[dict[str, Any]] = []
+    ticket_updates: list[dict[str, Any]] = []
+    comments: list[dict[str, Any]] = []
     for key, items in groups.items():
         channel, account, recipient = key
         first, last = _naive(items[0][1].sent_at), _naive(items[-1][1].sent_at)
@@ -342,10 +345,10 @@ def _open_tickets(con: duckdb.DuckDBPyConnection, groups: Mapping[Key, Any], use
     for c, a, r, tid, status in con.execute(
             f"SELECT channel, account, recipient, id, status FROM tickets WHERE status IN {UNSOLVED} "
             f"AND recipient IN {sql_list({k[2] for k in others})} ORDER BY id").fetchall() if others else []:
-        key = others.get((c, a, r))
-        if key is not None:
-            found[key] = (tid, status)
-            readdressed[tid] = key[2]
+        sender = others.get((c, a, r))
+        if sender is not None:
+            found[sender] = (tid, status)
+            readdressed[tid] = sender[2]
     if readdressed:
         _readdressed = arrow([{"id": t, "recipient": r} for t, r in readdressed.items()])  # noqa: F841
         con.execute("UPDATE tickets SET recipient = r.recipient FROM _readdressed r WHERE tickets.id = r.id")
@@ -516,6 +519,7 @@ def apply_receipt(con: duckdb.DuckDBPyConnection, receipt: StatusUpdate, now: da
     rank = DELIVERY_RANK.get(receipt.status, 0)
     if receipt.outbox_id is not None and receipt.message_id and receipt.status != "failed":
         _sent_after_all(con, receipt, now)
+    params: list[Any]
     if receipt.message_id:
         where, params = "platform_message_id = ?", [receipt.message_id]
     elif receipt.watermark is not None:
@@ -567,8 +571,8 @@ EARLY_RECEIPT_DAYS = 1
 
 
 def _unknown_reply(con: duckdb.DuckDBPyConnection, receipt: StatusUpdate) -> bool:
-    return con.execute("SELECT count(*) FROM outbox WHERE channel = ? AND account = ? AND platform_message_id = ?",
-                       [receipt.channel, receipt.account, receipt.message_id]).fetchone()[0] == 0
+    return bool(scalar(con, "SELECT count(*) = 0 FROM outbox WHERE channel = ? AND account = ? "
+                            "AND platform_message_id = ?", [receipt.channel, receipt.account, receipt.message_id]))
 
 
 def _keep_early(con: duckdb.DuckDBPyConnection, receipt: StatusUpdate, at: datetime, now: datetime) -> None:

@@ -46,6 +46,7 @@ import pyarrow as pa
 from warehouse import clock
 from warehouse.ingest import Delivery, IngestResult
 from warehouse.model import InboundMessage, Item, MessageEdit, MessageWithdrawn, StatusUpdate
+from warehouse.rows import scalar
 
 log = logging.getLogger(__name__)
 Con = duckdb.DuckDBPyConnection
@@ -117,7 +118,7 @@ def item_json(item: Item) -> str:
 
 def item_from_json(text: str) -> Item:
     data = json.loads(text)
-    return msgspec.convert({k: v for k, v in data.items() if k != "kind"}, _TYPES[data["kind"]])  # type: ignore[no-any-return]
+    return msgspec.convert({k: v for k, v in data.items() if k != "kind"}, _TYPES[data["kind"]])
 
 
 def encode_items(items: Sequence[Item]) -> bytes:
@@ -336,7 +337,7 @@ class IngestLog:
     def _process(self, con: Con, group: list[_Pending]) -> None:
         try:
             if any(p.error is not None for p in group):
-                raise next(p.error for p in group if p.error is not None)  # type: ignore[misc]
+                raise next(p.error for p in group if p.error is not None)
             con.execute("BEGIN")
             results = group[0].process(con, [p.delivery for p in group])  # type: ignore[misc]
             self._finish(con, group, results, {})
@@ -490,7 +491,7 @@ def dead_letters(con: Con, *, resolved: bool = False, limit: int = 100) -> list[
 
 
 def dead_letter_count(con: Con) -> int:
-    return int(con.execute("SELECT count(*) FROM dead_letters WHERE resolved_at IS NULL").fetchone()[0])  # type: ignore[index]
+    return int(scalar(con, "SELECT count(*) FROM dead_letters WHERE resolved_at IS NULL"))
 
 
 def unresolved_ids(con: Con) -> list[int]:

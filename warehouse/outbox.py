@@ -15,7 +15,7 @@ import duckdb
 
 from warehouse import clock
 from warehouse.ingest import apply_early_receipts
-from warehouse.rows import event, record_events
+from warehouse.rows import event, record_events, scalar
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,11 +41,12 @@ def due(con: duckdb.DuckDBPyConnection, now: datetime, limit: int = 50) -> list[
         "o.template, o.retry_key, o.attempts, t.last_end_user_message_at FROM outbox o "
         "JOIN tickets t ON t.id = o.ticket_id "
         "WHERE o.state = 'queued' AND o.next_attempt_at <= ? ORDER BY o.id LIMIT ?", [now, limit]).fetchall()
-    return [DueReply(*r[:9], json.loads(r[9]) if r[9] else None, r[10], r[11], r[12]) for r in rows]
+    return [DueReply(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], json.loads(r[9]) if r[9] else None, r[10],
+                     r[11], r[12]) for r in rows]
 
 
 def depth(con: duckdb.DuckDBPyConnection) -> int:
-    return con.execute("SELECT count(*) FROM outbox WHERE state = 'queued'").fetchone()[0]
+    return int(scalar(con, "SELECT count(*) FROM outbox WHERE state = 'queued'"))
 
 
 @dataclass(frozen=True, slots=True)

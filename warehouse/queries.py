@@ -16,7 +16,7 @@ import duckdb
 from warehouse import clock
 from warehouse.conditions import Context, compile_conditions
 from warehouse.phones import looks_like_phone, to_e164
-from warehouse.rows import sql_list
+from warehouse.rows import scalar, sql_list
 from warehouse.tickets import OperationError, agent_id, window_state
 
 PAGE_SIZE = 20
@@ -129,8 +129,8 @@ def red_dot(cur: duckdb.DuckDBPyConnection) -> bool:
     """R15: new, unassigned social tickets wait."""
     v = find_view(cur, UNASSIGNED_VIEW)
     compiled = compile_conditions(v["conditions"], Context(now=clock.now()))
-    return cur.execute(f"SELECT EXISTS (SELECT 1 FROM tickets t WHERE t.status = 'new' AND {compiled.sql})",
-                       compiled.params).fetchone()[0]
+    return bool(scalar(cur, f"SELECT EXISTS (SELECT 1 FROM tickets t WHERE t.status = 'new' AND {compiled.sql})",
+                       compiled.params))
 
 
 def notifier(cur: duckdb.DuckDBPyConnection, slack_user_id: str, tab: str = "assigned",

@@ -30,6 +30,19 @@ def sql_list(values: Iterable[str | int]) -> str:
     return "(" + (", ".join(parts) or "NULL") + ")"
 
 
+def one(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...]:
+    """The row a query always gives (an aggregate, a row known to exist)."""
+    row = con.execute(sql, list(params)).fetchone()
+    if row is None:
+        raise LookupError(f"the query gave no row: {sql[:80]}")
+    return row
+
+
+def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] = ()) -> Any:
+    """The first value of the row a query always gives."""
+    return one(con, sql, params)[0]
+
+
 def next_ids(con: duckdb.DuckDBPyConnection, sequence: str, n: int) -> list[int]:
     if n <= 0:
         return []

@@ -20,7 +20,7 @@ from typing import Any
 import duckdb
 
 from warehouse import clock
-from warehouse.rows import sql_list
+from warehouse.rows import scalar, sql_list
 
 Con = duckdb.DuckDBPyConnection
 SEEN_FOR = timedelta(days=1)
@@ -39,7 +39,7 @@ def save_cursor(con: Con, name: str, value: int) -> None:
 
 
 def end_of_log(con: Con) -> int:
-    return int(con.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0])
+    return int(scalar(con, "SELECT coalesce(max(id), 0) FROM events"))
 
 
 def events_after(con: Con, after: int, limit: int) -> list[tuple[int, int | None, str, str, dict[str, Any]]]:
@@ -51,7 +51,7 @@ def events_after(con: Con, after: int, limit: int) -> list[tuple[int, int | None
 
 def last_event(con: Con, ticket_id: int) -> int:
     """The newest event of a ticket: what a message rendered now reflects at least."""
-    return int(con.execute("SELECT coalesce(max(id), 0) FROM events WHERE ticket_id = ?", [ticket_id]).fetchone()[0])
+    return int(scalar(con, "SELECT coalesce(max(id), 0) FROM events WHERE ticket_id = ?", [ticket_id]))
 
 
 # -- messages in Slack -----------------------------------------------------------------------------

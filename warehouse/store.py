@@ -249,7 +249,7 @@ class _Lane:
         if not jobs:
             return []
         self.queue.put(jobs)
-        return await asyncio.gather(*(j.afuture for j in jobs), return_exceptions=True)  # type: ignore[misc]
+        return await asyncio.gather(*(j.afuture for j in jobs if j.afuture is not None), return_exceptions=True)
 
 
 def _execute(con: duckdb.DuckDBPyConnection, jobs: list[_Job]) -> list[Any]:
@@ -321,7 +321,7 @@ class Store:
     async def awrite(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
         if self.log.behind():
             await asyncio.to_thread(self.log.wait_processed)
-        return await self._writer.run_async(_Job(fn))  # type: ignore[no-any-return]
+        return await self._writer.run_async(_Job(fn))
 
     async def abatch(self, batch_fn: Callable[[duckdb.DuckDBPyConnection, list[Any]], list[Any]],
                      payload: Any) -> Any:
@@ -341,7 +341,7 @@ class Store:
         return self._appender.submit(_Job(None, self.log.append_batch, payload))
 
     async def aappend(self, payload: Append) -> int:
-        return await self._appender.run_async(_Job(None, self.log.append_batch, payload))  # type: ignore[no-any-return]
+        return await self._appender.run_async(_Job(None, self.log.append_batch, payload))
 
     async def aappend_all(self, payloads: list[Append]) -> list[int | BaseException]:
         """Many entries in one append (one per payload: its id, or the exception it alone raised)."""

@@ -12,6 +12,7 @@ Long texts are split across sections and, past a message's 50 blocks, across pos
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bot.blocks import ids
@@ -90,8 +91,8 @@ def comment_blocks(name: str, comment: dict[str, Any], links: list[str | None] |
     return blocks
 
 
-def card_blocks(ticket: dict[str, Any], requester: dict[str, Any], *, messages: list[dict[str, Any]] = (),
-                links: dict[int, list[str | None]] | None = None, last_reply: dict[str, Any] | None = None
+def card_blocks(ticket: dict[str, Any], requester: dict[str, Any], *, messages: Sequence[dict[str, Any]] = (),
+                links: Mapping[int, list[str | None] | None] | None = None, last_reply: dict[str, Any] | None = None
                 ) -> list[dict[str, Any]]:
     """The card; `messages` are the customer's messages it shows (those waiting when it was posted)."""
     tid = str(ticket["id"])
@@ -142,8 +143,8 @@ def card_room(requester: dict[str, Any], waiting: list[dict[str, Any]]) -> list[
     return shown
 
 
-def card_message(ticket: dict[str, Any], requester: dict[str, Any], *, messages: list[dict[str, Any]] = (),
-                 links: dict[int, list[str | None]] | None = None, last_reply: dict[str, Any] | None = None
+def card_message(ticket: dict[str, Any], requester: dict[str, Any], *, messages: Sequence[dict[str, Any]] = (),
+                 links: Mapping[int, list[str | None] | None] | None = None, last_reply: dict[str, Any] | None = None
                  ) -> dict[str, Any]:
     words = first_words(messages[-1].get("body") or "", 120) if messages else ""
     text = (f"{status_badge(ticket['status'])} #{ticket['id']} {channel_badge(ticket['channel'])}: "
@@ -162,7 +163,7 @@ def attachment_lines(attachments: list[dict[str, Any]], links: list[str | None] 
 
 
 def end_user_posts(name: str, comments: list[dict[str, Any]],
-                   links: dict[int, list[str | None]] | None = None) -> list[dict[str, Any]]:
+                   links: Mapping[int, list[str | None] | None] | None = None) -> list[dict[str, Any]]:
     """B3: end-user messages waiting for the card's thread, as few posts as Slack allows (one, mostly)."""
     blocks = [b for c in comments for b in comment_blocks(name, c, (links or {}).get(c.get("id", 0)))]
     return posts(blocks, f"{name}: {comments[-1].get('body') or ''}")

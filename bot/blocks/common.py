@@ -333,7 +333,8 @@ def home(blocks: list[dict[str, Any]], private_metadata: str = "") -> dict[str, 
 
 def fit(blocks: list[dict[str, Any]], budget_blocks: int, budget_chars: int) -> list[dict[str, Any]]:
     """The first blocks that fit both budgets (a modal's room for a conversation)."""
-    out, size = [], 0
+    out: list[dict[str, Any]] = []
+    size = 0
     for b in blocks:
         n = len(json.dumps(b, ensure_ascii=False))
         if len(out) >= budget_blocks or size + n > budget_chars:

@@ -4,6 +4,7 @@ answers of `/social` (search R25-R27, help).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from bot.blocks import ids
@@ -103,8 +104,8 @@ def _title(rule: Any) -> str:
     return str(getattr(rule, "title", rule))
 
 
-def reply_modal(ticket: dict[str, Any], requester: dict[str, Any], *, macros: list[tuple[str, str]] = (),
-                templates: list[dict[str, Any]] = (), affecting: dict[str, list[Any]] | None = None,
+def reply_modal(ticket: dict[str, Any], requester: dict[str, Any], *, macros: Sequence[tuple[str, str]] = (),
+                templates: Sequence[dict[str, Any]] = (), affecting: dict[str, list[Any]] | None = None,
                 prefill: dict[str, Any] | None = None, version: int = 0, macro: str | None = None,
                 origin: str = "") -> dict[str, Any]:
     """R20-R24, B1: the reply form. Outside the window it says a free-text reply will not be delivered and

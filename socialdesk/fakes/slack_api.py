@@ -171,17 +171,17 @@ class _Checker:
             if initial is not None and initial not in options:
                 self.error(path + "/initial_option", "must match one of the options")
         elif kind == "plain_text_input":
-            low, high = el.get("min_length"), el.get("max_length")
-            if low is not None and (not isinstance(low, int) or not 0 <= low <= 3000):
+            shortest, longest = el.get("min_length"), el.get("max_length")
+            if shortest is not None and (not isinstance(shortest, int) or not 0 <= shortest <= 3000):
                 self.error(path + "/min_length", "must be between 0 and 3000")
-            if high is not None and (not isinstance(high, int) or not 1 <= high <= 3000):
+            if longest is not None and (not isinstance(longest, int) or not 1 <= longest <= 3000):
                 self.error(path + "/max_length", "must be between 1 and 3000")
-            if isinstance(low, int) and isinstance(high, int) and low > high:
+            if isinstance(shortest, int) and isinstance(longest, int) and shortest > longest:
                 self.error(path + "/min_length", "must be less than or equal to max_length")
             initial = el.get("initial_value")
             if initial is not None:
-                most = high if isinstance(high, int) and 1 <= high <= 3000 else 3000
-                self.length(initial, path + "/initial_value", most, least=low if isinstance(low, int) else 0)
+                most = longest if isinstance(longest, int) and 1 <= longest <= 3000 else 3000
+                self.length(initial, path + "/initial_value", most, least=shortest if isinstance(shortest, int) else 0)
         elif kind == "file_input":
             if self.surface != "modal":
                 self.error(path + "/type", "file_input is only allowed in modals")
@@ -758,6 +758,7 @@ class SlackAPI(FakeAPI):
         refused = self._trigger(args)
         if refused:
             return refused
+        assert isinstance(view, dict)  # check_view refused anything else
         return {"view": self._store_view(view)}
 
     m_views_open = m_views_push = _open
@@ -790,6 +791,7 @@ class SlackAPI(FakeAPI):
         current = self.views.get(self.homes.get(user, ""))
         if args.get("hash") and current is not None and args["hash"] != current["hash"]:
             return "hash_conflict", []
+        assert isinstance(view, dict)  # check_view refused anything else
         stored = self._store_view(view, current["id"] if current else None)
         self.homes[user] = stored["id"]
         return {"view": stored}

@@ -68,9 +68,10 @@ class XAPI(FakeAPI):
             body = rec.json
         except ValueError:
             body = None
-        attachments = body.get("attachments", []) if isinstance(body, dict) else None
+        attachments = body.get("attachments") if isinstance(body, dict) else None
         if not isinstance(body, dict) or not (body.get("text") or attachments):
             return _invalid("The request must carry text or attachments")
+        attachments = attachments if isinstance(attachments, list) else []
         if len(attachments) > 1:
             return _invalid("Only one attachment is allowed")
         text = body.get("text")

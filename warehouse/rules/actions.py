@@ -21,7 +21,7 @@ import duckdb
 from warehouse import clock, tickets
 from warehouse.conditions import PRIORITIES, TIME_FIELDS
 from warehouse.model import STATUSES, dumps
-from warehouse.rows import event, record_events
+from warehouse.rows import event, one, record_events
 from warehouse.rules.placeholders import render, unknown_placeholders, values, values_many
 from warehouse.tickets import Actor, OperationError
 
@@ -284,8 +284,8 @@ def _comment(run: Applying, text: str, public: bool) -> dict[str, Any]:
 
 def _notify(run: Applying, value: list[str]) -> dict[str, Any]:
     target, text = value
-    row = run.con.execute("SELECT t.assignee_id, u.slack_user_id FROM tickets t LEFT JOIN users u "
-                          "ON u.id = t.assignee_id WHERE t.id = ?", [run.ticket_id]).fetchone()
+    row = one(run.con, "SELECT t.assignee_id, u.slack_user_id FROM tickets t LEFT JOIN users u "
+                       "ON u.id = t.assignee_id WHERE t.id = ?", [run.ticket_id])
     data = {"target": target, "text": render(text, values(run.con, run.ticket_id, run.current_user)),
             "rule": run.rule_title, "assignee_id": row[0], "assignee_slack_id": row[1]}
     record_events(run.con, [event(run.ticket_id, "slack_notification", run.actor.type, run.actor.id, **data)])
@@ -337,7 +337,7 @@ def apply_one(run: Applying, action: Mapping[str, Any], public_comments: bool) -
     if name == "comment_value_internal":
         return _comment(run, comment_text(action), False)
     if name == "notification_slack":
-        return _notify(run, list(value))
+        return _notify(run, [str(v) for v in value or ()])
     if name == "comment_mode_is_public":
         return {}
     if name.startswith(CUSTOM_PREFIX):

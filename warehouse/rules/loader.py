@@ -266,7 +266,7 @@ def load_rules(directory: Path | str | None = None, assignment: Mapping[str, Any
             merged[rule.kind][rule.title.lower()] = rule  # a later file replaces in place: dicts keep order
     if problems:
         raise RuleError(problems)
-    return RuleSet(*(list(merged[kind].values()) for kind in KINDS), assignment=assignment)
+    return RuleSet(**{field: list(merged[kind].values()) for kind, field in KINDS.items()}, assignment=assignment)
 
 
 def check_file(path: Path | str) -> dict[str, Any]:

@@ -68,7 +68,8 @@ def preview_macro(con: duckdb.DuckDBPyConnection, rules: RuleSet, macro: Rule | 
         elif name == "assignee_id":
             out["assignee_id"] = agent_id if value == "current_user" else value
         elif name == "notification_slack":
-            out["notifications"].append({"target": value[0], "text": render(value[1], known)})
+            target, text = (list(value) + ["", ""])[:2] if isinstance(value, list) else ("", "")
+            out["notifications"].append({"target": target, "text": render(str(text), known)})
         elif name == "subject":
             out["subject"] = render(str(value or ""), known)
         elif name in ("status", "priority", "group_id"):
