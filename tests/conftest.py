@@ -48,6 +48,12 @@ def frozen_clock() -> Iterator[list[datetime]]:
     clock.set_clock(None)
 
 
+@pytest.fixture
+def frozen(frozen_clock: list[datetime]) -> list[datetime]:
+    """`frozen_clock`, as the Slack tests call it (their NOW is its start)."""
+    return frozen_clock
+
+
 def msg(channel: str = "whatsapp", account: str = "PN1", user: str = "33612345678", text: str = "Hello",
         *, at: datetime | None = None, message_id: str | None = None, **profile: Any) -> InboundMessage:
     profile = profile or {"name": "Amélie Dupont", "phone": "+" + user if user.isdigit() else None}

@@ -6,8 +6,7 @@ marks a conversation read; what a platform refuses reaches the agent as a plain,
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,7 +17,8 @@ from connectors.line import MARK_AS_READ_KEY
 from socialdesk.config import Config
 from socialdesk.fakes import line_api, x_api
 from socialdesk.sandbox import ACCOUNTS, Sandbox
-from socialdesk.service import DESK, REGISTRY, STORE, build_app
+from socialdesk.service import DESK, REGISTRY, build_app
+from tests.support import eventually, sql
 
 X, LINE, WECHAT = ACCOUNTS["x"][0], ACCOUNTS["line"][0], ACCOUNTS["wechat"][0]
 CUSTOMER = "272953809"
@@ -37,16 +37,6 @@ async def world(tmp_path: Any, aiohttp_client: Any) -> AsyncIterator[tuple[Sandb
     await sandbox.stop()
 
 
-def sql(client: Any, query: str, *params: Any) -> list[tuple]:
-    return client.app[STORE].read(lambda c: c.execute(query, list(params)).fetchall())
-
-
-async def eventually(check: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not (result := check()):
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.05)
-    return result
 
 
 async def deliver(client: Any, sandbox: Sandbox, channel: str, account: str, body: bytes) -> None:

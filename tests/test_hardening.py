@@ -16,7 +16,8 @@ from connectors import webhooks
 from connectors.base import ConfigError, retry_after_seconds
 from socialdesk.config import Config
 from socialdesk.sandbox import WHATSAPP_PARIS, Sandbox
-from socialdesk.service import DESK, STORE, _check_port, build_app
+from socialdesk.service import DESK, _check_port, build_app
+from tests.support import sql
 from warehouse import clock
 
 CUSTOMER = "33612345678"
@@ -33,9 +34,6 @@ async def world(tmp_path: Any, aiohttp_client: Any) -> AsyncIterator[tuple[Sandb
     await client.close()
     await sandbox.stop()
 
-
-def sql(client: Any, query: str) -> list[tuple[Any, ...]]:
-    return client.app[STORE].read(lambda c: c.execute(query).fetchall())
 
 
 async def whatsapp(client: Any, sandbox: Sandbox, text: str = "Hello", message_id: str = "wamid.1") -> Any:

@@ -8,7 +8,7 @@ for 7 days (warehouse/tickets.py `window_state`), the connector tags the reply, 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,7 +17,8 @@ import pytest
 from socialdesk.config import Config
 from socialdesk.fakes import meta_api
 from socialdesk.sandbox import MESSENGER_PAGE, Sandbox
-from socialdesk.service import DESK, STORE, build_app
+from socialdesk.service import DESK, build_app
+from tests.support import eventually, sql
 
 PSID = "1254459154682919"
 
@@ -43,16 +44,6 @@ async def customer_wrote(sandbox: Sandbox, client: Any, hours_ago: float) -> Non
     assert (await client.post(req.path, data=req.body, headers=req.headers)).status == 200
 
 
-def sql(client: Any, query: str, *params: Any) -> list[tuple]:
-    return client.app[STORE].read(lambda c: c.execute(query, list(params)).fetchall())
-
-
-async def eventually(check: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not (result := check()):
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.05)
-    return result
 
 
 async def test_b1_a_messenger_reply_at_30_hours_goes_out_with_the_human_agent_tag_and_its_receipt_comes_back(

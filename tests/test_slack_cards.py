@@ -5,24 +5,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-import pytest
-
 from tests import test_slack_harness as harness
 from tests.conftest import msg
 from tests.test_slack_harness import AGENT, TRIAGE, World, text_of
-from warehouse import clock
 from warehouse.tickets import Actor
 
 world = harness.world  # the fixture
 NOW = datetime(2026, 11, 24, 10, 0)
-
-
-@pytest.fixture
-def frozen() -> Any:
-    now = [NOW]
-    clock.set_clock(lambda: now[0])
-    yield now
-    clock.set_clock(None)
 
 
 async def new_ticket(world: World, text: str = "Hello", **kw: Any) -> int:

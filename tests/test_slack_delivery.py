@@ -9,27 +9,17 @@ import asyncio
 from datetime import datetime
 from typing import Any
 
-import pytest
-
 from bot.notify import Notifier
 from socialdesk.fakes import slack_api as fake
 from tests import test_slack_harness as harness
 from tests.conftest import msg
 from tests.test_slack_harness import AGENT, GROUP_AGENT, TRIAGE, World, text_of
-from warehouse import clock, slack_state
+from warehouse import slack_state
 from warehouse.ingest import Delivery
 from warehouse.tickets import Actor
 
 world = harness.world  # the fixture
 NOW = datetime(2026, 11, 24, 10, 0)
-
-
-@pytest.fixture
-def frozen() -> Any:
-    now = [NOW]
-    clock.set_clock(lambda: now[0])
-    yield now
-    clock.set_clock(None)
 
 
 def thread_of(world: World, ts: str) -> list[str]:

@@ -14,7 +14,6 @@ import unicodedata
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -23,18 +22,9 @@ from socialdesk.fakes import slack_api as fake
 from tests import test_slack_harness as harness
 from tests.conftest import msg
 from tests.test_slack_harness import AGENT, GENERAL, TRIAGE, World, text_of
-from warehouse import clock
 
 world = harness.world  # the fixture
 NOW = datetime(2026, 11, 24, 10, 0)
-
-
-@pytest.fixture
-def frozen() -> Any:
-    now = [NOW]
-    clock.set_clock(lambda: now[0])
-    yield now
-    clock.set_clock(None)
 
 
 async def test_search_results_open_the_ticket(world: World) -> None:

@@ -8,26 +8,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import pytest
-
 from tests import test_slack_harness as harness
 from tests.conftest import msg
 from tests.test_slack_harness import AGENT, GROUP_AGENT, TRIAGE, World, text_of
-from warehouse import clock
 from warehouse.outbox import Outcome, record
 from warehouse.tickets import Actor
 
 world = harness.world  # the fixture
 NOW = datetime(2026, 11, 24, 10, 0)
 WHATSAPP_131047 = "(#131047) Re-engagement message: more than 24 hours have passed since the customer last replied"
-
-
-@pytest.fixture
-def frozen() -> Any:
-    now = [NOW]
-    clock.set_clock(lambda: now[0])
-    yield now
-    clock.set_clock(None)
 
 
 async def open_reply(world: World, text: str = "Hi") -> tuple[int, dict[str, Any]]:

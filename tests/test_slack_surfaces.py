@@ -19,7 +19,6 @@ import pytest
 from tests import test_slack_harness as harness
 from tests.conftest import msg
 from tests.test_slack_harness import AGENT, GENERAL, TRIAGE, World, text_of
-from warehouse import clock
 from warehouse.ingest import Delivery
 from warehouse.rows import event, record_events
 from warehouse.rules import load_rules
@@ -28,14 +27,6 @@ world = harness.world  # the fixture
 NOW = datetime(2026, 11, 24, 10, 0)
 NAMES = ["فاطمة 🌸 الزهراء", "דָּוִד כהן", "Zoë 👩🏽‍💻 Ng", "李小龙", "Ólafur <&> Jónsson"]
 LONG = ("Bonjour, ma commande n'est jamais arrivée & le suivi dit <livrée> 📦. " * 80)[:5000]
-
-
-@pytest.fixture
-def frozen() -> Any:
-    now = [NOW]
-    clock.set_clock(lambda: now[0])
-    yield now
-    clock.set_clock(None)
 
 
 def customers(count: int) -> list[Any]:

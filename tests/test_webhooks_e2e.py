@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,7 +19,8 @@ import pytest
 
 from socialdesk.config import Config
 from socialdesk.sandbox import ACCOUNTS, WHATSAPP_LYON, WHATSAPP_PARIS, Sandbox
-from socialdesk.service import CONFIG, DESK, STORE, build_app
+from socialdesk.service import CONFIG, DESK, build_app
+from tests.support import eventually, sql
 from warehouse.model import CHANNEL_TAGS
 
 CHANNELS = ["whatsapp", "messenger", "line", "wechat", "x"]
@@ -55,18 +56,6 @@ async def post(client: Any, sandbox: Sandbox, channel: str, text: str = "Hello",
     return await client.post(req.path, data=req.body, headers=req.headers, params=req.query)
 
 
-def sql(client: Any, query: str, *params: Any) -> list[tuple]:
-    return client.app[STORE].read(lambda c: c.execute(query, list(params)).fetchall())
-
-
-async def eventually(check: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.05)
 
 
 def sends(sandbox: Sandbox, channel: str) -> list[Any]:
