@@ -30,6 +30,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 import aiohttp
 from aiohttp import web
@@ -258,7 +259,8 @@ class Connector:
     async def fetch_media(self, session: aiohttp.ClientSession, account_id: str, media_id: str) -> Media:
         """The content of an image, video, audio or file message, by LINE message id."""
         account = self.account(account_id)
-        url = f"{account.data_api_url}/v2/bot/message/{media_id}/content"
+        # The id comes from a webhook: quoted, it names one message's content and nothing beside it.
+        url = f"{account.data_api_url}/v2/bot/message/{quote(media_id, safe='')}/content"
         headers = {"Authorization": f"Bearer {account.channel_access_token}"}
         async with session.get(url, headers=headers, timeout=SEND_TIMEOUT) as resp:
             if resp.status != 200:

@@ -6,6 +6,7 @@ The official line-bot-sdk (v3) is used here only, as an oracle for signature and
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -655,3 +656,11 @@ def test_fake_payload_helpers_build_line_bodies() -> None:
     assert data["destination"] == BOT
     assert data["events"][0]["message"] == {"id": "77", "type": "image", "quoteToken": data["events"][0]["message"]
                                             ["quoteToken"], "contentProvider": {"type": "line"}}
+
+
+async def test_a_media_id_from_a_webhook_is_quoted_into_the_content_url(live: Any, fake: Any,
+                                                                          session: Any) -> None:
+    """Issue 13: `123/../../x` must name one message's content, not another path of LINE's API."""
+    with contextlib.suppress(LookupError):
+        await live.fetch_media(session, BOT, "123/../../x")
+    assert fake.requests[-1].raw_path == "/v2/bot/message/123%2F..%2F..%2Fx/content"

@@ -23,6 +23,7 @@ class Recorded:
     headers: dict[str, str]
     body: bytes
     form: dict[str, Any] = field(default_factory=dict)  # multipart / urlencoded fields (files as bytes)
+    raw_path: str = ""  # as sent, percent-escapes kept
 
     @property
     def json(self) -> Any:
@@ -82,7 +83,8 @@ class FakeAPI(ABC):
                 form[key] = value.file.read() if isinstance(value, web.FileField) else value
         else:
             body = await request.read()
-        rec = Recorded(request.method, request.path, dict(request.query), dict(request.headers), body, form)
+        rec = Recorded(request.method, request.path, dict(request.query), dict(request.headers), body, form,
+                       request.raw_path.split("?", 1)[0])
         self.requests.append(rec)
         for i, (seconds, path_contains) in enumerate(self._hangs):
             if path_contains in request.path:
