@@ -658,8 +658,8 @@ def test_fake_payload_helpers_build_line_bodies() -> None:
                                             ["quoteToken"], "contentProvider": {"type": "line"}}
 
 
-async def test_a_media_id_from_a_webhook_is_quoted_into_the_content_url(live: Any, fake: Any,
-                                                                          session: Any) -> None:
+async def test_a_media_id_from_a_webhook_is_quoted_into_the_content_url(live: Connector, fake: LineAPI,
+                                                                          session: aiohttp.ClientSession) -> None:
     """Issue 13: `123/../../x` must name one message's content, not another path of LINE's API."""
     with contextlib.suppress(LookupError):
         await live.fetch_media(session, BOT, "123/../../x")
