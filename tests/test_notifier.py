@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import ingest, later, msg
+from tests.conftest import T0, ingest, later, msg
 from warehouse import queries
 from warehouse.store import Store
 from warehouse.tickets import SYSTEM, change_tags, claim, ensure_agent, set_status
@@ -126,3 +126,17 @@ def test_an_unknown_tab_or_view_is_a_clear_error(store: Store) -> None:
         notifier(store, "everything")
     with pytest.raises(ValueError, match="no view named"):
         store.read(lambda c: queries.view(c, "Nope"))
+
+
+def test_a_view_on_a_tag_matches_that_tag_only_not_a_longer_one_r9(store: Store) -> None:
+    """Views select by tag on the tickets' tag text (" a b c "): `vip` is not `vip2`, nor the end of `not_vip`."""
+    from warehouse.conditions import Context, compile_conditions
+    ingest(store, msg(user="33600000001"), msg(user="33600000002"), msg(user="33600000003"))
+    for tid, tag in ((1, "vip"), (2, "vip2"), (3, "not_vip")):
+        store.write(lambda c, t=tid, g=tag: change_tags(c, t, [g], [], SYSTEM))
+    compiled = compile_conditions({"all": [{"field": "current_tags", "operator": "includes", "value": "vip"}]},
+                                  Context(now=T0))
+    query = f"SELECT id FROM tickets t WHERE {compiled.sql} ORDER BY id"
+    assert store.read(lambda c: c.execute(query, compiled.params).fetchall()) == [(1,)]
+    store.write(lambda c: change_tags(c, 1, [], ["vip"], SYSTEM))
+    assert store.read(lambda c: c.execute(query, compiled.params).fetchall()) == []

@@ -247,7 +247,7 @@ def generate(con: duckdb.DuckDBPyConnection, tickets: int, seed: int = 1, *, day
     x(f"""INSERT INTO tickets (id, status, requester_id, assignee_id, group_id, priority, channel, account, recipient,
                          subject, tags, channel_info, custom_fields, end_user_messages, created_at, updated_at,
                          status_changed_at, solved_at, last_end_user_message_at, last_agent_update_at,
-                         first_reply_at, last_end_user_text)
+                         first_reply_at, last_end_user_text, tag_text)
     SELECT t.id, t.status,
            CASE WHEN u.merge_target IS NOT NULL AND NOT u.unmerged THEN u.merge_target ELSE t.requester_id END,
            CASE WHEN t.status <> 'new' THEN t.agent_id END, NULL, NULL, t.channel, t.account, t.pid,
@@ -260,7 +260,9 @@ def generate(con: duckdb.DuckDBPyConnection, tickets: int, seed: int = 1, *, day
                 ELSE t.claim_at END,
            CASE WHEN t.status IN ('solved', 'closed') THEN t.solve_at END,
            coalesce(c.last_user_at, t.created), c.last_agent_at, c.first_reply_at,
-           CASE WHEN c.user_messages > 0 THEN '{CUSTOMER_TEXT}' END
+           CASE WHEN c.user_messages > 0 THEN '{CUSTOMER_TEXT}' END,
+           CASE t.tag_removed WHEN 'channel' THEN ' {SOCIAL_TAG} ' WHEN 'social' THEN ' ' || {channel_tag} || ' '
+                ELSE ' ' || {channel_tag} || ' {SOCIAL_TAG} ' END
     FROM _g_tickets t JOIN _g_users u ON u.id = t.requester_id
     LEFT JOIN (SELECT ticket_id, count(*) FILTER (NOT from_agent) AS user_messages, max(ts) AS last_at,
                       max(ts) FILTER (NOT from_agent) AS last_user_at, max(ts) FILTER (from_agent) AS last_agent_at,

@@ -35,7 +35,7 @@ from warehouse.model import (
 )
 from warehouse.phones import to_e164
 from warehouse.redact import redact_cards
-from warehouse.rows import arrow, event, insert, next_ids, record_events, scalar, sql_list
+from warehouse.rows import arrow, event, insert, next_ids, record_events, scalar, sql_list, tag_text
 
 log = logging.getLogger(__name__)
 DELIVERY_RANK = {"queued": 0, "sent": 1, "delivered": 2, "read": 3, "played": 4}
@@ -251,7 +251,8 @@ def _store_messages(con: duckdb.DuckDBPyConnection, stored: list[tuple[int, Inbo
             new_tickets.append({
                 "id": tid, "status": status, "requester_id": known[key], "channel": channel, "account": account,
                 "recipient": recipient, "subject": f"{CHANNEL_LABELS[channel]} conversation with {name}",
-                "tags": [CHANNEL_TAGS[channel], SOCIAL_TAG], "channel_info": dumps(info), "custom_fields": "{}",
+                "tags": [CHANNEL_TAGS[channel], SOCIAL_TAG], "tag_text": tag_text([CHANNEL_TAGS[channel], SOCIAL_TAG]),
+                "channel_info": dumps(info), "custom_fields": "{}",
                 "end_user_messages": len(items), "created_at": first, "updated_at": now,
                 "status_changed_at": now, "last_end_user_message_at": last,
                 "last_end_user_text": _preview(items[-1][1], quotes)})

@@ -30,6 +30,11 @@ def sql_list(values: Iterable[str | int]) -> str:
     return "(" + (", ".join(parts) or "NULL") + ")"
 
 
+def tag_text(tags: Iterable[str]) -> str:
+    """Tags as the one string views search (`tickets.tag_text`, migration 013): " a b c "."""
+    return " " + " ".join(tags) + " "
+
+
 def one(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...]:
     """The row a query always gives (an aggregate, a row known to exist)."""
     row = con.execute(sql, list(params)).fetchone()

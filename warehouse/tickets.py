@@ -16,7 +16,7 @@ import duckdb
 
 from warehouse import clock
 from warehouse.model import MESSAGING_WINDOWS, STATUSES, dumps
-from warehouse.rows import event, insert, next_ids, record_events, sql_list
+from warehouse.rows import event, insert, next_ids, record_events, sql_list, tag_text
 
 
 class OperationError(ValueError):
@@ -148,7 +148,8 @@ def change_tags(con: duckdb.DuckDBPyConnection, ticket_id: int, add: list[str], 
     after = [tag for tag in before if tag not in remove] + [tag for tag in dict.fromkeys(add) if tag not in before]
     now = clock.now()
     if after != before:
-        con.execute("UPDATE tickets SET tags = ?::VARCHAR[] WHERE id = ?", [after, ticket_id])
+        con.execute("UPDATE tickets SET tags = ?::VARCHAR[], tag_text = ? WHERE id = ?",
+                    [after, tag_text(after), ticket_id])
         record_events(con, [event(ticket_id, "tags_changed", actor.type, actor.id, at=now,
                                   added=[x for x in after if x not in before],
                                   removed=[x for x in before if x not in after])])
