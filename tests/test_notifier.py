@@ -140,3 +140,13 @@ def test_a_view_on_a_tag_matches_that_tag_only_not_a_longer_one_r9(store: Store)
     assert store.read(lambda c: c.execute(query, compiled.params).fetchall()) == [(1,)]
     store.write(lambda c: change_tags(c, 1, [], ["vip"], SYSTEM))
     assert store.read(lambda c: c.execute(query, compiled.params).fetchall()) == []
+
+
+def test_a_tag_with_a_quote_selects_its_tickets_and_injects_nothing_r9(store: Store) -> None:
+    from warehouse.conditions import Context, compile_conditions
+    ingest(store, msg(user="33600000001"))
+    store.write(lambda c: change_tags(c, 1, ["o'hara"], [], SYSTEM))
+    compiled = compile_conditions({"all": [{"field": "current_tags", "operator": "includes", "value": "o'hara"}]},
+                                  Context(now=T0))
+    assert store.read(lambda c: c.execute(f"SELECT id FROM tickets t WHERE {compiled.sql}",
+                                          compiled.params).fetchall()) == [(1,)]

@@ -56,6 +56,11 @@ ZENDESK_VIA = {"whatsapp": ("whatsapp", 74), "line": ("line", 72), "wechat": ("w
 _VIA_CHANNEL = {str(v): channel for channel, values in ZENDESK_VIA.items() for v in values}
 
 
+def _literal(text: str) -> str:
+    """A SQL string literal (a quote doubled; NUL, which no tag holds, dropped)."""
+    return "'" + text.replace("\x00", "").replace("'", "''") + "'"
+
+
 def _via_channel(value: Any, where: str) -> str | None:
     """The channel a Zendesk `via_id` value names; None for Zendesk's other channels (mail, web form...)."""
     text = str(value).strip().lower()
@@ -200,7 +205,8 @@ def compile_condition(cond: Mapping[str, Any], ctx: Context, where: str = "condi
         tags = _values(value)
         # On `tag_text` (" a b c "): over a million tickets a string column reads 3-4 times faster than
         # the list column `tags`, which stays the record.
-        any_tag = ("(" + " OR ".join(f"contains(t.tag_text, {param(f' {tag} ')})" for tag in tags) + ")"
+        # Literals, not parameters: DuckDB folds them into the scan's filter (a third faster here).
+        any_tag = ("(" + " OR ".join(f"contains(t.tag_text, {_literal(f' {tag} ')})" for tag in tags) + ")"
                    if tags else "FALSE")
         if op in ("includes", "is"):
             return Compiled(any_tag, params)
