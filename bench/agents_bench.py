@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 
 from bench.common import free_port, rss_mib, start, table, toml, wait_up, write
+from bot.blocks.ids import HOME_TAB
 from socialdesk.fakes import slack_api
 from socialdesk.sandbox import AGENT, TRIAGE_CHANNEL, WHATSAPP_PARIS, Sandbox
 from warehouse import open_store, queries
@@ -58,26 +59,37 @@ def _queries(path: Path, runs: int) -> dict[str, Any]:
 
 
 async def _social_during_ingest(port: int, sandbox: Sandbox, seconds: int) -> dict[str, Any]:
+    """Webhooks at 1,000/s; every 100th request a signed `/social`, and every 100th webhook a probe: a new
+    customer's first message, whose ticket the agent's App Home (on its Unassigned tab) must show."""
     base = f"http://127.0.0.1:{port}"
     latencies: list[float] = []
+    probes: list[tuple[float, str]] = []  # (monotonic time the webhook went, the probe customer's phone)
     sent = 0
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=512)) as http:
+        async def slack(body: str, ctype: str) -> None:
+            async with http.post(base + "/slack/events", data=body,
+                                 headers={"Content-Type": ctype, **slack_api.sign(body)}) as resp:
+                await resp.read()
+
         async def webhook(i: int) -> None:
-            body = sandbox.message("whatsapp", WHATSAPP_PARIS, f"3369{i % 40000:07d}", f"hello {i}",
+            phone = f"3370{i:07d}" if i % 100 == 50 else f"3369{i % 40000:07d}"
+            body = sandbox.message("whatsapp", WHATSAPP_PARIS, phone, f"hello {i}",
                                    f"wamid.agents.{time.time_ns()}.{i}", datetime.now(UTC), "Bench")
             req = sandbox.request("whatsapp", WHATSAPP_PARIS, body)
+            if i % 100 == 50:
+                probes.append((time.monotonic(), phone))
             async with http.post(base + req.path, data=req.body, headers=req.headers) as resp:
                 await resp.read()
 
         async def social() -> None:
-            body, ctype = slack_api.command_body("/social", "unassigned", AGENT,
-                                                 response_url=sandbox.slack.response_url())
             t = time.perf_counter()
-            async with http.post(base + "/slack/events", data=body,
-                                 headers={"Content-Type": ctype, **slack_api.sign(body)}) as resp:
-                await resp.read()
+            await slack(*slack_api.command_body("/social", "unassigned", AGENT,
+                                                response_url=sandbox.slack.response_url()))
             latencies.append((time.perf_counter() - t) * 1000)
 
+        # The agent looks at the Unassigned tab, where every new ticket appears.
+        await slack(*slack_api.interaction_body(slack_api.block_actions(
+            AGENT, {"action_id": f"{HOME_TAB}_unassigned", "value": "unassigned", "type": "button"})))
         t0 = time.perf_counter()
         tasks = []
         i = 0
@@ -92,9 +104,39 @@ async def _social_during_ingest(port: int, sandbox: Sandbox, seconds: int) -> di
             i += 1
             sent += 1
         await asyncio.gather(*tasks)
+        await asyncio.sleep(3)  # the last probes' home tabs
     latencies.sort()
     return {"webhooks": sent, "social_requests": len(latencies), "social_median_ms": statistics.median(latencies),
-            "social_p99_ms": latencies[max(0, int(len(latencies) * 0.99) - 1)]}
+            "social_p99_ms": latencies[max(0, int(len(latencies) * 0.99) - 1)], "probes": probes}
+
+
+def _home_latencies(path: Path, probes: list[tuple[float, str]], publishes: list[tuple[float, int]]) -> dict[str, Any]:
+    """From each probe's webhook to the first `views.publish` that reflects its ticket: one showing that
+    ticket or a newer one (tickets are numbered in the order they are built). `publishes`: (time Slack
+    received it, the highest ticket number it shows)."""
+    store = open_store(path)
+    try:
+        cur = store.connection.cursor()
+        ticket_of = {phone: queries.search(cur, phone)["users"][0]["ticket_ids"][0] for _, phone in probes}
+    finally:
+        store.close()
+    waits = []
+    for sent_at, phone in probes:
+        shown = next((at for at, newest in publishes if at >= sent_at and newest >= ticket_of[phone]), None)
+        waits.append(float("inf") if shown is None else (shown - sent_at) * 1000)
+    waits.sort()
+    return {"probes": len(waits), "home_median_ms": statistics.median(waits),
+            "home_p99_ms": waits[max(0, int(len(waits) * 0.99) - 1)], "home_publishes": len(publishes)}
+
+
+def _publishes(api: slack_api.SlackAPI, user: str) -> list[tuple[float, int]]:
+    out = []
+    for call in api.calls:
+        if call.method == "views.publish" and call.args.get("user_id") == user:
+            blocks = call.args["view"]["blocks"]
+            rows = [int(b["block_id"][4:]) for b in blocks if b.get("block_id", "").startswith("row-")]
+            out.append((call.at, max(rows, default=0)))
+    return out
 
 
 def main(argv: list[str]) -> None:
@@ -128,17 +170,22 @@ def main(argv: list[str]) -> None:
                 await asyncio.to_thread(wait_up, port, service, 120)
                 out = await _social_during_ingest(port, sandbox, 20)
                 out["service_rss_mib"] = rss_mib(service.pid)
+                out["publishes"] = _publishes(sandbox.slack, AGENT)
                 return out
             finally:
                 service.terminate()
                 await asyncio.to_thread(service.wait)
         finally:
             await sandbox.stop()
-    results["live"] = asyncio.run(live())
+    live_run = asyncio.run(live())
+    live_run.update(_home_latencies(path, live_run.pop("probes"), live_run.pop("publishes")))
+    results["live"] = live_run
     q = results["queries"]
     print(table([(name, v["median_ms"], v["p99_ms"]) for name, v in q.items()] +
                 [("/social during 1,000 webhooks/s", results["live"]["social_median_ms"],
-                  results["live"]["social_p99_ms"])], ("operation", "median ms", "p99 ms")))
+                  results["live"]["social_p99_ms"]),
+                 ("App Home published after a new ticket, during 1,000 webhooks/s", results["live"]["home_median_ms"],
+                  results["live"]["home_p99_ms"])], ("operation", "median ms", "p99 ms")))
     print(f"service RSS with this store under load: {results['live']['service_rss_mib']:.0f} MiB")
     print(f"written to {write('agents', results)}")
 

@@ -57,6 +57,20 @@ CONTENT_ERRORS = {"invalid_blocks", "invalid_blocks_format", "msg_too_long", "no
 MAX_WAITING = 5_000  # jobs: past this the pass reads no further events until lanes drain
 COALESCE = 20  # end-user messages that may share one thread post
 FRESH_KEPT = 50_000
+HOMES_BATCH = 5_000  # events a pass reads for the home tabs alone while the lanes are full
+
+
+def touch(tid: int | None, kind: str, data: dict[str, Any], touched: dict[int, set[str]]) -> None:
+    """Note which tickets an event changed, and how: whose home tabs show them (`_homes_for`)."""
+    if kind == "user_merged":
+        for t in data.get("tickets") or []:
+            touched.setdefault(int(t), set()).add(kind)
+        return
+    if tid is None:
+        return
+    touched.setdefault(tid, set()).add(kind)
+    if kind == "assignee_changed" and data.get("previous") is not None:
+        touched[tid].add(f"previous:{data['previous']}")
 
 
 class Notifier:
@@ -84,6 +98,7 @@ class Notifier:
         self._pending_homes: set[str] = set()
         self._published_at: dict[str, float] = {}
         self._homes_task: asyncio.Task[None] | None = None
+        self._homes_seen = 0  # the home tabs were refreshed for the events up to here
         self._cursor: int | None = None  # saved: everything up to it reached Slack
         self._planned: int | None = None  # read: jobs of events up to it are planned
         # What each Slack message shows already: (kind, ticket, ref) -> the ticket's last event when
@@ -163,12 +178,22 @@ class Notifier:
             if self._planned is None:
                 await self.start()
             rows = []
+            touched: dict[int, set[str]] = {}
             if len(self.mirror) < MAX_WAITING:
                 after = self._planned or 0
                 rows = await self.desk.read(lambda con: slack_state.events_after(con, after, self.batch))
-            touched: dict[int, set[str]] = {}
+            else:
+                # The lanes wait for Slack (a burst in the triage channel goes at a post a second), but the
+                # home tabs show the store as it is: they read on from the events they last saw.
+                seen = max(self._homes_seen, self._planned or 0)
+                for eid, tid, kind, _, data in await self.desk.read(
+                        lambda con: slack_state.events_after(con, seen, HOMES_BATCH)):
+                    touch(tid, kind, data, touched)
+                    self._homes_seen = eid
             for eid, tid, kind, actor, data in rows:
-                self.plan(eid, tid, kind, actor, data, touched)
+                if eid > self._homes_seen:
+                    touch(tid, kind, data, touched)
+                self.plan(eid, tid, kind, actor, data)
                 self._planned = eid
             self.mirror.kick()
             await self.save_cursor()
@@ -188,17 +213,9 @@ class Notifier:
 
     # -- planning: events -> jobs ------------------------------------------------------------------
 
-    def plan(self, eid: int, tid: int | None, kind: str, actor: str, data: dict[str, Any],
-             touched: dict[int, set[str]]) -> None:
-        if kind == "user_merged":
-            for t in data.get("tickets") or []:
-                touched.setdefault(int(t), set()).add(kind)
+    def plan(self, eid: int, tid: int | None, kind: str, actor: str, data: dict[str, Any]) -> None:
+        if kind == "user_merged" or tid is None:
             return
-        if tid is None:
-            return
-        touched.setdefault(tid, set()).add(kind)
-        if kind == "assignee_changed" and data.get("previous") is not None:
-            touched[tid].add(f"previous:{data['previous']}")
         triage = self.cfg.triage_channel
         if kind == "reply_failed" and data.get("outbox_id") is not None:  # R22: told whether or not cards exist
             self.mirror.add(Job(eid, "failure_dm", tid, int(data["outbox_id"]), f"dm-failure-{data['outbox_id']}"))

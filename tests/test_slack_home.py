@@ -11,7 +11,7 @@ from bot.blocks.common import BlockLimitError, checked, section
 from bot.blocks.home import home_view
 from tests import test_slack_harness as harness
 from tests.conftest import msg
-from tests.test_slack_harness import AGENT, World, assert_slack_took_everything, make_world, text_of
+from tests.test_slack_harness import AGENT, TRIAGE, World, assert_slack_took_everything, make_world, text_of
 from warehouse.ingest import Delivery
 from warehouse.store import Store
 
@@ -136,3 +136,16 @@ def test_block_limits_are_enforced() -> None:
                       "tickets": [{"id": i, "status": "open", "channel": "line", "requester": {"id": 1, "name": "N"},
                                    "conversation_status": "Replied to the conversation"} for i in range(20)]})
     assert len(home["blocks"]) <= 100
+
+
+async def test_the_home_tab_follows_new_tickets_while_the_triage_channel_is_backed_up(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """R12, R15 under a burst: the triage channel takes about a post a second, so its lane fills and the
+    notifier reads no further events for it; the agents' home tabs must still show each new ticket."""
+    monkeypatch.setattr("bot.notify.MAX_WAITING", 1)
+    world.api.expect("not_in_channel", times=None)
+    world.api.channels[TRIAGE].bot = False  # the lane rests: its jobs wait
+    await open_home(world)
+    await world.ingest(msg(user="33611110001", text="First"))
+    await world.ingest(msg(user="33611110002", text="Second"))
+    assert [r["block_id"] for r in rows(world.home())] == ["row-2", "row-1"]

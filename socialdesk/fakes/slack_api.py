@@ -397,6 +397,7 @@ def issue_trigger(api: SlackAPI | None = None) -> str:
 class Call:
     method: str
     args: dict[str, Any]
+    at: float = 0.0  # on the fake's clock, when the call arrived (benchmarks time what Slack saw)
 
 
 @dataclass
@@ -617,9 +618,9 @@ class SlackAPI(FakeAPI):
                 try:
                     args[key] = json.loads(args[key])
                 except ValueError:
-                    self.calls.append(Call(method, args))
+                    self.calls.append(Call(method, args, self.clock()))
                     return self._refuse(method, args, "invalid_arguments" if key == "view" else "invalid_blocks_format")
-        self.calls.append(Call(method, args))
+        self.calls.append(Call(method, args, self.clock()))
         answer = self.scripted(request)
         if answer is not None:
             return answer
