@@ -40,7 +40,7 @@ from bot.blocks.card import (
 )
 from bot.blocks.common import chunks, escape
 from bot.blocks.home import home_view
-from bot.mirror import COVERING, Job, Mirror
+from bot.mirror import COVERING, Job, Mirror, transient
 from bot.pacing import Clock, RealClock, background
 from bot.settings import SlackConfig
 from warehouse import slack_state
@@ -98,6 +98,7 @@ class Notifier:
         self._pending_homes: set[str] = set()
         self._published_at: dict[str, float] = {}
         self._homes_task: asyncio.Task[None] | None = None
+        self._unreachable: set[str] = set()  # Slack refused their home tab for good
         self._homes_seen = 0  # the home tabs were refreshed for the events up to here
         self._cursor: int | None = None  # saved: everything up to it reached Slack
         self._planned: int | None = None  # read: jobs of events up to it are planned
@@ -487,7 +488,7 @@ class Notifier:
         self.request_homes(users)
 
     def request_homes(self, users: set[str]) -> None:
-        self._pending_homes |= {u for u in users if u}
+        self._pending_homes |= {u for u in users if u and u not in self._unreachable}
 
     def kick_homes(self) -> None:
         """Publish the home tabs due in a task of their own: paced to views.publish's tier, they must not
@@ -510,8 +511,15 @@ class Notifier:
                 with background():
                     await self.publish_home(user)
             except SlackApiError as exc:
-                log.warning("views.publish failed for %s: %s", user, exc.response.get("error"))
-                self._pending_homes.add(user)  # again next pass
+                if transient(exc):
+                    log.warning("views.publish failed for %s: %s (again next pass)", user, exc.response.get("error"))
+                    self._pending_homes.add(user)
+                else:
+                    # Gone from the workspace, say: retrying each pass would spend the Tier 4 budget every
+                    # other agent's home tab shares. Their next visit to the App Home publishes it again.
+                    log.warning("views.publish refused for %s: %s (not refreshed until they open the App "
+                                "Home)", user, exc.response.get("error"))
+                    self._unreachable.add(user)
 
     async def publish_home(self, user: str, tab: str | None = None) -> None:
         tab = tab or self.home_tabs.get(user, "assigned")
@@ -519,6 +527,7 @@ class Notifier:
         self._published_at[user] = self.monotonic()
         result = await self.desk.notifier(user, tab)
         await self.client.views_publish(user_id=user, view=home_view(result))
+        self._unreachable.discard(user)
 
 
 def _plain(payload: dict[str, Any]) -> str:

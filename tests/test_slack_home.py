@@ -11,9 +11,18 @@ from bot.blocks.common import BlockLimitError, checked, section
 from bot.blocks.home import home_view
 from tests import test_slack_harness as harness
 from tests.conftest import msg
-from tests.test_slack_harness import AGENT, TRIAGE, World, assert_slack_took_everything, make_world, text_of
+from tests.test_slack_harness import (
+    AGENT,
+    GROUP_AGENT,
+    TRIAGE,
+    World,
+    assert_slack_took_everything,
+    make_world,
+    text_of,
+)
 from warehouse.ingest import Delivery
 from warehouse.store import Store
+from warehouse.tickets import Actor
 
 world = harness.world  # the fixture
 
@@ -149,3 +158,24 @@ async def test_the_home_tab_follows_new_tickets_while_the_triage_channel_is_back
     await world.ingest(msg(user="33611110001", text="First"))
     await world.ingest(msg(user="33611110002", text="Second"))
     assert [r["block_id"] for r in rows(world.home())] == ["row-2", "row-1"]
+
+
+async def test_a_home_tab_slack_refuses_for_good_is_not_retried_every_pass(world: World) -> None:
+    """An agent who left the workspace (`user_not_found`) must not spend, pass after pass, the
+    views.publish budget the other agents' home tabs share (Tier 4, about 100 a minute); their next
+    visit to the App Home makes them reachable again."""
+    world.api.expect("user_not_found", "views.publish", times=1)
+    agent = await world.desk.agent(GROUP_AGENT, "Grace")
+    tid = (await world.ingest(msg(text="Hi"))).created_tickets[0]
+    await world.desk.assign(tid, agent, Actor.agent(agent))
+    profile = world.api.users.pop(GROUP_AGENT)  # gone from the workspace
+    for n in range(3):
+        await world.ingest(msg(text=f"Still there? {n}"))
+
+    def publishes() -> int:
+        return [c["user_id"] for c in world.api.called("views.publish")].count(GROUP_AGENT)
+    before = publishes()
+    world.api.users[GROUP_AGENT] = profile  # back, and opening the App Home
+    await world.event({"type": "app_home_opened", "user": GROUP_AGENT, "channel": "D0B", "tab": "home"})
+    await world.ingest(msg(text="Hello again"))
+    assert (before, publishes()) == (2, 4)  # the new ticket's and the refused one; the visit's and the next
