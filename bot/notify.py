@@ -75,7 +75,7 @@ def touch(tid: int | None, kind: str, data: dict[str, Any], touched: dict[int, s
 
 class Notifier:
     def __init__(self, desk: Desk, client: AsyncWebClient, cfg: SlackConfig, access: Access, *,
-                 interval: float = 0.5, debounce: float = 1.0, batch: int = 500, homes_per_pass: int = 20,
+                 interval: float = 0.5, debounce: float = 0.5, batch: int = 500, homes_per_pass: int = 20,
                  clock: Clock | None = None, monotonic: Callable[[], float] | None = None,
                  media_link: Callable[[int, int], str] | None = None, wake_on_tickets: bool = True) -> None:
         self.wake_on_tickets = wake_on_tickets  # tests that drive the passes themselves turn it off
@@ -182,13 +182,14 @@ class Notifier:
             touched: dict[int, set[str]] = {}
             if len(self.mirror) < MAX_WAITING:
                 after = self._planned or 0
-                rows = await self.desk.read(lambda con: slack_state.events_after(con, after, self.batch))
+                rows = await self.desk.read(lambda con: slack_state.events_after(con, after, self.batch),
+                                            fresh=False)
             else:
                 # The lanes wait for Slack (a burst in the triage channel goes at a post a second), but the
                 # home tabs show the store as it is: they read on from the events they last saw.
                 seen = max(self._homes_seen, self._planned or 0)
                 for eid, tid, kind, _, data in await self.desk.read(
-                        lambda con: slack_state.events_after(con, seen, HOMES_BATCH)):
+                        lambda con: slack_state.events_after(con, seen, HOMES_BATCH), fresh=False):
                     touch(tid, kind, data, touched)
                     self._homes_seen = eid
             for eid, tid, kind, actor, data in rows:
@@ -470,7 +471,7 @@ class Notifier:
     # -- App Home ----------------------------------------------------------------------------------
 
     async def _homes_for(self, touched: dict[int, set[str]]) -> None:
-        rows = await self.desk.read(lambda con: slack_state.assignees(con, list(touched)))
+        rows = await self.desk.read(lambda con: slack_state.assignees(con, list(touched)), fresh=False)
         users: set[str] = set()
         previous: set[int] = set()
         everyone = False
@@ -482,7 +483,7 @@ class Notifier:
             if assignee is None or kinds & set(EVERYONE):
                 everyone = True
         if previous:
-            users |= await self.desk.read(lambda con: slack_state.slack_users(con, previous))
+            users |= await self.desk.read(lambda con: slack_state.slack_users(con, previous), fresh=False)
         if everyone:
             users |= await self.access.known_agents() | set(self.home_tabs)
         self.request_homes(users)
@@ -500,12 +501,16 @@ class Notifier:
         """Publish the pending home tabs whose last refresh is at least `debounce` seconds old."""
         now = self.monotonic()
         published = 0
-        for user in sorted(self._pending_homes):
+        pacer = getattr(self.client, "pacer", None)
+        # The longest unrefreshed first: when views.publish's budget is short, every agent gets their turn.
+        for user in sorted(self._pending_homes, key=lambda u: (self._published_at.get(u, -1e18), u)):
             if now - self._published_at.get(user, -1e18) < self.debounce:
                 continue
             if published >= self.homes_per_pass:
                 break  # the rest stay pending for the next pass
             published += 1
+            if pacer is not None and (wait := pacer.ready_in("views.publish")) > 0:
+                await self.clock.sleep(wait)  # read after the wait, so the tab shows the store as it is then
             self._pending_homes.discard(user)
             try:
                 with background():
@@ -525,7 +530,8 @@ class Notifier:
         tab = tab or self.home_tabs.get(user, "assigned")
         self.home_tabs[user] = tab
         self._published_at[user] = self.monotonic()
-        result = await self.desk.notifier(user, tab)
+        # The events that asked for it are tickets already: no need to wait for the webhooks after them.
+        result = await self.desk.notifier(user, tab, fresh=False)
         await self.client.views_publish(user_id=user, view=home_view(result))
         self._unreachable.discard(user)
 

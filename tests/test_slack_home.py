@@ -92,6 +92,24 @@ async def test_clicking_a_row_opens_the_ticket(world: World) -> None:
     assert world.last("views.update", view_id=listing["id"])["view"]["title"]["text"] == "Ticket #1"
 
 
+async def test_when_publishes_are_short_the_longest_unrefreshed_home_goes_first(store: Store,
+                                                                                 aiohttp_client: Any) -> None:
+    """views.publish's budget is shared by every agent: the agent refreshed longest ago is next, whatever
+    their name (sorted by name, the first agents took every turn of a busy desk)."""
+    w, client = await make_world(store, aiohttp_client, homes_per_pass=1)
+    try:
+        await w.notify()  # the start-up pass is over
+        w.bot.notifier.request_homes({AGENT, GROUP_AGENT})  # AGENT (U0AGENT1) sorts first
+        w.bot.notifier._published_at.update({AGENT: 10.0, GROUP_AGENT: 5.0})
+        w.bot.notifier.kick_homes()
+        await w.bot.notifier.settle()
+        assert [c["user_id"] for c in w.api.called("views.publish")] == [GROUP_AGENT]
+    finally:
+        await client.close()
+        await w.api.stop()
+    assert_slack_took_everything(w.api)
+
+
 async def test_home_refreshes_are_debounced_per_agent(store: Store, aiohttp_client: Any) -> None:
     """One refresh per agent per second at most; the held one goes out once the second has passed."""
     now = [100.0]

@@ -100,8 +100,10 @@ class Desk:
     async def write(self, fn: Callable[[Con], T]) -> T:
         return await self.store.awrite(fn)
 
-    async def read(self, fn: Callable[[Con], T]) -> T:
-        return await self.store.aread(fn)
+    async def read(self, fn: Callable[[Con], T], *, fresh: bool = True) -> T:
+        """`fresh`: first wait until every acknowledged webhook is tickets (a person's read after a webhook
+        must see it). The notifier, which follows the events as they come, reads without waiting."""
+        return await self.store.aread(fn, fresh=fresh)
 
     # -- agents ------------------------------------------------------------------------------------
 
@@ -194,8 +196,9 @@ class Desk:
 
     # -- reads -------------------------------------------------------------------------------------
 
-    async def notifier(self, slack_user_id: str, tab: str = "assigned", page: int = 1) -> dict[str, Any]:
-        return await self.read(lambda con: queries.notifier(con, slack_user_id, tab, page))
+    async def notifier(self, slack_user_id: str, tab: str = "assigned", page: int = 1, *,
+                       fresh: bool = True) -> dict[str, Any]:
+        return await self.read(lambda con: queries.notifier(con, slack_user_id, tab, page), fresh=fresh)
 
     async def view(self, title: str, slack_user_id: str | None = None, page: int = 1) -> dict[str, Any]:
         return await self.read(lambda con: queries.view(con, title, slack_user_id, page))
