@@ -504,6 +504,9 @@ class Notifier:
         pacer = getattr(self.client, "pacer", None)
         # The longest unrefreshed first: when views.publish's budget is short, every agent gets their turn.
         for user in sorted(self._pending_homes, key=lambda u: (self._published_at.get(u, -1e18), u)):
+            if user in self._unreachable:  # asked for again while its refused publish was on its way
+                self._pending_homes.discard(user)
+                continue
             if now - self._published_at.get(user, -1e18) < self.debounce:
                 continue
             if published >= self.homes_per_pass:

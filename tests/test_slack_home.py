@@ -110,6 +110,17 @@ async def test_when_publishes_are_short_the_longest_unrefreshed_home_goes_first(
     assert_slack_took_everything(w.api)
 
 
+async def test_a_home_asked_for_while_its_refused_publish_was_on_its_way_is_not_published(world: World) -> None:
+    """The pass may ask for an agent's home while the publish Slack is about to refuse is in flight."""
+    await world.notify()
+    world.bot.notifier._unreachable.add(GROUP_AGENT)
+    world.bot.notifier._pending_homes.add(GROUP_AGENT)
+    world.bot.notifier.kick_homes()
+    await world.bot.notifier.settle()
+    assert GROUP_AGENT not in [c["user_id"] for c in world.api.called("views.publish")]
+    assert not world.bot.notifier._pending_homes
+
+
 async def test_home_refreshes_are_debounced_per_agent(store: Store, aiohttp_client: Any) -> None:
     """One refresh per agent per second at most; the held one goes out once the second has passed."""
     now = [100.0]
