@@ -79,7 +79,7 @@ class Notifier:
                  clock: Clock | None = None, monotonic: Callable[[], float] | None = None,
                  media_link: Callable[[int, int], str] | None = None, wake_on_tickets: bool = True) -> None:
         self.wake_on_tickets = wake_on_tickets  # tests that drive the passes themselves turn it off
-        self.desk = desk
+        self.desk = desk.following()
         self.client = client
         self.cfg = cfg
         self.access = access
@@ -182,14 +182,13 @@ class Notifier:
             touched: dict[int, set[str]] = {}
             if len(self.mirror) < MAX_WAITING:
                 after = self._planned or 0
-                rows = await self.desk.read(lambda con: slack_state.events_after(con, after, self.batch),
-                                            fresh=False)
+                rows = await self.desk.read(lambda con: slack_state.events_after(con, after, self.batch))
             else:
                 # The lanes wait for Slack (a burst in the triage channel goes at a post a second), but the
                 # home tabs show the store as it is: they read on from the events they last saw.
                 seen = max(self._homes_seen, self._planned or 0)
                 for eid, tid, kind, _, data in await self.desk.read(
-                        lambda con: slack_state.events_after(con, seen, HOMES_BATCH), fresh=False):
+                        lambda con: slack_state.events_after(con, seen, HOMES_BATCH)):
                     touch(tid, kind, data, touched)
                     self._homes_seen = eid
             for eid, tid, kind, actor, data in rows:
@@ -471,7 +470,7 @@ class Notifier:
     # -- App Home ----------------------------------------------------------------------------------
 
     async def _homes_for(self, touched: dict[int, set[str]]) -> None:
-        rows = await self.desk.read(lambda con: slack_state.assignees(con, list(touched)), fresh=False)
+        rows = await self.desk.read(lambda con: slack_state.assignees(con, list(touched)))
         users: set[str] = set()
         previous: set[int] = set()
         everyone = False
@@ -483,7 +482,7 @@ class Notifier:
             if assignee is None or kinds & set(EVERYONE):
                 everyone = True
         if previous:
-            users |= await self.desk.read(lambda con: slack_state.slack_users(con, previous), fresh=False)
+            users |= await self.desk.read(lambda con: slack_state.slack_users(con, previous))
         if everyone:
             users |= await self.access.known_agents() | set(self.home_tabs)
         self.request_homes(users)
@@ -533,8 +532,7 @@ class Notifier:
         tab = tab or self.home_tabs.get(user, "assigned")
         self.home_tabs[user] = tab
         self._published_at[user] = self.monotonic()
-        # The events that asked for it are tickets already: no need to wait for the webhooks after them.
-        result = await self.desk.notifier(user, tab, fresh=False)
+        result = await self.desk.notifier(user, tab)
         await self.client.views_publish(user_id=user, view=home_view(result))
         self._unreachable.discard(user)
 

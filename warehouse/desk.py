@@ -8,6 +8,7 @@ writer's back. Reads run on their own cursors in a thread, off the event loop.
 from __future__ import annotations
 
 import asyncio
+import copy
 import functools
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -47,6 +48,16 @@ class Desk:
         self.triggers = triggers
         self.rules = rules
         self.templates = list(templates or [])
+        self.fresh = True
+
+    def following(self) -> Desk:
+        """This desk for the notifier, which follows the events as they are built: its reads and writes
+        need not wait for the webhooks acknowledged after them (under a burst that wait held every pass
+        and every home tab for hundreds of milliseconds). People's requests keep waiting: a reply just
+        after a webhook must find what it carried."""
+        other = copy.copy(self)
+        other.fresh = False
+        return other
 
     # -- plumbing ----------------------------------------------------------------------------------
 
@@ -98,12 +109,10 @@ class Desk:
         return run
 
     async def write(self, fn: Callable[[Con], T]) -> T:
-        return await self.store.awrite(fn)
+        return await self.store.awrite(fn, fresh=self.fresh)
 
-    async def read(self, fn: Callable[[Con], T], *, fresh: bool = True) -> T:
-        """`fresh`: first wait until every acknowledged webhook is tickets (a person's read after a webhook
-        must see it). The notifier, which follows the events as they come, reads without waiting."""
-        return await self.store.aread(fn, fresh=fresh)
+    async def read(self, fn: Callable[[Con], T]) -> T:
+        return await self.store.aread(fn, fresh=self.fresh)
 
     # -- agents ------------------------------------------------------------------------------------
 
@@ -196,9 +205,8 @@ class Desk:
 
     # -- reads -------------------------------------------------------------------------------------
 
-    async def notifier(self, slack_user_id: str, tab: str = "assigned", page: int = 1, *,
-                       fresh: bool = True) -> dict[str, Any]:
-        return await self.read(lambda con: queries.notifier(con, slack_user_id, tab, page), fresh=fresh)
+    async def notifier(self, slack_user_id: str, tab: str = "assigned", page: int = 1) -> dict[str, Any]:
+        return await self.read(lambda con: queries.notifier(con, slack_user_id, tab, page))
 
     async def view(self, title: str, slack_user_id: str | None = None, page: int = 1) -> dict[str, Any]:
         return await self.read(lambda con: queries.view(con, title, slack_user_id, page))

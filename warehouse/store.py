@@ -318,8 +318,8 @@ class Store:
         self.log.wait_processed()
         return self.submit(fn).result()
 
-    async def awrite(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
-        if self.log.behind():
+    async def awrite(self, fn: Callable[[duckdb.DuckDBPyConnection], T], *, fresh: bool = True) -> T:
+        if fresh and self.log.behind():
             await asyncio.to_thread(self.log.wait_processed)
         return await self._writer.run_async(_Job(fn))
 
