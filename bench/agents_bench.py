@@ -124,9 +124,11 @@ def _home_latencies(path: Path, probes: list[tuple[float, str]], publishes: list
     for sent_at, phone in probes:
         shown = next((at for at, newest in publishes if at >= sent_at and newest >= ticket_of[phone]), None)
         waits.append(float("inf") if shown is None else (shown - sent_at) * 1000)
+    ordered = list(waits)
     waits.sort()
     return {"probes": len(waits), "home_median_ms": statistics.median(waits),
-            "home_p99_ms": waits[max(0, int(len(waits) * 0.99) - 1)], "home_publishes": len(publishes)}
+            "home_p99_ms": waits[max(0, int(len(waits) * 0.99) - 1)], "home_publishes": len(publishes),
+            "home_waits_ms_in_probe_order": [round(w) if w != float("inf") else None for w in ordered]}
 
 
 def _publishes(api: slack_api.SlackAPI, user: str) -> list[tuple[float, int]]:
