@@ -9,8 +9,9 @@ as the ticket changes, a DM to the agent whose reply a channel refused (R22), ru
 Those jobs wait in their channel's lane (bot/mirror.py), paced, in order, retried until Slack takes
 them; each is rendered when it goes, so it shows the latest state, and an update the message
 already shows is skipped. The cursor (warehouse.slack_state) moves only past events whose jobs are
-all done. The pass also refreshes the App Home of every agent concerned, at most once per agent per
-`debounce` seconds.
+all done. The pass also refreshes the App Home of every agent concerned who opened it since the app
+started, at most once per agent per `debounce` seconds, reading on through the events for them even
+while the lanes are full.
 """
 
 from __future__ import annotations
@@ -484,11 +485,15 @@ class Notifier:
         if previous:
             users |= await self.desk.read(lambda con: slack_state.slack_users(con, previous))
         if everyone:
-            users |= await self.access.known_agents() | set(self.home_tabs)
+            users |= set(self.home_tabs)
         self.request_homes(users)
 
     def request_homes(self, users: set[str]) -> None:
-        self._pending_homes |= {u for u in users if u and u not in self._unreachable}
+        """Refresh these agents' home tabs, if they have opened it since the app started: Slack shows the
+        App Home only when opened, and each opening publishes it fresh (app_home_opened). Refreshing the
+        others would spend the views.publish budget (Tier 4, about 100 a minute, shared by everyone) on
+        tabs nobody is looking at."""
+        self._pending_homes |= {u for u in users if u in self.home_tabs and u not in self._unreachable}
 
     def kick_homes(self) -> None:
         """Publish the home tabs due in a task of their own: paced to views.publish's tier, they must not

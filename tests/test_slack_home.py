@@ -99,11 +99,14 @@ async def test_when_publishes_are_short_the_longest_unrefreshed_home_goes_first(
     w, client = await make_world(store, aiohttp_client, homes_per_pass=1)
     try:
         await w.notify()  # the start-up pass is over
+        for user in (AGENT, GROUP_AGENT):
+            await w.event({"type": "app_home_opened", "user": user, "channel": "D0A", "tab": "home"})
+        before = len(w.api.called("views.publish"))
         w.bot.notifier.request_homes({AGENT, GROUP_AGENT})  # AGENT (U0AGENT1) sorts first
         w.bot.notifier._published_at.update({AGENT: 10.0, GROUP_AGENT: 5.0})
         w.bot.notifier.kick_homes()
         await w.bot.notifier.settle()
-        assert [c["user_id"] for c in w.api.called("views.publish")] == [GROUP_AGENT]
+        assert [c["user_id"] for c in w.api.called("views.publish")[before:]] == [GROUP_AGENT]
     finally:
         await client.close()
         await w.api.stop()
@@ -126,6 +129,8 @@ async def test_home_refreshes_are_debounced_per_agent(store: Store, aiohttp_clie
     now = [100.0]
     w, client = await make_world(store, aiohttp_client, debounce=1.0, monotonic=lambda: now[0])
     try:
+        await w.event({"type": "app_home_opened", "user": AGENT, "channel": "D0A", "tab": "home"})
+        now[0] += 1.0
         await w.ingest(msg(user="33600000001"))
         published = len(w.api.called("views.publish"))
         await w.ingest(msg(user="33600000002"))
@@ -194,6 +199,7 @@ async def test_a_home_tab_slack_refuses_for_good_is_not_retried_every_pass(world
     views.publish budget the other agents' home tabs share (Tier 4, about 100 a minute); their next
     visit to the App Home makes them reachable again."""
     world.api.expect("user_not_found", "views.publish", times=1)
+    await world.event({"type": "app_home_opened", "user": GROUP_AGENT, "channel": "D0B", "tab": "home"})
     agent = await world.desk.agent(GROUP_AGENT, "Grace")
     tid = (await world.ingest(msg(text="Hi"))).created_tickets[0]
     await world.desk.assign(tid, agent, Actor.agent(agent))
@@ -207,4 +213,16 @@ async def test_a_home_tab_slack_refuses_for_good_is_not_retried_every_pass(world
     world.api.users[GROUP_AGENT] = profile  # back, and opening the App Home
     await world.event({"type": "app_home_opened", "user": GROUP_AGENT, "channel": "D0B", "tab": "home"})
     await world.ingest(msg(text="Hello again"))
-    assert (before, publishes()) == (2, 4)  # the new ticket's and the refused one; the visit's and the next
+    # the visit's, the new ticket's, the refused one; then the next visit's and the next ticket's
+    assert (before, publishes()) == (3, 5)
+
+
+async def test_only_home_tabs_opened_since_the_start_are_refreshed_in_the_background(world: World) -> None:
+    """Slack shows the App Home only when it is opened, and each opening publishes it fresh: refreshing the
+    tabs of agents who never opened it would spend the budget every open tab shares."""
+    await world.ingest(msg(text="Hi"))
+    assert world.api.called("views.publish") == []
+    home = await open_home(world)
+    assert [r["block_id"] for r in rows(home)] == ["row-1"]
+    await world.ingest(msg(user="33611110003", text="Another"))
+    assert [r["block_id"] for r in rows(world.home())] == ["row-2", "row-1"]
