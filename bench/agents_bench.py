@@ -22,7 +22,8 @@ import aiohttp
 
 from bench.common import free_port, rss_mib, start, table, toml, wait_up, write
 from socialdesk.fakes import slack_api
-from socialdesk.sandbox import AGENT, TRIAGE_CHANNEL, WHATSAPP_PARIS, Sandbox
+from socialdesk.fakes.meta_api import WHATSAPP_PARIS
+from socialdesk.sandbox import AGENT, TRIAGE_CHANNEL, Sandbox
 from warehouse import open_store, queries
 from warehouse.demo_data import generate_store
 from warehouse.rows import scalar

@@ -39,7 +39,8 @@ from typing import Any
 import aiohttp
 
 from bench.common import free_port, rss_mib, start, table, toml, wait_up, write
-from socialdesk.sandbox import WHATSAPP_LYON, WHATSAPP_PARIS, Sandbox
+from socialdesk.fakes.meta_api import WHATSAPP_LYON, WHATSAPP_PARIS
+from socialdesk.sandbox import Sandbox
 from warehouse import owner
 from warehouse.connect import connect
 from warehouse.rows import scalar

@@ -27,7 +27,8 @@ import aiohttp
 
 from bench.common import free_port, start, table, toml, wait_up, write
 from socialdesk.fakes import slack_api
-from socialdesk.sandbox import AGENT, TRIAGE_CHANNEL, WHATSAPP_PARIS, Sandbox
+from socialdesk.fakes.meta_api import WHATSAPP_PARIS
+from socialdesk.sandbox import AGENT, TRIAGE_CHANNEL, Sandbox
 
 FOLLOW_UPS = 5  # one customer in FOLLOW_UPS writes twice more
 
