@@ -22,8 +22,7 @@ import aiohttp
 
 from bench.common import free_port, rss_mib, start, table, toml, wait_up, write
 from socialdesk.fakes import slack_api
-from socialdesk.fakes.meta_api import WHATSAPP_PARIS
-from socialdesk.sandbox import AGENT, TRIAGE_CHANNEL, Sandbox
+from socialdesk.sandbox import ACCOUNTS, AGENT, BUSIEST, TRIAGE_CHANNEL, Sandbox
 from warehouse import open_store, queries
 from warehouse.demo_data import generate_store
 from warehouse.rows import scalar
@@ -64,10 +63,10 @@ async def _social_during_ingest(port: int, sandbox: Sandbox, seconds: int) -> di
     sent = 0
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=512)) as http:
         async def webhook(i: int) -> None:
-            body = sandbox.message("whatsapp", WHATSAPP_PARIS, f"3369{i % 40000:07d}", f"hello {i}",
+            body = sandbox.message(BUSIEST, ACCOUNTS[BUSIEST][0], f"3369{i % 40000:07d}", f"hello {i}",
                                    f"wamid.agents.{time.time_ns()}.{i}", datetime.now(UTC), "Bench")
-            req = sandbox.request("whatsapp", WHATSAPP_PARIS, body)
-            async with http.post(base + req.path, data=req.body, headers=req.headers) as resp:
+            req = sandbox.request(BUSIEST, ACCOUNTS[BUSIEST][0], body)
+            async with http.post(base + req.path, data=req.body, headers=req.headers, params=req.query) as resp:
                 await resp.read()
 
         async def social() -> None:

@@ -81,7 +81,8 @@ REACTIONS = {"like": "👍", "love": "❤️", "smile": "😆", "wow": "😮", "
 
 # What the rest of SocialDesk knows of Messenger (R7, B1): tickets are tagged `facebook`.
 CHANNEL = Channel(
-    name="messenger", tag="facebook", label="Messenger", icon="🄼", abbreviation="FB", window=WINDOW,
+    name="messenger", tag="facebook", label="Messenger", icon="🄼", abbreviation="FB", account_noun="Page",
+    window=WINDOW,
     zendesk_via=("facebook_message", 41, "sunshine_conversations_facebook_messenger", 78, "facebook"),
     demo=DemoProfile(accounts=(("682498302938465", "Brand page", 0.20),),
                      user_id_sql="(7000000000000000 + {j})::VARCHAR", reply_hours=1.5))

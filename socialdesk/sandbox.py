@@ -20,6 +20,7 @@ from connectors.base import Connector
 from socialdesk.config import Config, SlackConfig
 from socialdesk.fakes import slack_api
 from socialdesk.fakes.recorder import FakeAPI, Simulation
+from warehouse import channels
 
 AGENT, AGENT_NAME = "U0DEMOAGENT", "Ada Lovelace"
 TRIAGE_CHANNEL = "C0TRIAGE"
@@ -37,6 +38,15 @@ SIMULATIONS: dict[str, Simulation] = {name: simulation(name) for name in connect
 ACCOUNTS: dict[str, list[str]] = {name: list(s.account_ids) for name, s in SIMULATIONS.items()}
 # Approved message templates, from the channels that have them (the configuration's `[[template]]`).
 TEMPLATES: list[dict[str, Any]] = [dict(t) for s in SIMULATIONS.values() for t in s.templates]
+
+
+def _traffic(name: str) -> float:
+    profile = channels.get(name).demo
+    return sum(share for *_, share in profile.accounts) if profile else 0.0
+
+
+# The channel the benchmarks drive: the one with the most traffic (its module's demo profile says so).
+BUSIEST: str = max(SIMULATIONS, key=_traffic)
 
 
 def _secret() -> str:

@@ -78,16 +78,16 @@ async def test_an_attachment_url_on_loopback_is_never_fetched(world: Any) -> Non
 
 async def test_a_platform_host_that_redirects_to_loopback_is_not_followed(world: Any) -> None:
     sandbox, client, internal = world
-    url = sandbox.fakes["whatsapp"].add_cdn_file(b"never served", "image/png")
-    sandbox.fakes["whatsapp"].fail_next(1, 302, "", headers={"Location": internal.url + "/metrics"},
-                                        path_contains="/messenger-cdn/")
+    url = sandbox.fakes["messenger"].add_cdn_file(b"never served", "image/png")
+    sandbox.fakes["messenger"].fail_next(1, 302, "", headers={"Location": internal.url + "/metrics"},
+                                         path_contains="/messenger-cdn/")
     resp = await open_attachment(sandbox, client, url)
     assert resp.status == 502 and internal.hits == []
 
 
 async def test_a_platform_file_is_served_as_a_download_that_browsers_do_not_render(world: Any) -> None:
     sandbox, client, _ = world
-    url = sandbox.fakes["whatsapp"].add_cdn_file(b"<html><script>steal()</script></html>", "text/html")
+    url = sandbox.fakes["messenger"].add_cdn_file(b"<html><script>steal()</script></html>", "text/html")
     resp = await open_attachment(sandbox, client, url)
     assert resp.status == 200
     assert resp.headers["Content-Disposition"].startswith("attachment;")

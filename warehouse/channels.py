@@ -54,6 +54,8 @@ class Channel:
     label: str  # for people: "WhatsApp", "Messenger"
     icon: str  # Slack: a monochrome squared letter (never a coloured circle: those are statuses)
     abbreviation: str  # the CLI's column
+    # What people call one business account of the channel ("the Page can no longer answer").
+    account_noun: str = "account"
     window: Window | None = None  # None: the channel takes a reply any time
     # Zendesk's via types and ids for this channel, as its exported rules write them.
     zendesk_via: tuple[str | int, ...] = ()

@@ -187,8 +187,10 @@ def window_state(ticket: dict[str, Any], now: Any = None) -> dict[str, Any]:
     if left <= 0 and window.tag and _channel_info(ticket).get(window.flag) is True:
         # The account may still answer with the channel's tag (Meta's HUMAN_AGENT, for 7 days).
         tagged = (last + timedelta(hours=window.tagged_hours) - now).total_seconds()
+        # `channel`: Slack says whose rules these are (its label, its untagged hours, what its accounts are).
         return {"has_window": True, "open": tagged > 0, "seconds_left": max(0, int(tagged)),
-                "window_hours": window.tagged_hours, "tag": window.tag, "templates": window.templates}
+                "window_hours": window.tagged_hours, "tag": window.tag, "templates": window.templates,
+                "channel": ticket["channel"]}
     return {"has_window": True, "open": left > 0, "seconds_left": max(0, int(left)), "window_hours": window.hours,
             "templates": window.templates}
 

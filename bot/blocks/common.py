@@ -102,16 +102,24 @@ def window_text(window: dict[str, Any]) -> str:
     """B1: the time left to answer freely, in words."""
     if not window.get("has_window"):
         return "No messaging window on this channel: replies are always delivered."
-    tagged = window.get("tag") == "HUMAN_AGENT"
+    tag = window.get("tag")
+    found = channels.find(window.get("channel") or "") if tag else None
+    if tag and found and found.window:  # past the free-form window, answering as a person with the tag
+        if window.get("open"):
+            return (f"⏳ {found.label}'s {_span(found.window.hours)} are over: {duration(window.get('seconds_left'))} "
+                    f"left to answer as a person, sent with the {tag} tag (human answers only, no automated "
+                    f"messages).")
+        return (f"⛔ {found.label}'s {_span(found.window.tagged_hours)} for human agents are over: the "
+                f"{found.account_noun} can no longer answer this customer.")
     if window.get("open"):
-        if tagged:
-            return (f"⏳ Messenger's 24 hours are over: {duration(window.get('seconds_left'))} left to answer as a "
-                    f"person, sent with the HUMAN_AGENT tag (human answers only, no automated messages).")
         return f"⏳ {duration(window.get('seconds_left'))} left in the {window.get('window_hours', 24)}-hour window."
-    if tagged:
-        return "⛔ Messenger's 7 days for human agents are over: the Page can no longer answer this customer."
     hours = window.get("window_hours", 24)
     return f"⛔ The {hours}-hour messaging window is closed."
+
+
+def _span(hours: int) -> str:
+    """A window's length as people say it: "24 hours", "7 days"."""
+    return f"{hours // 24} days" if hours > 24 and hours % 24 == 0 else f"{hours} hours"
 
 
 def window_short(window: dict[str, Any]) -> str:
