@@ -42,17 +42,18 @@ class Message:
     name: str
     minutes_ago: int
     text: str
+    claim: bool
     reply: str | None
     status: str | None
     person: str
 
 
 def conversations() -> list[Message]:
-    """Every channel's demo messages (its simulation's), oldest first."""
-    found = [Message(channel, s.account_ids[c.account], c.user, c.name, c.minutes_ago, c.text, c.reply, c.status,
-                     c.person)
-             for channel, s in SIMULATIONS.items() for c in s.demo]
-    return sorted(found, key=lambda m: -m.minutes_ago)
+    """Every channel's demo messages (its simulation's), channel by channel in the registry's order: the
+    first channel's first customer has ticket 1."""
+    return [Message(channel, s.account_ids[c.account], c.user, c.name, c.minutes_ago, c.text, c.claim, c.reply,
+                    c.status, c.person)
+            for channel, s in SIMULATIONS.items() for c in s.demo]
 
 
 def _free_port(preferred: int) -> int:
@@ -86,14 +87,13 @@ async def drive(base: str, sandbox: Sandbox, desk: Desk) -> dict[str, Any]:
             say(f"  a redelivered webhook → HTTP {resp.status}, stored once")
 
         agent = await desk.agent(AGENT, AGENT_NAME)
-        say("→ the agent answers (one reply meets a closed messaging window)")
+        say("→ the agent claims and answers (one reply meets a closed messaging window)")
+        for m in messages:
+            if m.claim and (ticket := await _ticket(desk, m)) is not None:
+                await desk.claim(ticket, agent)
         replies = []
         for m in messages:
-            if m.reply is None:
-                continue
-            ticket = await desk.read(functools.partial(queries.latest_ticket, channel=m.channel, account=m.account,
-                                                       platform_user_id=m.user))
-            if ticket is None:
+            if m.reply is None or (ticket := await _ticket(desk, m)) is None:
                 continue
             result = await desk.reply(ticket, agent, m.reply, status=m.status)
             if result is not None:  # None only for a once-key acted on already
@@ -114,6 +114,12 @@ async def drive(base: str, sandbox: Sandbox, desk: Desk) -> dict[str, Any]:
         await _merge_people(desk, messages)
         await _slack(http, base, sandbox, len({(m.channel, m.account, m.user) for m in messages}))
     return {"replies": replies}
+
+
+async def _ticket(desk: Desk, m: Message) -> int | None:
+    """The ticket the message is on (its sender's newest on that account)."""
+    return await desk.read(functools.partial(queries.latest_ticket, channel=m.channel, account=m.account,
+                                             platform_user_id=m.user))
 
 
 async def _merge_people(desk: Desk, messages: list[Message]) -> None:

@@ -30,7 +30,7 @@ def test_the_demo_drives_every_channel_and_shows_the_notifier(tmp_path: Path) ->
     # Every message, one redelivery and two Slack requests.
     assert text.count("→ HTTP 200") == len(messages) + 3
     assert "stored once" in text
-    assert "messaging window closed" in text  # one reply meets a closed window (R22)
+    assert "failed (The 24-hour messaging window closed" in text  # one reply meets a closed window (R22)
     queued = sum(1 for m in messages if m.reply) - 1
     assert f"the outbox delivered {queued} of {queued} replies" in text
     assert "delivery and read receipts came back" in text and "merged" in text

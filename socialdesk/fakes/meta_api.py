@@ -569,10 +569,10 @@ class WhatsAppSimulation(Simulation):
     templates = ({"name": "order_update", "language": "en_US", "parameters": ["order number"]},)
     demo = (
         DemoConversation(0, "33612345678", "Amélie Dupont", 95, "Bonjour, ma commande A-1042 n'est pas arrivée",
-                         person="amelie"),
+                         claim=True, person="amelie"),
         DemoConversation(0, "33612345678", "Amélie Dupont", 93, "Le suivi indique livrée hier ?",
                          reply="Bonjour Amélie, je vérifie avec le transporteur.", status="pending"),
-        DemoConversation(1, "33798765432", "Louis Martin", 80, "Do you have the blue jacket in size M?"),
+        DemoConversation(1, "33798765432", "Louis Martin", 80, "Do you have the blue jacket in size M?", claim=True),
         # 26 hours ago: the agent's answer meets WhatsApp's closed 24-hour window (R22).
         DemoConversation(0, "4915112345678", "Jonas Weber", 26 * 60, "Can I still change my delivery address?",
                          reply="Hello Jonas, yes you can!"),
@@ -612,8 +612,7 @@ class MessengerSimulation(Simulation):
     customer = "1254459154682919"
     demo = (
         DemoConversation(0, "1254459154682919", "Amélie D.", 70, "Hi! I also wrote on WhatsApp", person="amelie"),
-        DemoConversation(0, "2093847561029384", "Priya Nair", 55, "Is the store open on Sunday?",
-                         reply="Hi Priya, yes: 10:00 to 18:00 on Sundays."),
+        DemoConversation(0, "2093847561029384", "Priya Nair", 55, "Is the store open on Sunday?"),
         DemoConversation(0, "3847561029384756", "Diego Ruiz", 10, "Where can I find my invoice?"),
     )
 

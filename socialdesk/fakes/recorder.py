@@ -133,6 +133,7 @@ class DemoConversation:
     name: str
     minutes_ago: int
     text: str
+    claim: bool = False  # the agent claims the ticket before answering any
     reply: str | None = None  # the agent answers the ticket with this (once per ticket: on its last message)
     status: str | None = None  # and submits it as
     # The same key on two channels' conversations: one person, whose second account the demo merges (R5).
