@@ -379,7 +379,7 @@ def _priced(df: pd.DataFrame, rates: dict[str, float] | None) -> pd.DataFrame:
 
 
 def reply_costs(con: duckdb.DuckDBPyConnection, start: Any, end: Any, channels: Any = None,
-                   accounts: Any = None, rates: dict[str, float] | None = None) -> pd.DataFrame:
+                accounts: Any = None, rates: dict[str, float] | None = None) -> pd.DataFrame:
     """What the replies sent in the range on priced channels cost, from the pricing their receipts report
     (WhatsApp's; issue 12, B1).
 
@@ -406,7 +406,7 @@ def reply_costs(con: duckdb.DuckDBPyConnection, start: Any, end: Any, channels: 
 
 
 def reply_costs_by_tag(con: duckdb.DuckDBPyConnection, start: Any, end: Any, channels: Any = None,
-                          accounts: Any = None, rates: dict[str, float] | None = None) -> pd.DataFrame:
+                       accounts: Any = None, rates: dict[str, float] | None = None) -> pd.DataFrame:
     """The same priced replies by their ticket's tags (other than the social ones, R7): a reply counts
     under each tag its ticket carries, `(no tag)` when none, so rows do not add up to the total.
     Columns: tag, category, messages, billable, free, cost."""
