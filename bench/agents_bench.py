@@ -23,7 +23,7 @@ import aiohttp
 from bench.common import free_port, rss_mib, start, table, toml, wait_up, write
 from bot.blocks.ids import HOME_TAB
 from socialdesk.fakes import slack_api
-from socialdesk.sandbox import AGENT, TRIAGE_CHANNEL, WHATSAPP_PARIS, Sandbox
+from socialdesk.sandbox import ACCOUNTS, AGENT, BUSIEST, TRIAGE_CHANNEL, Sandbox
 from warehouse import open_store, queries
 from warehouse.demo_data import generate_store
 from warehouse.rows import scalar
@@ -73,12 +73,12 @@ async def _social_during_ingest(port: int, sandbox: Sandbox, seconds: int) -> di
 
         async def webhook(i: int) -> None:
             phone = f"3370{i:07d}" if i % 100 == 50 else f"3369{i % 40000:07d}"
-            body = sandbox.message("whatsapp", WHATSAPP_PARIS, phone, f"hello {i}",
+            body = sandbox.message(BUSIEST, ACCOUNTS[BUSIEST][0], phone, f"hello {i}",
                                    f"wamid.agents.{time.time_ns()}.{i}", datetime.now(UTC), "Bench")
-            req = sandbox.request("whatsapp", WHATSAPP_PARIS, body)
+            req = sandbox.request(BUSIEST, ACCOUNTS[BUSIEST][0], body)
             if i % 100 == 50:
                 probes.append((time.monotonic(), phone))
-            async with http.post(base + req.path, data=req.body, headers=req.headers) as resp:
+            async with http.post(base + req.path, data=req.body, headers=req.headers, params=req.query) as resp:
                 await resp.read()
 
         async def social() -> None:

@@ -1,5 +1,5 @@
-"""Ingest: signed WhatsApp webhooks from a separate load generator (wrk with a Lua script, pre-signed
-requests) through verification and the durable append to the log (the acknowledgement), with the
+"""Ingest: signed webhooks of the busiest channel (WhatsApp) from a separate load generator (wrk with a
+Lua script, pre-signed requests) through verification and the durable append to the log (the acknowledgement), with the
 tickets built right behind, beside a bare aiohttp handler measured in the same run, each at 128 to
 2,048 connections (a fresh store for every run), peak against peak: the bare handler peaks at few
 connections, the store at many, where group commit gathers more messages per commit. SocialDesk runs
@@ -39,7 +39,7 @@ from typing import Any
 import aiohttp
 
 from bench.common import free_port, rss_mib, start, table, toml, wait_up, write
-from socialdesk.sandbox import WHATSAPP_LYON, WHATSAPP_PARIS, Sandbox
+from socialdesk.sandbox import ACCOUNTS, BUSIEST, Sandbox
 from warehouse import owner
 from warehouse.connect import connect
 from warehouse.rows import scalar
@@ -59,7 +59,7 @@ function init(args)
     if i % count == tid then
       local path, sig, body = line:match("([^\t]*)\t([^\t]*)\t(.*)")
       table.insert(requests, wrk.format("POST", path,
-        {["Content-Type"] = "application/json", ["X-Hub-Signature-256"] = sig}, body))
+        {["Content-Type"] = "application/json", ["SIGNATURE_HEADER"] = sig}, body))
     end
     i = i + 1
   end
@@ -80,16 +80,37 @@ POLL_SECONDS = 0.02  # how often the visibility probe reads the live store
 SERVICES = {"socialdesk, 1 process": 0, "socialdesk + 1 webhook worker": 1, "socialdesk + 2 webhook workers": 2}
 
 
+# The webhooks go to the busiest channel's first two demo accounts, alternately.
+PAIR = ACCOUNTS[BUSIEST][:2]
+
+
 def _requests(sandbox: Sandbox, n: int, offset: int = 0) -> Iterator[tuple[str, str, str, bytes]]:
-    """(message id, path, signature, body) of `n` signed WhatsApp webhooks from 5,000 customers."""
+    """(message id, path, signature, body) of `n` signed webhooks from 5,000 customers."""
     now = datetime.now(UTC)
+    header = _signature_header(sandbox)
     for i in range(offset, offset + n):
-        account = WHATSAPP_PARIS if i % 2 else WHATSAPP_LYON
+        account = PAIR[(i + 1) % len(PAIR)]
         mid = f"wamid.bench.{i}"
-        body = sandbox.message("whatsapp", account, f"336{i % 5000:08d}", f"Bonjour, commande {i}", mid, now,
+        body = sandbox.message(BUSIEST, account, f"336{i % 5000:08d}", f"Bonjour, commande {i}", mid, now,
                                f"Customer {i % 5000}")
-        req = sandbox.request("whatsapp", account, body)
-        yield mid, req.path, req.headers["X-Hub-Signature-256"], req.body
+        req = sandbox.request(BUSIEST, account, body)
+        yield mid, req.path, req.headers[header], req.body
+
+
+def _signature_header(sandbox: Sandbox) -> str:
+    """The one header that signs the channel's webhooks: wrk and the fixed-rate sender replay it beside
+    Content-Type (a channel signing in the query or in several headers would need more than this)."""
+    req = sandbox.request(BUSIEST, PAIR[0], sandbox.message(BUSIEST, PAIR[0], "33600000000", "probe", "probe",
+                                                            datetime.now(UTC), "Probe"))
+    [header] = [h for h in req.headers if h.lower() != "content-type"]
+    if req.query:
+        raise SystemExit(f"the ingest benchmark replays header-signed webhooks; {BUSIEST}'s are signed in the query")
+    return header
+
+
+def _paths(sandbox: Sandbox) -> list[str]:
+    """The webhook routes the requests go to (the bare handler answers these)."""
+    return sorted({path for _, path, _, _ in _requests(sandbox, len(PAIR))})
 
 
 def _write_requests(sandbox: Sandbox, path: Path, n: int, offset: int) -> Path:
@@ -217,7 +238,7 @@ class _Visibility:
                 self._last = max(self._last, cid)
 
 
-async def _fixed_rate(url: str, reqs: list[tuple[str, str, str, bytes]], rate: int) -> dict[str, Any]:
+async def _fixed_rate(url: str, reqs: list[tuple[str, str, str, bytes]], rate: int, header: str) -> dict[str, Any]:
     latencies: list[float] = []
     sent: dict[str, float] = {}
     errors = 0
@@ -227,7 +248,7 @@ async def _fixed_rate(url: str, reqs: list[tuple[str, str, str, bytes]], rate: i
             t = time.perf_counter()
             sent[mid] = t
             async with http.post(url + path, data=body, headers={"Content-Type": "application/json",
-                                                                 "X-Hub-Signature-256": sig}) as resp:
+                                                                 header: sig}) as resp:
                 await resp.read()
                 if resp.status != 200:
                     errors += 1
@@ -286,10 +307,10 @@ def _level(work: Path, config: Path, script: Path, data: Path, seconds: int, con
     return result
 
 
-def _fixed(work: Path, config: Path, reqs: list[tuple[str, str, str, bytes]]) -> dict[str, Any]:
+def _fixed(work: Path, config: Path, reqs: list[tuple[str, str, str, bytes]], header: str) -> dict[str, Any]:
     with _service(work, config) as (service, port, db), _rss_peak(service.pid) as rss:
         with _Visibility(db) as probe:
-            result = asyncio.run(_fixed_rate(f"http://127.0.0.1:{port}", reqs, RATE))
+            result = asyncio.run(_fixed_rate(f"http://127.0.0.1:{port}", reqs, RATE, header))
             _drain(db)
             time.sleep(3 * POLL_SECONDS)
         sent = result.pop("sent_at")
@@ -333,7 +354,7 @@ def main(argv: list[str]) -> None:
     print("pre-signing webhooks...", flush=True)
     data = _write_requests(sandbox, work / "requests.tsv", max(150_000, 16_000 * args.seconds), 0)
     script = work / "post.lua"
-    script.write_text(LUA)
+    script.write_text(LUA.replace("SIGNATURE_HEADER", _signature_header(sandbox)))
     configs = {}
     for name, workers in SERVICES.items():
         configs[name] = work / f"bench-{workers}.toml"
@@ -345,7 +366,7 @@ def main(argv: list[str]) -> None:
     for connections in levels:
         print(f"{connections} connections...", flush=True)
         port = free_port()
-        bare = start(["-m", "bench.bare_server", str(port)], {}, Path.cwd())
+        bare = start(["-m", "bench.bare_server", str(port), *_paths(sandbox)], {}, Path.cwd())
         try:
             wait_up(port, bare)
             results["runs"].setdefault("bare aiohttp handler", {})[connections] = _wrk(
@@ -358,7 +379,8 @@ def main(argv: list[str]) -> None:
                                                                        connections)
     print("at a fixed 1,000/s...", flush=True)
     fresh = list(_requests(sandbox, args.fixed, offset=5_000_000))
-    results["fixed_rate"] = {name: _fixed(work, config, fresh) for name, config in configs.items()}
+    header = _signature_header(sandbox)
+    results["fixed_rate"] = {name: _fixed(work, config, fresh, header) for name, config in configs.items()}
 
     peaks = {name: max(runs.items(), key=lambda kv: kv[1]["requests_per_s"]) for name, runs in results["runs"].items()}
     bare_peak = peaks["bare aiohttp handler"][1]["requests_per_s"]

@@ -26,8 +26,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+import connectors.registry  # noqa: F401  (registers the channels the reports and the demo data read)
+from warehouse import channels
+
 HERE = Path(__file__).resolve().parent
-TAGS = {"whatsapp": "whatsapp", "messenger": "facebook", "line": "line", "wechat": "wechat", "x": "twitter"}
+TAGS = {c.name: c.tag for c in channels.every()}  # R7: each channel's tag
 UNSOLVED = ("new", "open", "pending", "hold")
 BUCKETS = [(0, "< 1 h"), (1, "1-4 h"), (4, "4-24 h"), (24, "1-3 d"), (72, "3-7 d"), (168, "> 7 d")]
 

@@ -27,7 +27,7 @@ import aiohttp
 
 from bench.common import free_port, start, table, toml, wait_up, write
 from socialdesk.fakes import slack_api
-from socialdesk.sandbox import AGENT, TRIAGE_CHANNEL, WHATSAPP_PARIS, Sandbox
+from socialdesk.sandbox import ACCOUNTS, AGENT, BUSIEST, TRIAGE_CHANNEL, Sandbox
 
 FOLLOW_UPS = 5  # one customer in FOLLOW_UPS writes twice more
 
@@ -39,9 +39,9 @@ def _texts(n: int, tickets: int) -> list[str]:
 
 async def _send(http: aiohttp.ClientSession, base: str, sandbox: Sandbox, n: int, k: int, text: str,
                 sent: dict[str, float]) -> None:
-    body = sandbox.message("whatsapp", WHATSAPP_PARIS, f"3361{n:07d}", text, f"burst-{n}-{k}",
+    body = sandbox.message(BUSIEST, ACCOUNTS[BUSIEST][0], f"3361{n:07d}", text, f"burst-{n}-{k}",
                            datetime.now(UTC), f"Client {n}")
-    req = sandbox.request("whatsapp", WHATSAPP_PARIS, body)
+    req = sandbox.request(BUSIEST, ACCOUNTS[BUSIEST][0], body)
     sent[text] = time.monotonic()
     async with http.post(base + req.path, data=req.body, headers=req.headers, params=req.query) as resp:
         if resp.status != 200:

@@ -1,8 +1,10 @@
 """The one small protocol every channel module implements, and the shapes it speaks.
 
-A channel module (whatsapp.py, messenger.py, line.py, wechat.py, x.py) exports a `Connector` class
-built from its configured accounts. The generic webhook handler (webhooks.py) and the outbox sender
-(outbox.py) only ever talk to this protocol.
+A channel module exports a `Connector` class built from its configured accounts, and a `DESCRIPTION`
+that says everything else about the channel once: its plain facts for the warehouse (name, tag, label,
+icon, messaging window: `warehouse.channels.Channel`), how its webhooks are routed, and where its fake
+lives. `registry.py` lists the modules, one line each. The generic webhook handler (webhooks.py) and
+the outbox sender (outbox.py) only ever talk to this protocol.
 """
 
 from __future__ import annotations
@@ -11,15 +13,16 @@ import hashlib
 import hmac
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, Literal, Protocol
 
 import aiohttp
 from aiohttp import web
 
+from warehouse.channels import Channel
 from warehouse.model import InboundMessage, MessageEdit, MessageWithdrawn, StatusUpdate
 
 
@@ -141,8 +144,7 @@ class Media:
 
 
 class Connector(Protocol):
-    channel: ClassVar[str]  # one of warehouse.model.CHANNELS
-    window: ClassVar[timedelta | None]  # free-form reply window after the end user's last message
+    channel: ClassVar[str]  # its Description's channel name
 
     def account_ids(self) -> list[str]:
         """The platform ids of the configured business accounts."""
@@ -170,11 +172,41 @@ class Connector(Protocol):
         """The 200 answer once what the request carried is stored."""
         ...
 
+    def simulate(self, account_id: str, body: bytes) -> tuple[dict[str, str], dict[str, str], bytes]:
+        """The request the platform would send us with `body` for this account: (headers, query, body),
+        signed (and encrypted) as the platform does. For the sandbox, the demo and the tests."""
+        ...
+
     async def send(self, session: aiohttp.ClientSession, reply: OutboundReply) -> DeliveryResult:
         ...
 
     async def fetch_media(self, session: aiohttp.ClientSession, account_id: str, media_id: str) -> Media:
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class Description:
+    """One channel, declared once in its module (`DESCRIPTION`) and listed by the registry."""
+
+    channel: Channel  # the plain facts the warehouse, Slack, the CLI and the reports read
+    build: Callable[[list[dict[str, Any]]], Connector]  # the Connector from the channel's configured accounts
+    # "app": one webhook URL for every account, /webhooks/<channel> (the account is in the payload);
+    # "account": one URL per account, /webhooks/<channel>/<account name>.
+    route: Literal["app", "account"]
+    # Where the sandbox finds the channel's strict fake and how to drive it ("module:attribute", a
+    # `socialdesk.fakes.recorder.Simulation`): named, not imported, since fakes live above connectors.
+    simulation: str
+    # Its webhooks are verified in the store process, never in a webhook worker (WeChat remembers
+    # every nonce it saw, and only one process can).
+    store_process_only: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.channel.name
+
+    def path(self) -> str:
+        """The webhook route, as aiohttp matches it."""
+        return f"/webhooks/{self.name}/{{name}}" if self.route == "account" else f"/webhooks/{self.name}"
 
 
 # Helpers the channel modules share -----------------------------------------------------------

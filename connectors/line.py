@@ -28,7 +28,6 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any, ClassVar
 from urllib.parse import quote
 
@@ -40,6 +39,7 @@ from connectors.base import (
     BadSignature,
     ConfigError,
     DeliveryResult,
+    Description,
     HttpAnswer,
     Incoming,
     MalformedPayload,
@@ -58,6 +58,7 @@ from connectors.base import (
     text_value,
     url_value,
 )
+from warehouse.channels import Channel, DemoProfile
 from warehouse.model import Attachment, InboundMessage, MessageEdit, MessageWithdrawn, from_unix_ms
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,15 @@ MEDIA_TYPES = {"image", "video", "audio"}
 RETRY_KEY_NAMESPACE = uuid.UUID("9b4c1f7e-2d6a-4f0e-8a51-6c3d2b7e1a90")
 FILE_REASON = ("LINE only sends images and files from a public HTTPS URL, which SocialDesk does not host; "
                "share a link to the file in the text instead")
+
+
+
+# What the rest of SocialDesk knows of LINE (R7): push messages have no conversation window.
+CHANNEL = Channel(
+    name="line", tag="line", label="LINE", icon="🄻", abbreviation="LINE", zendesk_via=("line", 72),
+    demo=DemoProfile(accounts=(("U1234567890abcdef1234567890abcdef", "Japan", 0.09),
+                               ("U2234567890abcdef1234567890abcdef", "Thailand", 0.06)),
+                     user_id_sql="'U' || md5({j}::VARCHAR || '{seed}')", reply_hours=1.2))
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,8 +119,7 @@ def _load(body: bytes) -> dict[str, Any]:
 
 
 class Connector:
-    channel: ClassVar[str] = "line"
-    window: ClassVar[timedelta | None] = None  # push messages have no conversation window
+    channel: ClassVar[str] = CHANNEL.name
 
     def __init__(self, accounts: list[Account]) -> None:
         check_unique(SECTION, [(a.name, a.bot_user_id) for a in accounts], "bot_user_id")
@@ -393,3 +402,7 @@ def _read_push(answer: HttpAnswer, retry_key: str) -> DeliveryResult:
     if details:
         reason += " (" + "; ".join(details) + ")"
     return DeliveryResult.failed(f"LINE refused the message: {reason}")
+
+
+DESCRIPTION = Description(CHANNEL, Connector.from_config, route="account",
+                          simulation="socialdesk.fakes.line_api:LINE")

@@ -29,6 +29,7 @@ from connectors.base import (
     BadSignature,
     ConfigError,
     DeliveryResult,
+    Description,
     HttpAnswer,
     Incoming,
     MalformedPayload,
@@ -45,6 +46,7 @@ from connectors.base import (
     text_value,
 )
 from warehouse import clock
+from warehouse.channels import Channel, DemoProfile, Window
 from warehouse.model import Attachment, InboundMessage, MessageEdit, StatusUpdate
 
 log = logging.getLogger(__name__)
@@ -58,8 +60,12 @@ WINDOW_CLOSED_CODE = 10  # "(#10) This message is sent outside of allowed window
 WINDOW_CLOSED_SUBCODE = 2018278
 RATE_LIMITED = {4, 32, 613, 2}  # app, page and send rate limits; 2 is "service temporarily unavailable"
 TEXT_LIMIT = 2000  # "(#100) Length of param message[text] must be less than or equal to 2000"
-STANDARD_WINDOW = timedelta(hours=24)
-HUMAN_AGENT_WINDOW = timedelta(days=7)  # channels.md 7: a human may answer with HUMAN_AGENT for 7 days
+# 24 hours after the customer's last message; with the HUMAN_AGENT tag a human may answer for 7 days
+# (channels.md 7), on Pages with Meta's Human Agent permission (`human_agent_tag`, which account_info
+# copies into the ticket's channel info for the desk's window check).
+WINDOW = Window(24, tag="HUMAN_AGENT", tagged_hours=7 * 24, flag="human_agent_tag")
+STANDARD_WINDOW = timedelta(hours=WINDOW.hours)
+HUMAN_AGENT_WINDOW = timedelta(hours=WINDOW.tagged_hours)
 # Our clock and Meta's differ by a little: a reply written in the last minutes of the 24 hours goes
 # with the tag already (where the Page may use it), so it is not refused at the boundary.
 TAG_MARGIN = timedelta(minutes=5)
@@ -70,6 +76,16 @@ METADATA_PREFIX = "socialdesk:outbox:"
 NOT_MESSAGES = ("referral", "optin", "account_linking", "pass_thread_control", "take_thread_control",
                 "request_thread_control", "app_roles", "policy_enforcement", "messaging_feedback", "game_play")
 REACTIONS = {"like": "👍", "love": "❤️", "smile": "😆", "wow": "😮", "sad": "😢", "angry": "😡"}
+
+
+
+# What the rest of SocialDesk knows of Messenger (R7, B1): tickets are tagged `facebook`.
+CHANNEL = Channel(
+    name="messenger", tag="facebook", label="Messenger", icon="🄼", abbreviation="FB", account_noun="Page",
+    window=WINDOW,
+    zendesk_via=("facebook_message", 41, "sunshine_conversations_facebook_messenger", 78, "facebook"),
+    demo=DemoProfile(accounts=(("682498302938465", "Brand page", 0.20),),
+                     user_id_sql="(7000000000000000 + {j})::VARCHAR", reply_hours=1.5))
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,8 +126,7 @@ class Account:
 
 
 class Connector:
-    channel: ClassVar[str] = "messenger"
-    window: ClassVar[timedelta | None] = STANDARD_WINDOW
+    channel: ClassVar[str] = CHANNEL.name
 
     def __init__(self, accounts: Iterable[Account]) -> None:
         accounts = list(accounts)
@@ -448,3 +463,7 @@ def _error(answer: HttpAnswer, account: Account, reply: OutboundReply | None, ki
     if error.code in RATE_LIMITED:
         return DeliveryResult.retry(reason)
     return DeliveryResult.failed(reason)
+
+
+DESCRIPTION = Description(CHANNEL, Connector.from_config, route="app",
+                          simulation="socialdesk.fakes.meta_api:MESSENGER")

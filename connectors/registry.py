@@ -1,29 +1,52 @@
-"""Which channel modules exist, and the connectors built from the configured accounts."""
+"""Which channels exist: one line each. Everything else reads this (webhook routes, the warehouse's
+channel table, Slack's badges, the CLI, the sandbox and the demo, the reports).
+
+Importing this module registers every channel's plain facts (`warehouse.channels`): the warehouse
+knows the channels without importing connectors.
+"""
 
 from __future__ import annotations
 
 import importlib
 from typing import Any
 
-from connectors.base import ConfigError, Connector
+from connectors.base import ConfigError, Connector, Description
+from warehouse import channels
 
-# channel -> module; each module exports `Connector` with `from_config(tables)`.
-MODULES = {"whatsapp": "connectors.whatsapp", "messenger": "connectors.messenger", "line": "connectors.line",
-           "wechat": "connectors.wechat", "x": "connectors.x"}
+# The channel modules, in the order lists and reports show them; each exports DESCRIPTION.
+MODULES = (
+    "connectors.whatsapp",
+    "connectors.messenger",
+    "connectors.line",
+    "connectors.wechat",
+    "connectors.x",
+)
+
+DESCRIPTIONS: dict[str, Description] = {}
+for _module in MODULES:
+    _description: Description = importlib.import_module(_module).DESCRIPTION
+    DESCRIPTIONS[_description.name] = _description
+channels.register(d.channel for d in DESCRIPTIONS.values())
 
 
-def connector_class(channel: str) -> Any:
-    return importlib.import_module(MODULES[channel]).Connector
+def names() -> list[str]:
+    return list(DESCRIPTIONS)
 
 
-def build(channels: dict[str, list[dict[str, Any]]]) -> dict[str, Connector]:
+def description(channel: str) -> Description:
+    try:
+        return DESCRIPTIONS[channel]
+    except KeyError:
+        raise ConfigError(f"unknown channel [[{channel}]] (one of {', '.join(DESCRIPTIONS)})") from None
+
+
+def build(channels_config: dict[str, list[dict[str, Any]]]) -> dict[str, Connector]:
     """A connector for every channel that has configured accounts."""
     built: dict[str, Connector] = {}
-    for channel, tables in channels.items():
-        if channel not in MODULES:
-            raise ConfigError(f"unknown channel [[{channel}]]")
+    for channel, tables in channels_config.items():
+        found = description(channel)
         if tables:
-            built[channel] = connector_class(channel).from_config(tables)
+            built[channel] = found.build(tables)
     return built
 
 

@@ -18,6 +18,7 @@ from typing import Protocol
 
 from aiohttp import web
 
+from connectors import registry as channel_registry
 from connectors.base import Connector, Incoming, Skipped, WebhookError
 from warehouse.ingest import Delivery
 
@@ -122,10 +123,15 @@ def handler(connector: Connector, desk: Ingestor, max_body_bytes: int,
 
 
 def add_routes(app: web.Application, registry: dict[str, Connector], desk: Ingestor, max_body_bytes: int,
-               observe: Observer = _ignore) -> None:
-    """/webhooks/{whatsapp,messenger,x} (account from the payload), /webhooks/{line,wechat}/{name}."""
+               observe: Observer = _ignore, *, in_worker: bool = False) -> None:
+    """Each configured channel's route, as its description says: /webhooks/<channel> when the payload names
+    the account, /webhooks/<channel>/{name} when each account has its URL. `in_worker`: a webhook worker's
+    routes, without the channels whose webhooks only the store process may verify (they are passed on)."""
     for channel, connector in registry.items():
-        path = f"/webhooks/{channel}/{{name}}" if channel in ("line", "wechat") else f"/webhooks/{channel}"
+        found = channel_registry.description(channel)
+        if in_worker and found.store_process_only:
+            continue
+        path = found.path()
         handle = handler(connector, desk, max_body_bytes, observe)
         app.router.add_route("GET", path, handle)
         app.router.add_route("POST", path, handle)

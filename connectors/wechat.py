@@ -27,7 +27,6 @@ import xml.etree.ElementTree as ET
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any, ClassVar
 
 import aiohttp
@@ -41,11 +40,13 @@ from connectors.base import (
     BadSignature,
     ConfigError,
     DeliveryResult,
+    Description,
     HttpAnswer,
     Incoming,
     MalformedPayload,
     Media,
     OutboundReply,
+    Parsed,
     UnknownAccount,
     call_api,
     check_table,
@@ -54,7 +55,8 @@ from connectors.base import (
     text_value,
     url_value,
 )
-from warehouse.model import Attachment, InboundMessage, StatusUpdate, from_unix
+from warehouse.channels import Channel, DemoProfile, Window
+from warehouse.model import Attachment, InboundMessage, from_unix
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +84,15 @@ PLAIN_MODE_WARNING = (
     "message, but inside those minutes a request intercepted before it reached us can still carry a forged "
     "message. Safe mode (安全模式) encrypts every message with the EncodingAESKey and signs the ciphertext: "
     "switch the account to safe mode in the WeChat console and set encoding_aes_key.")
+
+
+
+# What the rest of SocialDesk knows of WeChat (R7, B1): customer-service messages for 48 hours.
+CHANNEL = Channel(
+    name="wechat", tag="wechat", label="WeChat", icon="🆆", abbreviation="WC", window=Window(48),
+    zendesk_via=("wechat", 73),
+    demo=DemoProfile(accounts=(("gh_97417a04a28d", "China", 0.15),),
+                     user_id_sql="'o' || substr(md5({j}::VARCHAR || 'w{seed}'), 1, 27)", reply_hours=3.0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,8 +152,7 @@ def _scrub(text: str, *secrets_: str) -> str:
 
 
 class Connector:
-    channel: ClassVar[str] = "wechat"
-    window: ClassVar[timedelta | None] = timedelta(hours=48)
+    channel: ClassVar[str] = CHANNEL.name
 
     def __init__(self, accounts: list[Account], clock: Callable[[], float] = time.time) -> None:
         """`clock`: unix seconds now, for the freshness check (tests post WeChat's own samples at their time)."""
@@ -276,7 +286,7 @@ class Connector:
             raise UnknownAccount(f"WeChat message is not addressed to account {account.name!r}")
         return root
 
-    def parse(self, request: Incoming) -> list[InboundMessage | StatusUpdate]:
+    def parse(self, request: Incoming) -> list[Parsed]:
         account = self._account_for(request)
         root = self._open(account, request)
         msg_type, user, created = _text(root, "MsgType"), _text(root, "FromUserName"), _text(root, "CreateTime")
@@ -559,3 +569,10 @@ def _content(root: ET.Element, msg_type: str) -> tuple[str, list[Attachment]]:
 def unsupported(msg_type: str) -> str:
     """The comment for a message kind we do not render: what came, in words an agent reads."""
     return f"sent an unsupported message (type: {msg_type[:40]})"
+
+
+# WeChat's webhooks are verified in the store process: it refuses a nonce seen before, and only one
+# process can remember them all (its traffic is small).
+DESCRIPTION = Description(CHANNEL, lambda tables: Connector.from_config(tables), route="account",
+                          store_process_only=True,
+                          simulation="socialdesk.fakes.wechat_api:WECHAT")

@@ -18,7 +18,7 @@ import logging
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, ClassVar
 
 import aiohttp
@@ -28,6 +28,7 @@ from connectors import meta
 from connectors.base import (
     BadSignature,
     DeliveryResult,
+    Description,
     HttpAnswer,
     Incoming,
     MalformedPayload,
@@ -43,6 +44,7 @@ from connectors.base import (
     obj,
     text_value,
 )
+from warehouse.channels import Channel, DemoProfile, Window
 from warehouse.model import Attachment, DeliveryState, InboundMessage, MessageEdit, MessageWithdrawn, StatusUpdate
 
 log = logging.getLogger(__name__)
@@ -83,6 +85,17 @@ EXPLAINED = {
 OPAQUE_PREFIX = "socialdesk:outbox:"
 OPAQUE = re.compile(re.escape(OPAQUE_PREFIX) + r"\d{1,18}")
 
+
+# What the rest of SocialDesk knows of WhatsApp (R7, R22, B1): templates still go out after 24 hours, and
+# status webhooks say what each reply cost.
+CHANNEL = Channel(
+    name="whatsapp", tag="whatsapp", label="WhatsApp", icon="🅆", abbreviation="WA",
+    window=Window(24, templates=True), zendesk_via=("whatsapp", 74), priced_replies=True,
+    demo=DemoProfile(accounts=(("106540352242922", "Paris support", 0.25), ("106540352242923", "Lyon support", 0.15)),
+                     user_id_sql="'336' || lpad((10000000 + {j})::VARCHAR, 8, '0')", message_id_prefix="wamid.demo",
+                     reply_hours=0.8, phones=True))
+
+
 @dataclass(frozen=True, slots=True)
 class Account:
     name: str
@@ -112,8 +125,7 @@ class Account:
 
 
 class Connector:
-    channel: ClassVar[str] = "whatsapp"
-    window: ClassVar[timedelta | None] = timedelta(hours=24)
+    channel: ClassVar[str] = CHANNEL.name
 
     def __init__(self, accounts: Iterable[Account]) -> None:
         accounts = list(accounts)
@@ -561,3 +573,7 @@ def _error(answer: HttpAnswer, account: Account) -> DeliveryResult:
     if error.code in RATE_LIMITED:
         return DeliveryResult.retry(reason)
     return DeliveryResult.failed(reason)
+
+
+DESCRIPTION = Description(CHANNEL, Connector.from_config, route="app",
+                          simulation="socialdesk.fakes.meta_api:WHATSAPP")

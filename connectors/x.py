@@ -26,7 +26,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -37,6 +37,7 @@ from connectors.base import (
     SEND_TIMEOUT,
     BadSignature,
     DeliveryResult,
+    Description,
     HttpAnswer,
     Incoming,
     MalformedPayload,
@@ -55,6 +56,7 @@ from connectors.base import (
     text_value,
     url_value,
 )
+from warehouse.channels import Channel, DemoProfile
 from warehouse.model import Attachment, InboundMessage, StatusUpdate, from_unix_ms
 
 log = logging.getLogger(__name__)
@@ -77,6 +79,15 @@ PROFILE_KEYS = ("name", "screen_name", "location", "description", "verified", "p
 CRC_TOKEN = re.compile(r"[A-Za-z0-9_\-+/=.~]{1,128}")
 TEXT_LIMIT = 10_000  # characters per DM (developer.x.com: "Text messages support up to 10,000 characters")
 DM_EVENT_KEYS = ("direct_message_events", "direct_message_mark_read_events", "direct_message_indicate_typing_events")
+
+
+
+# What the rest of SocialDesk knows of X (R7): tickets are tagged `twitter`; DMs have no window.
+CHANNEL = Channel(
+    name="x", tag="twitter", label="X", icon="🅇", abbreviation="X",
+    zendesk_via=("twitter_dm", 26, "sunshine_conversations_twitter_dm", 88, "twitter", 30),
+    demo=DemoProfile(accounts=(("835740314006511618", "Brand on X", 0.10),),
+                     user_id_sql="(9000000000 + {j})::VARCHAR", reply_hours=2.0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,8 +154,7 @@ def _profile(user: Any) -> dict[str, Any]:
 
 
 class Connector:
-    channel: ClassVar[str] = "x"
-    window: ClassVar[timedelta | None] = None
+    channel: ClassVar[str] = CHANNEL.name
 
     def __init__(self, accounts: list[Account]) -> None:
         check_unique(SECTION, [(a.name, a.user_id) for a in accounts], "user_id")
@@ -452,3 +462,6 @@ def _reset_in(value: str | None) -> float | None:
         return retry_after_seconds(str(float(value) - time.time())) if value else None
     except ValueError:
         return None
+
+
+DESCRIPTION = Description(CHANNEL, Connector.from_config, route="app", simulation="socialdesk.fakes.x_api:X")

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from connectors import registry as channel_registry
 from connectors.base import ConfigError
 from socialdesk import config as config_module
 from socialdesk import logs
@@ -22,8 +23,6 @@ from warehouse import owner
 from warehouse.conditions import ConditionError
 from warehouse.store import StoreBusy
 from warehouse.tickets import OperationError
-
-CHANNEL_ICONS = {"whatsapp": "WA", "messenger": "FB", "line": "LINE", "wechat": "WC", "x": "X"}
 
 
 class CommandError(Exception):
@@ -248,7 +247,12 @@ def _ingest(cfg: config_module.Config, path: str) -> dict[str, Any]:
 
 def _rows(tickets: list[dict[str, Any]]) -> list[str]:
     return [f"  #{t['id']:<6} [{t['status']}] {t['requester']['name']}  ({t['conversation_status']})"
-            f"  {CHANNEL_ICONS.get(t['channel'], t['channel'])}" for t in tickets]
+            f"  {_abbreviation(t['channel'])}" for t in tickets]
+
+
+def _abbreviation(channel: str) -> str:
+    found = channel_registry.DESCRIPTIONS.get(channel)
+    return found.channel.abbreviation if found else channel
 
 
 def render(command: str, result: dict[str, Any]) -> str:

@@ -22,8 +22,8 @@ from typing import Annotated, Any
 import msgspec
 
 from bot.settings import SlackConfig
+from connectors import registry
 from connectors.base import ConfigError
-from warehouse.model import CHANNELS
 from warehouse.phones import check_region as phonenumbers_region
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -174,9 +174,10 @@ def load(path: str | os.PathLike[str] | None = None, *, secrets: bool = True) ->
         raise ConfigError(f"configuration file {file} not found")
     missing: list[str] = []
     raw = _expand(raw, "", missing)
-    unknown = sorted(set(raw) - set(SECTIONS) - set(CHANNELS))
+    unknown = sorted(set(raw) - set(SECTIONS) - set(registry.names()))
     if unknown:
-        raise ConfigError(f"{file}: unknown section [{unknown[0]}] (known: {', '.join([*SECTIONS, *CHANNELS])})")
+        known = ", ".join([*SECTIONS, *registry.names()])
+        raise ConfigError(f"{file}: unknown section [{unknown[0]}] (known: {known})")
     missing = [m for m in missing if m.split(":")[0] not in OPTIONAL_SECRETS]
     if missing and secrets:
         raise ConfigError(missing[0])
@@ -206,7 +207,7 @@ def load(path: str | os.PathLike[str] | None = None, *, secrets: bool = True) ->
         phonenumbers_region(cfg.phones.default_region)
     except ValueError as exc:
         raise ConfigError(f"[phones] default_region: {exc}") from None
-    for channel in CHANNELS:
+    for channel in registry.names():
         tables = raw.get(channel, [])
         if not isinstance(tables, list):
             raise ConfigError(f"[[{channel}]] must be an array of tables (write [[{channel}]], not [{channel}])")

@@ -1,18 +1,21 @@
 """`socialdesk demo`: the whole product on one machine with no accounts.
 
 It starts local fakes of the channels' APIs, runs the real service on a local DuckDB file with demo
-accounts for all five channels, and drives realistic signed traffic through the real webhook
-endpoints. Agents reply through the real outbox (one reply meets a closed WhatsApp window), receipts
-come back, and the notifier is printed as an agent sees it. Then it keeps serving until Ctrl-C.
+accounts for every channel, and drives realistic signed traffic through the real webhook endpoints
+(each channel's demo messages come from its simulation). Agents reply through the real outbox (one
+reply meets a closed messaging window), receipts come back where the channel sends them, and the
+notifier is printed as an agent sees it. Then it keeps serving until Ctrl-C.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import signal
 import socket
 import sys
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,29 +26,34 @@ from aiohttp import web
 from socialdesk.cli import render
 from socialdesk.config import Config
 from socialdesk.fakes import slack_api
-from socialdesk.fakes.meta_api import whatsapp_status_payload
-from socialdesk.sandbox import ACCOUNTS, AGENT, AGENT_NAME, TRIAGE_CHANNEL, WHATSAPP_LYON, WHATSAPP_PARIS, Sandbox
+from socialdesk.sandbox import AGENT, AGENT_NAME, SIMULATIONS, TRIAGE_CHANNEL, Sandbox
 from socialdesk.service import DESK, STORE, build_app
-from warehouse import owner
+from warehouse import channels, outbox, owner, queries
 from warehouse.desk import Desk
 
-# (channel, account, user id, name, minutes ago, text): a morning at a small online shop.
-CONVERSATIONS: list[tuple[str, str, str, str, int, str]] = [
-    ("whatsapp", WHATSAPP_PARIS, "33612345678", "Amélie Dupont", 95, "Bonjour, ma commande A-1042 n'est pas arrivée"),
-    ("whatsapp", WHATSAPP_PARIS, "33612345678", "Amélie Dupont", 93, "Le suivi indique livrée hier ?"),
-    ("whatsapp", WHATSAPP_LYON, "33798765432", "Louis Martin", 80, "Do you have the blue jacket in size M?"),
-    ("whatsapp", WHATSAPP_PARIS, "4915112345678", "Jonas Weber", 26 * 60, "Can I still change my delivery address?"),
-    ("messenger", ACCOUNTS["messenger"][0], "1254459154682919", "Amélie D.", 70, "Hi! I also wrote on WhatsApp"),
-    ("messenger", ACCOUNTS["messenger"][0], "2093847561029384", "Priya Nair", 55, "Is the store open on Sunday?"),
-    ("line", ACCOUNTS["line"][0], "U206d25c2ea6bd87c17655609a1c37cb8", "Sato Yui", 50, "注文をキャンセルできますか？"),
-    ("line", ACCOUNTS["line"][0], "U8b3c2f1e0d9a8b7c6d5e4f3a2b1c0d9e", "Kenji Ito", 45, "Thanks for the delivery!"),
-    ("wechat", ACCOUNTS["wechat"][0], "o9AgO5Kd5ggOC-bXrbNODIiE3bGY", "Li Wei", 40, "请问可以开发票吗？"),
-    ("x", ACCOUNTS["x"][0], "272953809", "Nicolas Pottier", 30, "My discount code DEMO10 doesn't work"),
-    ("x", ACCOUNTS["x"][0], "272953809", "Nicolas Pottier", 29, "It says expired, but the email says today"),
-    ("whatsapp", WHATSAPP_LYON, "447700900123", "Olivia Brown", 20, "Card 4111 1111 1111 1111 was charged twice"),
-    ("messenger", ACCOUNTS["messenger"][0], "3847561029384756", "Diego Ruiz", 10, "Where can I find my invoice?"),
-    ("wechat", ACCOUNTS["wechat"][0], "oX7pQ2rS4tU6vW8xY0zA1bC3dE5f", "Wang Fang", 5, "你好，包裹还没到"),
-]
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One customer message of the demo: a morning at a small online shop, on every channel."""
+
+    channel: str
+    account: str
+    user: str
+    name: str
+    minutes_ago: int
+    text: str
+    claim: bool
+    reply: str | None
+    status: str | None
+    person: str
+
+
+def conversations() -> list[Message]:
+    """Every channel's demo messages (its simulation's), channel by channel in the registry's order: the
+    first channel's first customer has ticket 1."""
+    return [Message(channel, s.account_ids[c.account], c.user, c.name, c.minutes_ago, c.text, c.claim, c.reply,
+                    c.status, c.person)
+            for channel, s in SIMULATIONS.items() for c in s.demo]
 
 
 def _free_port(preferred: int) -> int:
@@ -65,56 +73,75 @@ def say(text: str) -> None:
 async def drive(base: str, sandbox: Sandbox, desk: Desk) -> dict[str, Any]:
     """The demo's traffic, through the real endpoints; returns what happened for the summary."""
     now = datetime.now(UTC)
+    messages = conversations()
     async with aiohttp.ClientSession() as http:
-        say(f"→ {len(CONVERSATIONS)} customer messages arrive on five channels (signed webhooks)")
-        for n, (channel, account, user, name, minutes, text) in enumerate(CONVERSATIONS, 1):
-            at = now - timedelta(minutes=minutes)
-            body = sandbox.message(channel, account, user, text, f"demo-{channel}-{n}", at, name)
-            req = sandbox.request(channel, account, body)
+        say(f"→ {len(messages)} customer messages arrive on {len(SIMULATIONS)} channels (signed webhooks)")
+        for n, m in enumerate(messages, 1):
+            body = sandbox.message(m.channel, m.account, m.user, m.text, f"demo-{m.channel}-{n}",
+                                   now - timedelta(minutes=m.minutes_ago), m.name)
+            req = sandbox.request(m.channel, m.account, body)
             async with http.post(base + req.path, data=req.body, headers=req.headers, params=req.query) as resp:
-                say(f"  [{n:2}/{len(CONVERSATIONS)}] {channel:<9} {name:<16} → HTTP {resp.status}")
+                say(f"  [{n:2}/{len(messages)}] {m.channel:<9} {m.name:<16} → HTTP {resp.status}")
         # A platform retries a delivery: nothing changes.
         async with http.post(base + req.path, data=req.body, headers=req.headers, params=req.query) as resp:
             say(f"  a redelivered webhook → HTTP {resp.status}, stored once")
 
         agent = await desk.agent(AGENT, AGENT_NAME)
-        by_user = await desk.read(lambda c: dict(c.execute(
-            "SELECT recipient, max(id) FROM tickets GROUP BY recipient").fetchall()))
-        tickets = {name: by_user[user] for _, _, user, name, _, _ in CONVERSATIONS}
-        say("→ the agent claims and answers")
-        await desk.claim(tickets["Amélie Dupont"], agent)
-        await desk.claim(tickets["Louis Martin"], agent)
-        answered = [
-            await desk.reply(tickets["Amélie Dupont"], agent, "Bonjour Amélie, je vérifie avec le transporteur.",
-                             status="pending"),
-            await desk.reply(tickets["Sato Yui"], agent, "キャンセルを承りました。"),
-            await desk.reply(tickets["Li Wei"], agent, "可以，我们今天会把发票发到您的邮箱。"),
-            await desk.reply(tickets["Nicolas Pottier"], agent, "Sorry! Here is a new code: DEMO15"),
-            await desk.reply(tickets["Jonas Weber"], agent, "Hello Jonas, yes you can!"),  # 26 hours later: refused
-        ]
-        replies = [r for r in answered if r is not None]  # None only for a once-key acted on already
-        for r in replies:
-            say(f"  reply on ticket #{r['ticket_id']}: {r['state']}" + (f" ({r['reason']})" if r["reason"] else ""))
+        say("→ the agent claims and answers (one reply meets a closed messaging window)")
+        for m in messages:
+            if m.claim and (ticket := await _ticket(desk, m)) is not None:
+                await desk.claim(ticket, agent)
+        replies = []
+        for m in messages:
+            if m.reply is None or (ticket := await _ticket(desk, m)) is None:
+                continue
+            result = await desk.reply(ticket, agent, m.reply, status=m.status)
+            if result is not None:  # None only for a once-key acted on already
+                replies.append(result)
+                say(f"  reply on ticket #{result['ticket_id']} ({channels.label(m.channel)}): {result['state']}"
+                    + (f" ({result['reason']})" if result["reason"] else ""))
         sent = await _wait_sent(desk, [r["outbox_id"] for r in replies if r["state"] == "queued"])
-        for platform_id, channel, account, recipient in sent:
-            if channel == "whatsapp":
-                for status in ("delivered", "read"):
-                    body = whatsapp_status_payload(account, recipient, platform_id, status)
-                    req = sandbox.request("whatsapp", account, body)
-                    async with http.post(base + req.path, data=req.body, headers=req.headers):
-                        pass
-        say("  WhatsApp delivery and read receipts came back for the replies sent there (B2)")
-        users = await desk.read(lambda c: dict(c.execute(
-            "SELECT i.channel, i.user_id FROM identities i WHERE i.platform_user_id IN (?, ?)",
-            ["33612345678", "1254459154682919"]).fetchall()))
-        await desk.merge(users["messenger"], users["whatsapp"], _demo_actor())
-        say("  merged Amélie's Messenger account into her WhatsApp account (R5)")
-        await _slack(http, base, sandbox)
+        receipts = 0
+        for reply in sent:
+            for status in ("delivered", "read"):
+                receipt = sandbox.receipt(reply["channel"], reply["account"], reply["recipient"],
+                                          reply["platform_message_id"], status)
+                if receipt is not None:
+                    req = sandbox.request(reply["channel"], reply["account"], receipt)
+                    async with http.post(base + req.path, data=req.body, headers=req.headers, params=req.query):
+                        receipts += 1
+        say(f"  {receipts} delivery and read receipts came back from the channels that send them (B2)")
+        await _merge_people(desk, messages)
+        await _slack(http, base, sandbox, len({(m.channel, m.account, m.user) for m in messages}))
     return {"replies": replies}
 
 
-async def _slack(http: aiohttp.ClientSession, base: str, sandbox: Sandbox) -> None:
-    """The agent's side, through signed Slack requests to /slack/events, and what the app posted to Slack."""
+async def _ticket(desk: Desk, m: Message) -> int | None:
+    """The ticket the message is on (its sender's newest on that account)."""
+    return await desk.read(functools.partial(queries.latest_ticket, channel=m.channel, account=m.account,
+                                             platform_user_id=m.user))
+
+
+async def _merge_people(desk: Desk, messages: list[Message]) -> None:
+    """A customer who wrote on two channels (the demo says who, `person`) is one person: the agent merges
+    the later account into the first (R5)."""
+    first: dict[str, Message] = {}
+    for m in messages:
+        if not m.person:
+            continue
+        earlier = first.setdefault(m.person, m)
+        if earlier.channel != m.channel:
+            source, target = [await desk.read(functools.partial(
+                queries.user_of_identity, channel=x.channel, account=x.account, platform_user_id=x.user))
+                for x in (m, earlier)]
+            await desk.merge(source, target, _demo_actor())
+            say(f"  merged {m.name}'s {channels.label(m.channel)} account into their "
+                f"{channels.label(earlier.channel)} account (R5)")
+
+
+async def _slack(http: aiohttp.ClientSession, base: str, sandbox: Sandbox, tickets: int) -> None:
+    """The agent's side, through signed Slack requests to /slack/events, and what the app posted to Slack
+    (a card for each of the `tickets`)."""
     say("→ in Slack (a local fake of Slack's Web API)")
     body, ctype = slack_api.command_body("/social", "unassigned", AGENT, response_url=sandbox.slack.response_url())
     async with http.post(base + "/slack/events", data=body, headers={"Content-Type": ctype,
@@ -130,7 +157,7 @@ async def _slack(http: aiohttp.ClientSession, base: str, sandbox: Sandbox) -> No
     while asyncio.get_running_loop().time() < deadline:
         cards = [c for c in sandbox.slack.called("chat.postMessage")
                  if c.get("channel") == TRIAGE_CHANNEL and not c.get("thread_ts")]
-        if len(cards) >= 12 and sandbox.slack.called("views.publish"):
+        if len(cards) >= tickets and sandbox.slack.called("views.publish"):
             break
         await asyncio.sleep(0.2)
     threads = [c for c in sandbox.slack.called("chat.postMessage") if c.get("thread_ts")]
@@ -147,17 +174,14 @@ def _demo_actor() -> Any:
     return Actor("system", "demo")
 
 
-async def _wait_sent(desk: Desk, outbox_ids: list[int], timeout: float = 15.0) -> list[tuple]:
-    ids = ",".join(str(i) for i in outbox_ids) or "NULL"
+async def _wait_sent(desk: Desk, outbox_ids: list[int], timeout: float = 15.0) -> list[dict[str, Any]]:
+    """The replies once the outbox is done with them, those the platform took."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
-        rows = await desk.read(lambda c: c.execute(
-            f"SELECT platform_message_id, channel, account, recipient FROM outbox WHERE id IN ({ids}) "
-            f"AND state <> 'queued'"
-        ).fetchall())
+        rows = await desk.read(lambda c: outbox.finished(c, outbox_ids))
         if len(rows) == len(outbox_ids) or asyncio.get_running_loop().time() > deadline:
             say(f"  the outbox delivered {len(rows)} of {len(outbox_ids)} replies through the channels' APIs")
-            return [r for r in rows if r[0]]
+            return [r for r in rows if r["platform_message_id"]]
         await asyncio.sleep(0.1)
 
 
@@ -165,7 +189,7 @@ async def run(cfg: Config, *, once: bool = False) -> int:
     if not cfg.store.path or cfg.store.path == Config().store.path:
         cfg.store.path = "data/demo.duckdb"
     fresh = not Path(cfg.store.path).exists()
-    say("SocialDesk demo: starting fake WhatsApp, Messenger, LINE, WeChat and X APIs on loopback")
+    say(f"SocialDesk demo: starting fake {', '.join(channels.label(c) for c in SIMULATIONS)} APIs on loopback")
     sandbox = await Sandbox().start()
     # The strict fake of Slack knows only the channels it is told of: the app is in the triage channel.
     sandbox.slack.add_channel(TRIAGE_CHANNEL, "social-triage", members=[AGENT])

@@ -1,14 +1,15 @@
 """A complete local world for the demo, the end-to-end tests and the benchmarks.
 
-Fakes of every platform's API on loopback, demo business accounts for all five channels (two
-WhatsApp numbers) with fresh random secrets, and one way to build what a platform would POST to our
-webhooks: a realistic payload, signed (and for WeChat encrypted) exactly as the platform does.
+Fakes of every channel's API and of Slack on loopback, demo business accounts for every channel with
+fresh random secrets, and one way to build what a platform would POST to our webhooks: a realistic
+payload, signed (and for WeChat encrypted) exactly as the platform does. Each channel brings its own
+fake and how to drive it (the simulation its description names): nothing here knows one channel from
+another.
 """
 
 from __future__ import annotations
 
-import base64
-import os
+import importlib
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,21 +18,35 @@ from typing import Any
 from connectors import registry as connector_registry
 from connectors.base import Connector
 from socialdesk.config import Config, SlackConfig
-from socialdesk.fakes import line_api, meta_api, slack_api, wechat_api, x_api
-from socialdesk.fakes.recorder import FakeAPI
+from socialdesk.fakes import slack_api
+from socialdesk.fakes.recorder import FakeAPI, Simulation
+from warehouse import channels
 
-WHATSAPP_PARIS = "106540352242922"
-WHATSAPP_LYON = "106540352242923"
-MESSENGER_PAGE = "682498302938465"
-LINE_BOT = line_api.DEMO_BOT_USER_ID
-WECHAT_ACCOUNT = "gh_97417a04a28d"
-WECHAT_APP = "wx5e1f0a2b3c4d5e6f"
-X_ACCOUNT = x_api.DEMO_USER_ID
 AGENT, AGENT_NAME = "U0DEMOAGENT", "Ada Lovelace"
 TRIAGE_CHANNEL = "C0TRIAGE"
-TEMPLATES: list[dict[str, Any]] = [{"name": "order_update", "language": "en_US", "parameters": ["order number"]}]
-ACCOUNTS = {"whatsapp": [WHATSAPP_PARIS, WHATSAPP_LYON], "messenger": [MESSENGER_PAGE], "line": [LINE_BOT],
-            "wechat": [WECHAT_ACCOUNT], "x": [X_ACCOUNT]}
+
+
+def simulation(channel: str) -> Simulation:
+    """The channel's simulation, as its description names it (`module:attribute`)."""
+    module, _, attribute = connector_registry.description(channel).simulation.partition(":")
+    found: Simulation = getattr(importlib.import_module(module), attribute)
+    return found
+
+
+SIMULATIONS: dict[str, Simulation] = {name: simulation(name) for name in connector_registry.names()}
+# Every channel's demo business accounts, in order: {channel: [account id, ...]}.
+ACCOUNTS: dict[str, list[str]] = {name: list(s.account_ids) for name, s in SIMULATIONS.items()}
+# Approved message templates, from the channels that have them (the configuration's `[[template]]`).
+TEMPLATES: list[dict[str, Any]] = [dict(t) for s in SIMULATIONS.values() for t in s.templates]
+
+
+def _traffic(name: str) -> float:
+    profile = channels.get(name).demo
+    return sum(share for *_, share in profile.accounts) if profile else 0.0
+
+
+# The channel the benchmarks drive: the one with the most traffic (its module's demo profile says so).
+BUSIEST: str = max(SIMULATIONS, key=_traffic)
 
 
 def _secret() -> str:
@@ -50,20 +65,24 @@ class Request:
 
 @dataclass
 class Sandbox:
-    meta: meta_api.MetaGraphAPI = field(default_factory=meta_api.MetaGraphAPI)
-    line: line_api.LineAPI = field(default_factory=line_api.LineAPI)
-    wechat: wechat_api.FakeWeChatAPI = field(default_factory=wechat_api.FakeWeChatAPI)
-    x: x_api.XAPI = field(default_factory=x_api.XAPI)
     slack: slack_api.SlackAPI = field(default_factory=slack_api.SlackAPI)
+    # One fake per API: channels that share an API (Meta's Graph API) share its fake.
+    apis: dict[type[FakeAPI], FakeAPI] = field(default_factory=dict)
     channels: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     registry: dict[str, Connector] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        for found in SIMULATIONS.values():
+            if found.api not in self.apis:
+                self.apis[found.api] = found.api()
+
     @property
-    def fakes(self) -> dict[str, FakeAPI]:
-        return {"whatsapp": self.meta, "messenger": self.meta, "line": self.line, "wechat": self.wechat, "x": self.x}
+    def fakes(self) -> dict[str, Any]:
+        """Each channel's fake API."""
+        return {name: self.apis[s.api] for name, s in SIMULATIONS.items()}
 
     def _all_fakes(self) -> list[FakeAPI]:
-        return [self.meta, self.line, self.wechat, self.x, self.slack]
+        return [*self.apis.values(), self.slack]
 
     async def start(self) -> Sandbox:
         """Start the fakes and configure one account set pointing at them."""
@@ -71,35 +90,7 @@ class Sandbox:
             await fake.start()
         self.slack.add_user(AGENT, AGENT_NAME)
         self.slack.add_channel(TRIAGE_CHANNEL, "social-triage", members=[AGENT])
-        for template in TEMPLATES:  # approved in WhatsApp Manager, as the configuration says
-            self.meta.approve_template(template["name"], len(template["parameters"]))
-        wa_tokens = {WHATSAPP_PARIS: _secret(), WHATSAPP_LYON: _secret()}
-        page_token = _secret()
-        self.meta.whatsapp_tokens.update(wa_tokens)
-        self.meta.page_tokens[MESSENGER_PAGE] = page_token
-        wechat_secret = _secret()
-        self.wechat.apps[WECHAT_APP] = wechat_secret
-        app_secret = _secret()  # one Meta app serves both numbers and the page
-        self.channels = {
-            "whatsapp": [
-                {"name": "paris", "phone_number_id": WHATSAPP_PARIS, "display_phone_number": "+33 1 86 95 00 01",
-                 "app_secret": app_secret, "verify_token": _secret(), "access_token": wa_tokens[WHATSAPP_PARIS],
-                 "api_url": self.meta.url + "/v21.0"},
-                {"name": "lyon", "phone_number_id": WHATSAPP_LYON, "display_phone_number": "+33 4 28 29 00 02",
-                 "app_secret": app_secret, "verify_token": _secret(), "access_token": wa_tokens[WHATSAPP_LYON],
-                 "api_url": self.meta.url + "/v21.0"}],
-            "messenger": [{"name": "brand-page", "page_id": MESSENGER_PAGE, "page_name": "SocialDesk Demo",
-                           "app_secret": app_secret, "verify_token": _secret(), "page_access_token": page_token,
-                           "api_url": self.meta.url + "/v21.0"}],
-            "line": [{"name": "jp", "bot_user_id": LINE_BOT, "channel_secret": _secret(),
-                      "channel_access_token": line_api.DEMO_TOKEN, "api_url": self.line.url,
-                      "data_api_url": self.line.url}],
-            "wechat": [{"name": "cn", "original_id": WECHAT_ACCOUNT, "app_id": WECHAT_APP, "app_secret": wechat_secret,
-                        "token": _secret(), "encoding_aes_key": base64.b64encode(os.urandom(32)).decode()[:43],
-                        "api_url": self.wechat.url}],
-            "x": [{"name": "brand", "user_id": X_ACCOUNT, "screen_name": x_api.DEMO_SCREEN_NAME,
-                   "consumer_secret": _secret(), "access_token": x_api.DEMO_TOKEN, "api_url": self.x.url}],
-        }
+        self.channels = {name: s.accounts(self.apis[s.api], _secret) for name, s in SIMULATIONS.items()}
         self.registry = connector_registry.build(self.channels)
         return self
 
@@ -122,25 +113,21 @@ class Sandbox:
         """A text message as `channel` would send it to our webhook (its platform's fake learns that the
         customer wrote then)."""
         self.fakes[channel].customer_wrote(account, user, sent_at)
-        seconds = int(sent_at.timestamp())
-        if channel == "whatsapp":
-            return meta_api.whatsapp_message_payload(account, user, text, message_id, name=name, timestamp=seconds)
-        if channel == "messenger":
-            return meta_api.messenger_message_payload(account, user, text, message_id, timestamp_ms=seconds * 1000)
-        if channel == "line":
-            return line_api.message_payload(account, user, text, message_id, timestamp_ms=seconds * 1000)
-        if channel == "wechat":
-            return wechat_api.message_payload(account, user, text, message_id, create_time=seconds)
-        if channel == "x":
-            return x_api.message_payload(account, user, text, message_id, created_ms=seconds * 1000, name=name,
-                                         screen_name=name.lower().replace(" ", "_"))
-        raise ValueError(f"unknown channel {channel}")
+        return SIMULATIONS[channel].message(account, user, text, message_id, sent_at, name)
+
+    def receipt(self, channel: str, account: str, user: str, platform_message_id: str, status: str) -> bytes | None:
+        """The platform's receipt for one of our messages, where it sends receipts."""
+        return SIMULATIONS[channel].receipt(account, user, platform_message_id, status)
+
+    def replies(self, channel: str) -> list[Any]:
+        """What the channel's fake took from us (`SentReply`: account, recipient, text), in order."""
+        return SIMULATIONS[channel].replies(self.fakes[channel])
 
     def request(self, channel: str, account: str, body: bytes) -> Request:
         """`body` signed (and encrypted) as the platform would POST it, with the route it goes to."""
         connector = self.registry[channel]
-        headers, query, signed = connector.simulate(account, body)  # type: ignore[attr-defined]
+        headers, query, signed = connector.simulate(account, body)
         path = f"/webhooks/{channel}"
-        if channel in ("line", "wechat"):
+        if connector_registry.description(channel).route == "account":
             path += "/" + connector.account_info(account)["account_name"]
         return Request(path, headers, query, signed)

@@ -53,9 +53,12 @@ from warehouse.log import Entry, entry_of
 log = logging.getLogger(__name__)
 SOCKET_ENV = "SOCIALDESK_STORE_SOCKET"
 INGEST_PATH = "/internal/ingest"
-# What a worker passes on to the store process: the public routes other than webhooks, matched on the
-# normalized path (dot segments resolved, percent-escapes decoded) and passed on as that path.
-PUBLIC_ROUTES = re.compile(r"^/(slack/events|healthz|metrics|media/\d+/\d+|webhooks/wechat/[^/]+)$")
+# What a worker passes on to the store process: the public routes other than webhooks (and the webhooks of
+# channels only the store process verifies), matched on the normalized path (dot segments resolved,
+# percent-escapes decoded) and passed on as that path.
+PUBLIC_ROUTES = re.compile("^/(" + "|".join([r"slack/events", "healthz", "metrics", r"media/\d+/\d+", *(
+    re.escape(d.path().lstrip("/")).replace(re.escape("{name}"), "[^/]+")
+    for d in connector_registry.DESCRIPTIONS.values() if d.store_process_only)]) + ")$")
 # Headers that describe one hop, not the message: the proxy sets its own.
 HOP_HEADERS = frozenset({"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
                          "proxy-authorization", "proxy-authenticate", "host", "content-length"})
@@ -292,10 +295,9 @@ def worker_app(cfg: Config, sock: str, parent_pid: int | None = None) -> web.App
     link = StoreLink()
     app = web.Application(client_max_size=max(cfg.server.max_body_bytes, 1024 * 1024) + 1)
     registry = connector_registry.build(cfg.channels)
-    # WeChat refuses a nonce seen before, and only one process can remember them all: its little traffic
-    # goes to the store process like the other routes a worker does not answer.
-    webhooks.add_routes(app, {c: k for c, k in registry.items() if c != "wechat"}, link, cfg.server.max_body_bytes,
-                        link.observe)
+    # A channel that must be verified in the store process (WeChat remembers every nonce it saw) is passed
+    # on like the other routes a worker does not answer.
+    webhooks.add_routes(app, registry, link, cfg.server.max_body_bytes, link.observe, in_worker=True)
 
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
         # The proxy must hand bodies on as they are (compressed or not).

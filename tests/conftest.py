@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+import connectors.registry  # noqa: F401  (registers the channels the warehouse reads, as the service does)
 from warehouse import clock, open_store, register_accounts
 from warehouse.desk import Desk
 from warehouse.ingest import Delivery, IngestResult

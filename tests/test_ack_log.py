@@ -20,8 +20,9 @@ import pytest
 
 from socialdesk.cli import main
 from socialdesk.config import Config
+from socialdesk.fakes.meta_api import WHATSAPP_PARIS
 from socialdesk.operations import OPERATIONS
-from socialdesk.sandbox import WHATSAPP_PARIS, Sandbox
+from socialdesk.sandbox import Sandbox
 from socialdesk.service import DESK, STORE, build_app
 from tests.conftest import msg
 from warehouse import open_store

@@ -53,7 +53,7 @@ async def test_issue12_an_x_activity_api_dm_goes_end_to_end(world: Any) -> None:
     """Ticket, reply out through the strict fake, its echo changing nothing, then the read receipt."""
     sandbox, client = world
     desk = client.app[DESK]
-    sandbox.x.customer_wrote(X, CUSTOMER, datetime.now(UTC))
+    sandbox.fakes["x"].customer_wrote(X, CUSTOMER, datetime.now(UTC))
     await deliver(client, sandbox, "x", X, x_api.activity_message_payload(
         X, CUSTOMER, X, "My code DEMO10 is refused", "2080765901528535096", created_ms=now_ms(),
         name="Nicolas Pottier", screen_name="nicpottier"))
@@ -65,7 +65,7 @@ async def test_issue12_an_x_activity_api_dm_goes_end_to_end(world: Any) -> None:
     result = await desk.reply(1, await desk.agent("U1", "Ada"), "Here is DEMO15")
     [(dm_id,)] = await eventually(lambda: sql(client, "SELECT platform_message_id FROM outbox WHERE id = ? "
                                               "AND state = 'sent'", result["outbox_id"]))
-    [sent] = sandbox.x.sent("/2/dm_conversations")
+    [sent] = sandbox.fakes["x"].sent("/2/dm_conversations")
     assert sent.path == f"/2/dm_conversations/with/{CUSTOMER}/messages" and sent.json == {"text": "Here is DEMO15"}
 
     # X delivers our own DM back as dm.sent: recognized by its id, it changes nothing.
@@ -104,7 +104,7 @@ async def test_issue12_line_keeps_the_latest_mark_as_read_token_and_marks_read_t
     async with aiohttp.ClientSession() as session:
         result = await connector.mark_as_read(session, LINE, info[MARK_AS_READ_KEY])
     assert result is not None and result.state == "sent"
-    assert sandbox.line.read_tokens() == ["token-2"]
+    assert sandbox.fakes["line"].read_tokens() == ["token-2"]
 
 
 async def test_issue12_a_long_line_reply_leaves_as_several_messages_of_one_push(world: Any) -> None:
@@ -117,7 +117,7 @@ async def test_issue12_a_long_line_reply_leaves_as_several_messages_of_one_push(
     result = await desk.reply(1, await desk.agent("U1"), text)
     await eventually(lambda: sql(client, "SELECT state FROM outbox WHERE id = ? AND state = 'sent'",
                                  result["outbox_id"]))
-    [push] = sandbox.line.sent("/v2/bot/message/push")
+    [push] = sandbox.fakes["line"].sent("/v2/bot/message/push")
     assert len(push.json["messages"]) == 2 and "".join(m["text"] for m in push.json["messages"]) == text
 
 
@@ -131,7 +131,7 @@ async def test_issue12_r22_a_wechat_text_too_long_fails_plainly_and_the_agent_se
                                                      "AND state = 'failed'", result["outbox_id"]))
     assert "45002" in reason and "shorten" in reason
     assert "reply_failed" in [e["kind"] for e in (await desk.ticket(1))["events"]]
-    assert len(sandbox.wechat.sent("custom/send")) == 1  # refused once, never retried
+    assert len(sandbox.fakes["wechat"].sent("custom/send")) == 1  # refused once, never retried
 
 
 async def test_issue12_a_wechat_sixth_reply_is_refused_as_wechat_does(world: Any) -> None:
@@ -170,7 +170,7 @@ async def test_issue12_an_agent_opening_a_line_ticket_in_slack_marks_the_custome
         resp = await client.post("/slack/events", data=body.encode(),
                                  headers={"Content-Type": ctype, **slack_api.sign(body)})
         assert resp.status == 200
-        await eventually(lambda: sandbox.line.read_tokens() == ["token-latest"])
+        await eventually(lambda: sandbox.fakes["line"].read_tokens() == ["token-latest"])
     finally:
         await client.close()
         await sandbox.stop()

@@ -323,8 +323,8 @@ async def test_a_bsuid_only_customer_is_found_by_username_and_answered_by_recipi
     body = meta_api.whatsapp_message_payload(account, None, "Where is my parcel?", "wamid.e2e.bsuid",
                                              user_id="US.77777", username="ana.b", name="Ana",
                                              timestamp=int(now.timestamp()))
-    world.sandbox.meta.customer_wrote(account, "US.77777", now)
-    world.sandbox.meta.whatsapp_tokens[account] = world.connector.account(account).access_token  # type: ignore
+    world.sandbox.fakes["whatsapp"].customer_wrote(account, "US.77777", now)
+    world.sandbox.fakes["whatsapp"].whatsapp_tokens[account] = world.connector.account(account).access_token  # type: ignore
     await post(world, case, body)
     found = world.client.app[STORE].read(lambda c: queries.search(c, "ana.b"))
     [user] = [u for u in found["users"] if u["name"] == "Ana"]
@@ -332,7 +332,7 @@ async def test_a_bsuid_only_customer_is_found_by_username_and_answered_by_recipi
     result = await world.desk.reply(ticket_id, await world.desk.agent("U0CORPUS", "Corpus agent"), "On its way")
     sent = await _eventually(lambda: world.sql("SELECT platform_message_id FROM outbox WHERE id = ? "
                                                "AND state = 'sent'", result["outbox_id"]))
-    [request] = [r for r in world.sandbox.meta.sent(f"/{account}/messages")]
+    [request] = [r for r in world.sandbox.fakes["whatsapp"].sent(f"/{account}/messages")]
     assert request.json["recipient"] == "US.77777" and "to" not in request.json
     status = json.loads(meta_api.whatsapp_status_payload(account, "US.77777", sent[0][0], "delivered"))
     await post(world, case, json.dumps(status).encode())

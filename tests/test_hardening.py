@@ -15,7 +15,8 @@ import pytest
 from connectors import webhooks
 from connectors.base import ConfigError, retry_after_seconds
 from socialdesk.config import Config
-from socialdesk.sandbox import WHATSAPP_PARIS, Sandbox
+from socialdesk.fakes.meta_api import WHATSAPP_PARIS
+from socialdesk.sandbox import Sandbox
 from socialdesk.service import DESK, _check_port, build_app
 from tests.support import sql
 from warehouse import clock
@@ -78,7 +79,7 @@ async def test_a_body_sent_a_byte_at_a_time_is_cut_off(world: Any, monkeypatch: 
 async def test_a_retry_after_from_another_age_is_clamped_and_the_attempt_recorded(world: Any) -> None:
     sandbox, client = world
     await whatsapp(client, sandbox)
-    sandbox.meta.fail_next(1, 429, {"error": {"message": "slow down", "code": 130429}},
+    sandbox.fakes["whatsapp"].fail_next(1, 429, {"error": {"message": "slow down", "code": 130429}},
                            headers={"Retry-After": "1e20"}, path_contains="/messages")
     desk = client.app[DESK]
     await desk.reply(1, await desk.agent("U1"), "We are on it")

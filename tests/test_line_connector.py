@@ -32,6 +32,7 @@ from connectors.base import (
 from connectors.line import MARK_AS_READ_KEY, Connector, split_text
 from socialdesk.fakes import line_api
 from socialdesk.fakes.line_api import LineAPI
+from warehouse import channels
 from warehouse.model import Attachment, InboundMessage, MessageEdit, MessageWithdrawn
 
 FIXTURES = Path(__file__).parent / "fixtures" / "line"
@@ -355,7 +356,7 @@ def test_account_info_has_no_secrets(connector: Connector) -> None:
     info = connector.account_info(BOT)
     assert info == {"channel": "line", "account_name": "shop", "bot_user_id": BOT}
     assert connector.account_ids() == [BOT, OTHER_BOT]
-    assert connector.window is None
+    assert channels.get(connector.channel).window is None  # no messaging window
 
 
 # -- sending --------------------------------------------------------------------------------------

@@ -16,8 +16,8 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 
 from connectors import media
 from socialdesk.config import Config
-from socialdesk.fakes.meta_api import messenger_message_payload
-from socialdesk.sandbox import MESSENGER_PAGE, Sandbox
+from socialdesk.fakes.meta_api import MESSENGER_PAGE, messenger_message_payload
+from socialdesk.sandbox import Sandbox
 from socialdesk.service import CONFIG, STORE, build_app
 
 PSID = "1254459154682919"
@@ -78,15 +78,16 @@ async def test_an_attachment_url_on_loopback_is_never_fetched(world: Any) -> Non
 
 async def test_a_platform_host_that_redirects_to_loopback_is_not_followed(world: Any) -> None:
     sandbox, client, internal = world
-    url = sandbox.meta.add_cdn_file(b"never served", "image/png")
-    sandbox.meta.fail_next(1, 302, "", headers={"Location": internal.url + "/metrics"}, path_contains="/messenger-cdn/")
+    url = sandbox.fakes["messenger"].add_cdn_file(b"never served", "image/png")
+    sandbox.fakes["messenger"].fail_next(1, 302, "", headers={"Location": internal.url + "/metrics"},
+                                         path_contains="/messenger-cdn/")
     resp = await open_attachment(sandbox, client, url)
     assert resp.status == 502 and internal.hits == []
 
 
 async def test_a_platform_file_is_served_as_a_download_that_browsers_do_not_render(world: Any) -> None:
     sandbox, client, _ = world
-    url = sandbox.meta.add_cdn_file(b"<html><script>steal()</script></html>", "text/html")
+    url = sandbox.fakes["messenger"].add_cdn_file(b"<html><script>steal()</script></html>", "text/html")
     resp = await open_attachment(sandbox, client, url)
     assert resp.status == 200
     assert resp.headers["Content-Disposition"].startswith("attachment;")
@@ -130,13 +131,13 @@ async def test_a_media_id_that_is_a_path_is_refused(world: Any) -> None:
     """A LINE id `123%2F..%2F..%2Fx` once sent the channel token to another path."""
     sandbox, client, _ = world
     from socialdesk.fakes import line_api
-    from socialdesk.sandbox import LINE_BOT
+    from socialdesk.fakes.line_api import DEMO_BOT_USER_ID as LINE_BOT
     body = line_api.image_payload(LINE_BOT, "U206d25c2ea6bd87c17655609a1c37cb8", "123%2F..%2F..%2Fx")
     req = sandbox.request("line", LINE_BOT, body)
     assert (await client.post(req.path, data=req.body, headers=req.headers)).status == 200
     [(comment_id, attachments)] = client.app[STORE].read(lambda c: c.execute(
         "SELECT id, attachments FROM comments").fetchall())
     assert "123%2F" in attachments
-    sandbox.line.requests.clear()
+    sandbox.fakes["line"].requests.clear()
     resp = await client.get(media.sign_link(client.app[CONFIG].server.media_secret, "", comment_id, 0))
-    assert resp.status == 404 and sandbox.line.requests == []
+    assert resp.status == 404 and sandbox.fakes["line"].requests == []

@@ -16,7 +16,8 @@ import pytest
 
 from socialdesk.config import Config
 from socialdesk.fakes import meta_api
-from socialdesk.sandbox import MESSENGER_PAGE, Sandbox
+from socialdesk.fakes.meta_api import MESSENGER_PAGE
+from socialdesk.sandbox import Sandbox
 from socialdesk.service import DESK, build_app
 from tests.support import eventually, sql
 
@@ -28,7 +29,7 @@ async def world(tmp_path: Any, aiohttp_client: Any) -> AsyncIterator[tuple[Sandb
     sandbox = await Sandbox().start()
     cfg = sandbox.configure(Config())
     cfg.channels["messenger"][0]["human_agent_tag"] = True  # the Page says it may answer for 7 days
-    sandbox.meta.human_agent_pages.add(MESSENGER_PAGE)  # and Meta granted it the Human Agent permission
+    sandbox.fakes["messenger"].human_agent_pages.add(MESSENGER_PAGE)  # and Meta granted it the Human Agent permission
     cfg.store.path = str(tmp_path / "human-agent.duckdb")
     cfg.server.retry_base_seconds = 0.05
     client = await aiohttp_client(build_app(cfg))
@@ -55,7 +56,7 @@ async def test_b1_a_messenger_reply_at_30_hours_goes_out_with_the_human_agent_ta
     assert result["state"] == "queued", result["reason"]
     [(mid,)] = await eventually(lambda: sql(client, "SELECT platform_message_id FROM outbox WHERE id = ? "
                                             "AND state = 'sent'", result["outbox_id"]))
-    [sent] = sandbox.meta.sent(f"/{MESSENGER_PAGE}/messages")
+    [sent] = sandbox.fakes["messenger"].sent(f"/{MESSENGER_PAGE}/messages")
     assert (sent.json["messaging_type"], sent.json["tag"]) == ("MESSAGE_TAG", "HUMAN_AGENT")
     receipt = sandbox.request("messenger", MESSENGER_PAGE, meta_api.messenger_delivery_payload(
         MESSENGER_PAGE, PSID, [mid], int(datetime.now(UTC).timestamp() * 1000)))
@@ -71,7 +72,7 @@ async def test_r22_after_7_days_even_a_page_with_the_tag_is_refused_before_anyth
     result = await desk.reply(1, await desk.agent("U1", "Ada"), "Hello?")
     assert result["state"] == "failed" and "window closed" in result["reason"]
     await asyncio.sleep(0.3)  # the outbox would have picked it up by now
-    assert sandbox.meta.sent(f"/{MESSENGER_PAGE}/messages") == []
+    assert sandbox.fakes["messenger"].sent(f"/{MESSENGER_PAGE}/messages") == []
 
 
 async def test_our_own_echo_arriving_before_the_send_is_recorded_changes_nothing(world: tuple[Sandbox, Any]) -> None:
@@ -102,6 +103,9 @@ def test_b1_the_reply_modal_says_which_window_applies() -> None:
     ticket = {"channel": "messenger", "channel_info": '{"human_agent_tag": true}',
               "last_end_user_message_at": now - timedelta(hours=30)}
     assert "HUMAN_AGENT" in window_text(window_state(ticket, now))
+    assert window_text(window_state(ticket, now)).startswith("⏳ Messenger's 24 hours are over: 5 d 18 h left")
     assert "7 days for human agents are over" in window_text(window_state(ticket, now + timedelta(days=7)))
+    assert window_text(window_state(ticket, now + timedelta(days=7))) == (
+        "⛔ Messenger's 7 days for human agents are over: the Page can no longer answer this customer.")
     plain = {**ticket, "channel_info": "{}"}
     assert window_text(window_state(plain, now)) == "⛔ The 24-hour messaging window is closed."

@@ -144,15 +144,15 @@ def test_whatsapp_costs_by_channel_account_and_tag_from_the_pricing_in_statuses(
     for wamid, price in pricing.items():
         ingest(store, StatusUpdate("whatsapp", "PN1" if wamid == "wamid.1" else "PN2", "33600000001", "delivered",
                                    datetime(2026, 11, 25, 11, 30, tzinfo=UTC), message_id=wamid, pricing=price))
-    df = run(ctx, reports.whatsapp_costs, DAY, DAY + timedelta(days=1), rates={"utility": 0.04, "marketing": 0.1})
+    df = run(ctx, reports.reply_costs, DAY, DAY + timedelta(days=1), rates={"utility": 0.04, "marketing": 0.1})
     got = df[["account", "category", "messages", "billable", "free", "cost"]].fillna(-1).values.tolist()
     assert got == [["Lyon support", "unknown", 1, 0, 0, 0.0], ["Lyon support", "utility", 1, 1, 0, 0.04],
                    ["Paris support", "service", 1, 0, 1, 0.0]]
-    by_tag = run(ctx, reports.whatsapp_costs_by_tag, DAY, DAY + timedelta(days=1))
+    by_tag = run(ctx, reports.reply_costs_by_tag, DAY, DAY + timedelta(days=1))
     assert by_tag[["tag", "category", "messages", "billable"]].values.tolist() == [
         ["(no tag)", "service", 1, 0], ["returns", "unknown", 1, 0], ["returns", "utility", 1, 1]]
     assert by_tag["cost"].isna().all()  # no rates given: no cost made up
-    assert run(ctx, reports.whatsapp_costs, DAY, DAY + timedelta(days=1), accounts=["Paris support"])[
+    assert run(ctx, reports.reply_costs, DAY, DAY + timedelta(days=1), accounts=["Paris support"])[
         "messages"].tolist() == [1]
 
 

@@ -27,7 +27,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from socialdesk.config import Config
-from socialdesk.sandbox import ACCOUNTS, WHATSAPP_PARIS, Sandbox
+from socialdesk.fakes.meta_api import WHATSAPP_PARIS
+from socialdesk.sandbox import ACCOUNTS, Sandbox
 from socialdesk.service import STORE, build_app
 from warehouse import owner
 

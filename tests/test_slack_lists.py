@@ -17,11 +17,12 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.blocks.common import CHANNEL_ICONS, RED_DOT, STATUS_COLOURS, STATUS_ICONS
+from bot.blocks.common import RED_DOT, STATUS_COLOURS, STATUS_ICONS
 from socialdesk.fakes import slack_api as fake
 from tests import test_slack_harness as harness
 from tests.conftest import msg
 from tests.test_slack_harness import AGENT, GENERAL, TRIAGE, World, text_of
+from warehouse import channels
 
 world = harness.world  # the fixture
 NOW = datetime(2026, 11, 24, 10, 0)
@@ -43,8 +44,8 @@ async def test_search_results_open_the_ticket(world: World) -> None:
 def test_status_icons_and_channel_icons_share_no_symbol_and_no_colour() -> None:
     """Red marks only R15's "new unassigned tickets wait"; status icons are coloured circles, channel icons
     monochrome letters (no emoji colour at all)."""
-    status, channel = set(STATUS_ICONS.values()), set(CHANNEL_ICONS.values())
-    assert not status & channel and len(status) == 6 and len(channel) == 5
+    status, channel = set(STATUS_ICONS.values()), {c.icon for c in channels.every()}
+    assert not status & channel and len(status) == 6 and len(channel) == len(channels.every())
     assert RED_DOT not in status | channel and "red" not in STATUS_COLOURS.values()
     assert len(set(STATUS_COLOURS.values())) == 6
     for icon in channel:  # Enclosed Alphanumeric Supplement letters: text presentation, the text's colour

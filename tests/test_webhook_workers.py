@@ -28,7 +28,8 @@ import pytest
 
 from connectors import media
 from socialdesk.fakes import meta_api, slack_api
-from socialdesk.sandbox import WHATSAPP_PARIS, Sandbox
+from socialdesk.fakes.meta_api import WHATSAPP_PARIS
+from socialdesk.sandbox import Sandbox
 from socialdesk.workers import MAX_BATCH_BYTES, MAX_BATCH_DELIVERIES, _split
 from tests.test_ack_log import poison_body
 from tests.test_resilience import (
@@ -125,7 +126,7 @@ def test_a_signed_webhook_is_answered_after_the_store_process_commits_it_b4(serv
 
 
 def test_agents_open_inbound_media_through_a_worker(served: Served) -> None:
-    media_id = served.sandbox.meta.add_media(b"\x89PNG through the worker", "image/png")
+    media_id = served.sandbox.fakes["whatsapp"].add_media(b"\x89PNG through the worker", "image/png")
     body = meta_api.whatsapp_message_payload(WHATSAPP_PARIS, "33687654321", message_id="wamid.workers.img",
                                              content={"type": "image", "image": {"id": media_id,
                                                                                  "mime_type": "image/png"}})
@@ -280,7 +281,7 @@ def test_wechat_webhooks_are_answered_by_the_store_process_which_remembers_every
     """A worker would not know the nonces another worker saw: WeChat's little traffic goes through to the one
     process that sees them all, and a fresh nonce signs one message only."""
     from socialdesk.fakes import wechat_api
-    from socialdesk.sandbox import WECHAT_ACCOUNT
+    from socialdesk.fakes.wechat_api import DEMO_ACCOUNT as WECHAT_ACCOUNT
     genuine = served.sandbox.request("wechat", WECHAT_ACCOUNT, served.sandbox.message(
         "wechat", WECHAT_ACCOUNT, "oCustomer", "你好 via a worker", "7101", datetime.now(UTC)))
     query = "?" + urllib.parse.urlencode(genuine.query)

@@ -36,7 +36,8 @@ from connectors.base import (
 )
 from connectors.wechat import DEFAULT_API_URL, Connector
 from socialdesk.fakes.wechat_api import FakeWeChatAPI, event_payload, image_payload, message_payload, xml_message
-from warehouse import clock
+from warehouse import channels, clock
+from warehouse.channels import Window
 from warehouse.model import Attachment, InboundMessage
 
 FIXTURES = Path(__file__).parent / "fixtures" / "wechat"
@@ -138,7 +139,7 @@ def test_from_config_rejects_duplicate_names_and_original_ids() -> None:
 
 def test_account_defaults_and_info_carry_no_secrets(plain: Connector) -> None:
     """R8: agents see the account's identity, never its secret or token."""
-    assert plain.channel == "wechat" and plain.window == timedelta(hours=48)
+    assert plain.channel == "wechat" and channels.get("wechat").window == Window(48)
     assert plain.account_ids() == [GH]
     info = plain.account_info(GH)
     assert info == {"channel": "wechat", "account_name": "shop", "original_id": GH, "app_id": "wx_shop"}

@@ -27,6 +27,7 @@ from connectors.base import (
 from connectors.x import Connector
 from socialdesk.fakes import x_api
 from socialdesk.fakes.x_api import XAPI
+from warehouse import channels
 from warehouse.model import Attachment, InboundMessage, StatusUpdate
 
 FIXTURES = Path(__file__).parent / "fixtures" / "x"
@@ -371,7 +372,7 @@ def test_account_info_and_default_url() -> None:
     assert connector.account_info(OTHER) == {"channel": "x", "account_name": "help", "user_id": OTHER,
                                              "screen_name": "acme_help"}
     assert connector.account(OTHER).api_url == "https://api.x.com"
-    assert connector.window is None
+    assert channels.get(connector.channel).window is None  # no messaging window
 
 
 # -- sending --------------------------------------------------------------------------------------

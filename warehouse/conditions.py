@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from warehouse.model import CHANNELS, MESSAGING_WINDOWS, STATUSES
+from warehouse import channels
+from warehouse.model import STATUSES
 
 CHANGE_OPERATORS = ("changed", "not_changed", "value", "not_value", "value_previous", "not_value_previous")
 OPERATORS = ("is", "is_not", "less_than", "greater_than", "includes", "not_includes", "present", "not_present",
@@ -36,8 +37,6 @@ ROLES = ("end_user", "agent", "admin")
 CHANGE_EVENTS = {"status": ("status_changed", "status"), "assignee_id": ("assignee_changed", "assignee_id"),
                  "group_id": ("group_changed", "group_id"), "priority": ("priority_changed", "priority")}
 _STATUS_RANK = "CASE t.status " + " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(STATUSES)) + " END"
-_WINDOW_HOURS = "CASE t.channel " + " ".join(
-    f"WHEN '{c}' THEN {int(w.total_seconds() // 3600)}" for c, w in MESSAGING_WINDOWS.items() if w) + " END"
 # Events after this id belong to the update being evaluated (the mark moves when triggers finish).
 _MARK = "coalesce((SELECT m.event_id FROM trigger_marks m WHERE m.ticket_id = t.id), 0)"
 # A person answered after the end user's last message: an agent's reply or a macro they applied.
@@ -47,13 +46,10 @@ _AGENT_REPLIED = ("EXISTS (SELECT 1 FROM events e WHERE e.ticket_id = t.id AND e
                   "AND e.created_at >= t.last_end_user_message_at)")
 
 
-# Zendesk's via types (developer.zendesk.com, "Via types reference"): the ids and names its exports use
-# for the channels SocialDesk has, each to our channel. Zendesk has had two of each for Messenger and X
-# (its own integration, and Sunshine Conversations').
-ZENDESK_VIA = {"whatsapp": ("whatsapp", 74), "line": ("line", 72), "wechat": ("wechat", 73),
-               "messenger": ("facebook_message", 41, "sunshine_conversations_facebook_messenger", 78, "facebook"),
-               "x": ("twitter_dm", 26, "sunshine_conversations_twitter_dm", 88, "twitter", 30)}
-_VIA_CHANNEL = {str(v): channel for channel, values in ZENDESK_VIA.items() for v in values}
+def _window_hours() -> str:
+    """Each channel's messaging window in hours, as SQL over `t.channel` (NULL: no window)."""
+    whens = " ".join(f"WHEN '{c.name}' THEN {c.window.hours}" for c in channels.every() if c.window)
+    return f"CASE t.channel {whens} END" if whens else "NULL"
 
 
 def _literal(text: str) -> str:
@@ -62,10 +58,12 @@ def _literal(text: str) -> str:
 
 
 def _via_channel(value: Any, where: str) -> str | None:
-    """The channel a Zendesk `via_id` value names; None for Zendesk's other channels (mail, web form...)."""
+    """The channel a Zendesk `via_id` value names (Zendesk's via types and ids, developer.zendesk.com "Via
+    types reference", as each channel declares them); None for Zendesk's other channels (mail, web form...)."""
     text = str(value).strip().lower()
-    if text in _VIA_CHANNEL:
-        return _VIA_CHANNEL[text]
+    for channel in channels.every():
+        if text in (str(v) for v in channel.zendesk_via):
+            return channel.name
     if text.isdigit() or re.fullmatch(r"[a-z_]+", text):
         return None  # a channel tickets here never come through
     raise ConditionError(f"{where}: via_id {value!r} is not a Zendesk via id or via type")
@@ -111,8 +109,13 @@ _EXPR = {
     "hours_since_requester_update": _hours_since("t.last_end_user_message_at"),
     "hours_since_assignee_update": _hours_since("t.last_agent_update_at"),
     "hours_since_last_end_user_message": _hours_since("t.last_end_user_message_at"),
-    "messaging_window_hours_left": f"({_WINDOW_HOURS} - {_hours_since('t.last_end_user_message_at')})",
 }
+
+
+def _expression(name: str) -> str:
+    if name == "messaging_window_hours_left":  # the channels are known once registered, not at import
+        return f"({_window_hours()} - {_hours_since('t.last_end_user_message_at')})"
+    return _EXPR[name]
 
 
 def _values(value: Any) -> list[str]:
@@ -228,8 +231,8 @@ def compile_condition(cond: Mapping[str, Any], ctx: Context, where: str = "condi
         if op in ("less_than", "greater_than"):
             return Compiled(f"{_STATUS_RANK} {'<' if op == 'less_than' else '>'} {rank}")
         raise ConditionError(f"{where}: status does not take {op!r}")
-    if name == "via" and value is not None and op in ("is", "is_not") and value not in CHANNELS:
-        raise ConditionError(f"{where}: via {value!r} is not one of {', '.join(CHANNELS)}")
+    if name == "via" and value is not None and op in ("is", "is_not") and value not in channels.names():
+        raise ConditionError(f"{where}: via {value!r} is not one of {', '.join(channels.names())}")
     if name == "priority" and op in ("is", "is_not") and value not in (*PRIORITIES, "", None):
         raise ConditionError(f"{where}: priority {value!r} is not one of {', '.join(PRIORITIES)}")
     if name == "requester_role" and op in ("is", "is_not"):
@@ -244,7 +247,7 @@ def compile_condition(cond: Mapping[str, Any], ctx: Context, where: str = "condi
             test = f"(t.account = {param(str(value))} OR (t.channel_info->>'account_name') = {param(str(value))})"
             return Compiled(test if op == "is" else f"NOT {test}", params)
     else:
-        expr = _EXPR[name]
+        expr = _expression(name)
     # Zendesk writes "no assignee" as an empty value; "current_user" with nobody current matches nothing.
     unset = value in (None, "") and op in ("is", "is_not")
     if name in ("assignee_id", "requester_id") and value == "current_user":

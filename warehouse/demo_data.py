@@ -1,10 +1,12 @@
 """A realistic demo store generated set-based in SQL: millions of tickets in minutes.
 
 `generate(con, tickets, seed)` writes into an open write connection (inside the writer's
-transaction, or a plain connection for the benchmark): all five channels, several business accounts,
+transaction, or a plain connection for the benchmark): every registered channel with the demo accounts
+and traffic its module declares (`warehouse.channels.DemoProfile`), several business accounts,
 agents, end users with duplicate accounts (shared phones, B5), merges done and undone, tickets whose
 lifecycle (claim, first reply, solve, close) is consistent with the clock, comments, replies with
-delivery receipts, retries, closed-window refusals and WhatsApp templates instead (R22, B1, B2, B4),
+delivery receipts, retries, closed-window refusals and approved templates instead where the channel has
+them (R22, B1, B2, B4),
 and tickets whose social tags were removed (R9). Every table is filled by a few INSERT ... SELECT
 statements, never row by row. Randomness is `hash(row, purpose, seed)`, so a seed gives the same
 store whatever the thread count. Ids come from the store's sequences, reserved in blocks.
@@ -17,21 +19,34 @@ from typing import Any
 
 import duckdb
 
-from warehouse import clock
-from warehouse.model import CHANNEL_TAGS, SOCIAL_TAG
+from warehouse import channels, clock
+from warehouse.channels import Channel, DemoProfile
+from warehouse.model import SOCIAL_TAG
 from warehouse.rows import one, scalar, sql_list
 
-ACCOUNTS = (  # channel, account id, name, weight of the channel's traffic
-    ("whatsapp", "106540352242922", "Paris support", 0.25), ("whatsapp", "106540352242923", "Lyon support", 0.15),
-    ("messenger", "682498302938465", "Brand page", 0.20),
-    ("line", "U1234567890abcdef1234567890abcdef", "Japan", 0.09), ("line", "U2234567890abcdef1234567890abcdef",
-                                                                    "Thailand", 0.06),
-    ("wechat", "gh_97417a04a28d", "China", 0.15),
-    ("x", "835740314006511618", "Brand on X", 0.10),
-)
 AGENTS = ("Alice Martin", "Bruno Lefèvre", "Chloé Bernard", "David Kim", "Emma Rossi", "Farid Haddad",
           "Gaëlle Petit", "Hiro Tanaka", "Inès Moreau", "Jun Li", "Karim Benali", "Lucie Roux")
-WINDOW_HOURS = {"whatsapp": 24, "messenger": 24, "wechat": 48}
+
+
+def _profiled() -> list[tuple[Channel, DemoProfile]]:
+    """The registered channels that say how to invent their traffic (every channel's module does)."""
+    return [(c, c.demo) for c in channels.every() if c.demo is not None]
+
+
+def accounts() -> list[tuple[str, str, str, float]]:
+    """(channel, account id, name, share of the traffic) of every demo business account."""
+    return [(c.name, a, n, w) for c, profile in _profiled() for a, n, w in profile.accounts]
+
+
+def _case(column: str, values: dict[str, str], default: str = "NULL") -> str:
+    """SQL: `values[<column's channel>]`, else `default`."""
+    whens = " ".join(f"WHEN '{channel}' THEN {sql}" for channel, sql in values.items())
+    return f"CASE {column} {whens} ELSE {default} END" if whens else default
+
+
+def _channels_where(test: Any) -> str:
+    """SQL: the channels for which `test(channel)` holds, for `IN`."""
+    return sql_list([c.name for c, _ in _profiled() if test(c)] or [""])
 CUSTOMER_TEXT = "Hello, I have a question about my order."  # every generated customer message
 
 
@@ -66,7 +81,22 @@ def generate(con: duckdb.DuckDBPyConnection, tickets: int, seed: int = 1, *, day
     p = {"now": now, "start": start}
 
     # Business accounts, with cumulative weights for picking one per end user.
-    acc_values = ", ".join(f"({k}, '{c}', '{a}', '{n}', {w})" for k, (c, a, n, w) in enumerate(ACCOUNTS))
+    demo_accounts = accounts()
+    total = sum(w for *_, w in demo_accounts)
+    acc_values = ", ".join(f"({k}, '{c}', '{a}', '{n}', {w / total})" for k, (c, a, n, w) in enumerate(demo_accounts))
+    # Twins (one person writing from a second account sharing the first's phone, R4, B5) use the first
+    # channel with phone numbers and two business accounts: one account each.
+    twin_channel = next((p for _, p in _profiled() if p.phones and len(p.accounts) >= 2), None)
+    twin_accounts = [(a, n) for a, n, _ in twin_channel.accounts[:2]] if twin_channel else []
+    twin_lo = 0.0
+    for _, a, _, w in demo_accounts:
+        if twin_accounts and a == twin_accounts[0][0]:
+            break
+        twin_lo += w / total
+    profiles = dict((c.name, p) for c, p in _profiled())
+    user_ids = _case("a.channel", {c: p.user_id_sql.format(j="b.j", seed=seed) for c, p in profiles.items()},
+                     "(7000000000000000 + b.j)::VARCHAR")
+    phones = _channels_where(lambda c: c.demo is not None and c.demo.phones)
     x(f"CREATE OR REPLACE TEMP TABLE _g_acc AS SELECT k, channel, account, name, "
       f"sum(w) OVER (ORDER BY k) - w AS lo, sum(w) OVER (ORDER BY k) AS hi "
       f"FROM (VALUES {acc_values}) v(k, channel, account, name, w)")
@@ -97,27 +127,28 @@ def generate(con: duckdb.DuckDBPyConnection, tickets: int, seed: int = 1, *, day
         SELECT *, twin0 AND NOT coalesce(lag(twin0) OVER (ORDER BY j), false) AS twin FROM draw
     )
     SELECT b.j, b.id, b.twin, a.channel, a.account, a.name AS account_name,
-           CASE a.channel WHEN 'whatsapp' THEN '336' || lpad((10000000 + b.j)::VARCHAR, 8, '0')
-                WHEN 'line' THEN 'U' || md5(b.j::VARCHAR || '{seed}') WHEN 'x' THEN (9000000000 + b.j)::VARCHAR
-                WHEN 'wechat' THEN 'o' || substr(md5(b.j::VARCHAR || 'w{seed}'), 1, 27)
-                ELSE (7000000000000000 + b.j)::VARCHAR END AS pid,
+           {user_ids} AS pid,
            'Customer ' || b.j AS name,
-           CASE WHEN b.twin OR a.channel = 'whatsapp' OR lead(b.twin) OVER (ORDER BY b.j)
+           CASE WHEN b.twin OR a.channel IN {phones} OR lead(b.twin) OVER (ORDER BY b.j)
                 THEN '+336' || lpad((10000000 + CASE WHEN b.twin THEN b.j - 1 ELSE b.j END)::VARCHAR, 8, '0') END
                 AS phone,
            CASE WHEN b.twin AND b.r_merge < 0.4 THEN {u0} + b.j - 1 END AS merge_target,
            b.twin AND b.r_merge < 0.08 AS unmerged
     FROM base b JOIN _g_acc a
-      ON (CASE WHEN b.twin THEN 0.0 ELSE b.r_acc END) >= a.lo AND (CASE WHEN b.twin THEN 0.0 ELSE b.r_acc END) < a.hi
+      ON (CASE WHEN b.twin THEN {twin_lo} ELSE b.r_acc END) >= a.lo
+     AND (CASE WHEN b.twin THEN {twin_lo} ELSE b.r_acc END) < a.hi
     """)
-    # A twin writes to the other WhatsApp number than the person's first account.
-    x("UPDATE _g_users SET account = CASE WHEN f.account = '106540352242923' THEN '106540352242922' "
-      "ELSE '106540352242923' END, account_name = CASE WHEN f.account = '106540352242923' THEN 'Paris support' "
-      "ELSE 'Lyon support' END, pid = '336' || lpad((10000000 + _g_users.j - 1)::VARCHAR, 8, '0') "
-      "FROM _g_users f WHERE _g_users.twin AND f.j = _g_users.j - 1")
+    if twin_channel:
+        # A twin writes to the other account than the person's first one, from the same phone.
+        (first, first_name), (second, second_name) = twin_accounts
+        twin_pid = twin_channel.user_id_sql.format(j="_g_users.j - 1", seed=seed)
+        x(f"UPDATE _g_users SET account = CASE WHEN f.account = '{second}' THEN '{first}' ELSE '{second}' END, "
+          f"account_name = CASE WHEN f.account = '{second}' THEN '{first_name}' ELSE '{second_name}' END, "
+          f"pid = {twin_pid} FROM _g_users f WHERE _g_users.twin AND f.j = _g_users.j - 1")
 
     # Tickets: a lifecycle per ticket (claim, first reply, solve, close) read against `now`.
     t0 = _reserve(con, "ticket_ids", tickets)
+    reply_hours = _case("u.channel", {c: str(p.reply_hours) for c, p in profiles.items()}, "2.0")
     x(f"""CREATE OR REPLACE TEMP TABLE _g_tickets AS
     WITH base AS (
         SELECT i, {t0} + i AS id,
@@ -136,8 +167,7 @@ def generate(con: duckdb.DuckDBPyConnection, tickets: int, seed: int = 1, *, day
         SELECT b.*, u.id AS requester_id, u.channel, u.account, u.account_name, u.pid, u.name AS user_name,
                CASE WHEN b.created_at > $now THEN b.created_at - INTERVAL 1 day ELSE b.created_at END AS created,
                -- exponential waits: fast channels answer faster
-               -ln(1 - b.r_claim) * CASE u.channel WHEN 'whatsapp' THEN 0.8 WHEN 'messenger' THEN 1.5
-                   WHEN 'line' THEN 1.2 WHEN 'wechat' THEN 3.0 ELSE 2.0 END AS reply_h,
+               -ln(1 - b.r_claim) * {reply_hours} AS reply_h,
                -ln(1 - b.r_solve) * 20.0 AS resolve_h,
                (SELECT id FROM _g_agents WHERE k = hash(b.i, 20, {seed}) % b.n_agents) AS agent_id
         FROM base b JOIN _g_users u ON u.j = b.j
@@ -177,8 +207,8 @@ def generate(con: duckdb.DuckDBPyConnection, tickets: int, seed: int = 1, *, day
     x(f"""CREATE OR REPLACE TEMP TABLE _g_comments2 AS
     SELECT *, {c0} - 1 + row_number() OVER (ORDER BY ticket_id, m) AS id,
            CASE WHEN NOT from_agent THEN
-               CASE channel WHEN 'whatsapp' THEN 'wamid.demo' || ticket_id || '.' || m ELSE 'mid.demo' || ticket_id
-               || '.' || m END END AS platform_message_id,
+               {_case("channel", {c: f"'{p.message_id_prefix}'" for c, p in profiles.items()}, "'mid.demo'")}
+               || ticket_id || '.' || m END AS platform_message_id,
            {rnd('ticket_id * 16 + m', 30)} AS r_out, {rnd('ticket_id * 16 + m', 31)} AS r_out2
     FROM _g_comments""")
     x("DROP TABLE _g_comments")
@@ -192,17 +222,18 @@ def generate(con: duckdb.DuckDBPyConnection, tickets: int, seed: int = 1, *, day
 
     # Replies in the outbox: most delivered and read; some refused because the window closed, a
     # WhatsApp template sent instead; some retried, a few failed.
-    windows = " ".join(f"WHEN '{c}' THEN true" for c in WINDOW_HOURS)
+    windows = _channels_where(lambda c: c.window is not None)
+    templates = _channels_where(lambda c: c.window is not None and c.window.templates)
     x(f"""CREATE OR REPLACE TEMP TABLE _g_outbox AS
     SELECT c.id AS comment_id, c.ticket_id, c.author_id AS agent_id, c.channel, c.account, c.pid, c.ts,
            CASE WHEN has_window AND c.r_out < 0.04 THEN 'refused'
-                WHEN c.channel = 'whatsapp' AND c.r_out < 0.06 THEN 'template'
+                WHEN c.channel IN {templates} AND c.r_out < 0.06 THEN 'template'
                 WHEN has_window AND c.r_out < 0.065 THEN 'window_failed'
                 WHEN c.r_out < 0.075 THEN 'failed'
                 WHEN c.ts > $now - INTERVAL 2 minute THEN 'queued'
                 WHEN c.r_out2 < 0.12 THEN 'sent' WHEN c.r_out2 < 0.45 THEN 'delivered' ELSE 'read' END AS fate,
            CASE WHEN c.r_out2 > 0.97 THEN 3 WHEN c.r_out2 > 0.94 THEN 2 ELSE 1 END AS tries
-    FROM (SELECT *, CASE channel {windows} ELSE false END AS has_window FROM _g_comments2 WHERE from_agent) c
+    FROM (SELECT *, channel IN {windows} AS has_window FROM _g_comments2 WHERE from_agent) c
     """, p)
     n_out = scalar(con, "SELECT count(*) FROM _g_outbox")
     o0 = _reserve(con, "outbox_ids", n_out)
@@ -243,7 +274,7 @@ def generate(con: duckdb.DuckDBPyConnection, tickets: int, seed: int = 1, *, day
             json_object('name', name, 'phone', phone), created_at FROM _g_user_first""")
 
     # Tickets, with their tags (a few with a social tag removed, R9).
-    channel_tag = "CASE t.channel " + " ".join(f"WHEN '{c}' THEN '{g}'" for c, g in CHANNEL_TAGS.items()) + " END"
+    channel_tag = _case("t.channel", {c.name: f"'{c.tag}'" for c in channels.every()})
     x(f"""INSERT INTO tickets (id, status, requester_id, assignee_id, group_id, priority, channel, account, recipient,
                          subject, tags, channel_info, custom_fields, end_user_messages, created_at, updated_at,
                          status_changed_at, solved_at, last_end_user_message_at, last_agent_update_at,
@@ -365,7 +396,7 @@ def real_data(con: duckdb.DuckDBPyConnection) -> str | None:
     """Why this store holds more than generated data (webhooks received, tickets on other accounts), if it does."""
     if scalar(con, "SELECT count(*) FROM inbox"):
         return "it has received webhooks"
-    demo = [a for _, a, _, _ in ACCOUNTS]
+    demo = [a for _, a, _, _ in accounts()]
     other = scalar(con, f"SELECT count(*) FROM tickets WHERE account NOT IN {sql_list(demo)}")
     return f"it has {other} tickets on accounts that are not the demo's" if other else None
 

@@ -20,10 +20,8 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from warehouse import clock
+from warehouse import channels, clock
 from warehouse.model import (
-    CHANNEL_LABELS,
-    CHANNEL_TAGS,
     SOCIAL_TAG,
     UNSOLVED,
     InboundMessage,
@@ -140,7 +138,7 @@ def _display_name(m: InboundMessage) -> str:
     if name:
         return str(name)
     phone = to_e164(m.profile.get("phone"))
-    return f"{CHANNEL_LABELS[m.channel]} user {phone or m.user_id[-8:]}"
+    return f"{channels.label(m.channel)} user {phone or m.user_id[-8:]}"
 
 
 def _social_info(m: InboundMessage) -> dict[str, Any]:
@@ -250,8 +248,8 @@ def _store_messages(con: duckdb.DuckDBPyConnection, stored: list[tuple[int, Inbo
             name = _display_name(items[0][1])
             new_tickets.append({
                 "id": tid, "status": status, "requester_id": known[key], "channel": channel, "account": account,
-                "recipient": recipient, "subject": f"{CHANNEL_LABELS[channel]} conversation with {name}",
-                "tags": [CHANNEL_TAGS[channel], SOCIAL_TAG], "tag_text": tag_text([CHANNEL_TAGS[channel], SOCIAL_TAG]),
+                "recipient": recipient, "subject": f"{channels.label(channel)} conversation with {name}",
+                "tags": [tag := channels.get(channel).tag, SOCIAL_TAG], "tag_text": tag_text([tag, SOCIAL_TAG]),
                 "channel_info": dumps(info), "custom_fields": "{}",
                 "end_user_messages": len(items), "created_at": first, "updated_at": now,
                 "status_changed_at": now, "last_end_user_message_at": last,
@@ -371,7 +369,7 @@ def _business_author(con: duckdb.DuckDBPyConnection, channel: str, account: str,
     if row:
         return int(row[0])
     name = (con.execute("SELECT name FROM accounts WHERE channel = ? AND account = ?", [channel, account]).fetchone()
-            or [f"{CHANNEL_LABELS[channel]} {account}"])[0]
+            or [f"{channels.label(channel)} {account}"])[0]
     (uid,) = next_ids(con, "user_ids", 1)
     insert(con, "users", [{"id": uid, "role": "agent", "name": name, "slack_user_id": marker,
                            "social_messaging_info": "{}", "created_at": now, "updated_at": now}])

@@ -8,21 +8,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Literal
 
-CHANNELS = ("whatsapp", "messenger", "line", "wechat", "x")
-# R7: the tag a channel's tickets carry. Messenger tickets say "facebook", X tickets "twitter".
-CHANNEL_TAGS = {"whatsapp": "whatsapp", "messenger": "facebook", "line": "line", "wechat": "wechat",
-                "x": "twitter"}
+from warehouse import channels
+
+# R7: every social ticket carries this tag beside its channel's (warehouse.channels).
 SOCIAL_TAG = "messaging_support"
-# Free-form replies are allowed this long after the end user's last message (R22, B1); None: no window.
-MESSAGING_WINDOWS: dict[str, timedelta | None] = {
-    "whatsapp": timedelta(hours=24), "messenger": timedelta(hours=24), "wechat": timedelta(hours=48),
-    "line": None, "x": None,
-}
-CHANNEL_LABELS = {"whatsapp": "WhatsApp", "messenger": "Facebook Messenger", "line": "LINE", "wechat": "WeChat",
-                  "x": "X"}
 STATUSES = ("new", "open", "pending", "hold", "solved", "closed")
 UNSOLVED = ("new", "open", "pending", "hold")
 # "played": a voice message was listened to (WhatsApp); it comes after "read".
@@ -87,8 +79,10 @@ class InboundMessage:
         if missing:
             raise InvalidMessage(f"missing {', '.join(missing)}")
         channel = str(data["channel"])
-        if channel not in CHANNELS:
-            raise InvalidMessage(f"unknown channel {channel!r} (one of {', '.join(CHANNELS)})")
+        try:
+            channels.get(channel)
+        except channels.UnknownChannel as exc:
+            raise InvalidMessage(str(exc)) from None
         try:
             sent_at = parse_time(data.get("sent_at")) if data.get("sent_at") else datetime.now(UTC)
             attachments = tuple(Attachment(**a) for a in data.get("attachments") or ())

@@ -15,7 +15,7 @@ import duckdb
 
 from warehouse import clock
 from warehouse.ingest import apply_early_receipts
-from warehouse.rows import event, record_events, scalar
+from warehouse.rows import event, record_events, scalar, sql_list
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,3 +87,14 @@ def record(con: duckdb.DuckDBPyConnection, outcomes: list[Outcome]) -> None:
             events.append(event(o.ticket_id, "reply_failed", "system", at=now, outbox_id=o.outbox_id,
                                 reason=o.reason, window_closed=o.window_closed))
     record_events(con, events)
+
+
+def finished(con: duckdb.DuckDBPyConnection, outbox_ids: list[int]) -> list[dict[str, Any]]:
+    """The replies among these the outbox is done with (no longer queued): where they went, and the
+    platform's id for those it took."""
+    if not outbox_ids:
+        return []
+    rows = con.execute(f"SELECT id, channel, account, recipient, state, platform_message_id FROM outbox "
+                       f"WHERE id IN {sql_list(outbox_ids)} AND state <> 'queued' ORDER BY id").fetchall()
+    keys = ("id", "channel", "account", "recipient", "state", "platform_message_id")
+    return [dict(zip(keys, row, strict=True)) for row in rows]

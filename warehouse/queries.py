@@ -276,3 +276,19 @@ def merge_suggestions(cur: duckdb.DuckDBPyConnection, user_id: int, phone: str |
                               f"{sql_list(o[0] for o in others)} GROUP BY 1").fetchall())
     return [{"id": i, "name": n, "phone": p, "tickets": counts.get(i, 0), "reason": "same phone number"}
             for i, n, p in others]
+
+
+def latest_ticket(cur: duckdb.DuckDBPyConnection, channel: str, account: str, platform_user_id: str) -> int | None:
+    """The newest ticket of the end user with this platform id on this business account."""
+    row = cur.execute("SELECT max(id) FROM tickets WHERE channel = ? AND account = ? AND recipient = ?",
+                      [channel, account, platform_user_id]).fetchone()
+    return None if row is None or row[0] is None else int(row[0])
+
+
+def user_of_identity(cur: duckdb.DuckDBPyConnection, channel: str, account: str, platform_user_id: str) -> int:
+    """The user an identity (channel, business account, platform user id) belongs to (R4)."""
+    row = cur.execute("SELECT user_id FROM identities WHERE channel = ? AND account = ? AND platform_user_id = ?",
+                      [channel, account, platform_user_id]).fetchone()
+    if row is None:
+        raise OperationError(f"no {channel} end user {platform_user_id} on account {account}")
+    return int(row[0])

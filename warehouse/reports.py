@@ -24,19 +24,34 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from warehouse import channels as channel_table
 from warehouse import clock
-from warehouse.model import CHANNEL_TAGS, SOCIAL_TAG, UNSOLVED
+from warehouse.model import SOCIAL_TAG, UNSOLVED
 
-TAGS = tuple(CHANNEL_TAGS.values())
 UNTAGGED = "untagged"
 # Ages of waiting tickets, in hours: (label, lower bound inclusive).
 AGE_BUCKETS = (("< 1 h", 0), ("1-4 h", 1), ("4-24 h", 4), ("1-3 d", 24), ("3-7 d", 72), ("> 7 d", 168))
 AGE_LABELS = tuple(label for label, _ in AGE_BUCKETS)
 _PARAM = re.compile(r"\$([a-z_]+)")
 _SQL_LIST = lambda values: "[" + ", ".join(f"'{v}'" for v in values) + "]"  # noqa: E731 (constants only)
-_TAG_LIST = _SQL_LIST(TAGS)
 _UNSOLVED = _SQL_LIST(UNSOLVED)
-_TAG_OF_CHANNEL = "CASE {col} " + " ".join(f"WHEN '{c}' THEN '{t}'" for c, t in CHANNEL_TAGS.items()) + " END"
+
+
+# The channels are registered once connectors.registry is imported, so what depends on them is built per
+# query, not at import.
+def _tag_list() -> str:
+    """Every channel's tag, as an SQL list."""
+    return _SQL_LIST(channel_table.tags())
+
+
+def _tag_of_channel(col: str) -> str:
+    """SQL: the tag of the channel named in `col`."""
+    return "CASE " + col + " " + " ".join(f"WHEN '{c.name}' THEN '{c.tag}'" for c in channel_table.every()) + " END"
+
+
+def _priced_channels() -> str:
+    """SQL: the channels whose receipts say what each reply cost."""
+    return _SQL_LIST([c.name for c in channel_table.every() if c.priced_replies] or [""])
 
 
 # -- parameters ----------------------------------------------------------------------------------
@@ -66,9 +81,10 @@ def channel_tags(channels: Iterable[str] | str | None) -> list[str] | None:
     out = []
     for c in channels:
         c = c.strip().lower()
-        tag = CHANNEL_TAGS.get(c, c)
-        if tag not in TAGS and tag != UNTAGGED:
-            raise ValueError(f"unknown channel {c!r} (one of {', '.join(CHANNEL_TAGS)} or their tags)")
+        found = channel_table.by_tag_or_name(c)
+        tag = found.tag if found else c
+        if found is None and tag != UNTAGGED:
+            raise ValueError(f"unknown channel {c!r} (one of {', '.join(channel_table.names())} or their tags)")
         out.append(tag)
     return out or None
 
@@ -124,14 +140,15 @@ def _run(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]) -> pd
 
 # The social tickets, one row per channel tag carried (a ticket with none counts as `untagged`),
 # filtered by channel tag and business account (id or configured name).
-_SOCIAL = f"""
+def _social() -> str:
+    return f"""
 social AS (
     SELECT t.id, t.status, t.assignee_id, t.channel, t.account, t.created_at, t.solved_at, t.first_reply_at,
            t.status_changed_at, coalesce(a.name, t.account) AS account_name,
            unnest(CASE WHEN len(t.ctags) = 0 THEN ['{UNTAGGED}'] ELSE t.ctags END) AS channel_tag
     -- only the columns reports use: the JSON fields would be carried through the unnest
     FROM (SELECT id, status, assignee_id, channel, account, created_at, solved_at, first_reply_at, status_changed_at,
-                 list_filter(tags, x -> list_contains({_TAG_LIST}, x)) AS ctags
+                 list_filter(tags, x -> list_contains({_tag_list()}, x)) AS ctags
           FROM tickets WHERE list_contains(tags, '{SOCIAL_TAG}')) t
     LEFT JOIN accounts a ON a.channel = t.channel AND a.account = t.account
     WHERE ($accounts::VARCHAR[] IS NULL OR list_contains($accounts::VARCHAR[], t.account)
@@ -169,7 +186,7 @@ def volume(con: duckdb.DuckDBPyConnection, start: Any, end: Any, channels: Any =
     """
     if period not in ("day", "week"):
         raise ValueError("period is 'day' or 'week'")
-    sql = f"""WITH {_SOCIAL}
+    sql = f"""WITH {_social()}
     SELECT date_trunc('{period}', created_at)::DATE AS period_start, channel_tag AS channel,
            account_name AS account, count(*) AS tickets
     FROM social_f WHERE {_IN_RANGE.format(col='created_at')}
@@ -190,7 +207,7 @@ def responsiveness(con: duckdb.DuckDBPyConnection, start: Any, end: Any, channel
     """
     fr, rs = _hours("created_at", "first_reply_at"), _hours("created_at", "solved_at")
     solved = "status IN ('solved', 'closed') AND solved_at IS NOT NULL"
-    sql = f"""WITH {_SOCIAL}
+    sql = f"""WITH {_social()}
     SELECT channel_tag AS channel, count(*) AS tickets, count(first_reply_at) AS replied,
            median({fr}) AS first_reply_median_h, quantile_cont({fr}, 0.9) AS first_reply_p90_h,
            count(*) FILTER ({solved}) AS solved,
@@ -211,7 +228,7 @@ def backlog_now(con: duckdb.DuckDBPyConnection, channels: Any = None, accounts: 
     """
     p = _params(None, None, channels, accounts)
     p["at"] = at or clock.now()
-    sql = f"""WITH {_SOCIAL}
+    sql = f"""WITH {_social()}
     SELECT channel_tag AS channel, {_bucket(_hours('created_at', '$at'))} AS age, count(*) AS unsolved,
            count(*) FILTER (assignee_id IS NULL) AS unassigned
     FROM social_f WHERE status IN (SELECT unnest({_UNSOLVED})) AND created_at <= $at
@@ -229,7 +246,7 @@ def backlog(con: duckdb.DuckDBPyConnection, start: Any, end: Any, channels: Any 
     """
     p = _params(start, end, channels, accounts)
     p["now"] = clock.now()
-    sql = f"""WITH {_SOCIAL},
+    sql = f"""WITH {_social()},
     -- A ticket solved or closed before the range and unchanged since was never unsolved in it: skip its history.
     s AS (SELECT id, created_at, channel_tag FROM social_f WHERE created_at < $end
           AND NOT (status IN ('solved', 'closed') AND status_changed_at < $start)),
@@ -279,7 +296,7 @@ def agents(con: duckdb.DuckDBPyConnection, start: Any, end: Any, channels: Any =
     over tickets whose first reply was the agent's. Columns: agent_id, agent, claimed, replies,
     replies_sent, solved, first_reply_median_h.
     """
-    sql = f"""WITH {_SOCIAL},
+    sql = f"""WITH {_social()},
     tk AS (SELECT DISTINCT id, created_at FROM social_f),
     claimed AS (
         SELECT TRY_CAST(e.actor_id AS BIGINT) AS agent_id, count(DISTINCT e.ticket_id) AS claimed
@@ -330,7 +347,7 @@ def messaging_windows(con: duckdb.DuckDBPyConnection, start: Any, end: Any, chan
     before any send; `failed`: the channel rejected it as outside the window; `templates`: approved
     WhatsApp templates sent. Columns: channel, agent_id, agent, hour, refused, failed, templates.
     """
-    sql = f"""WITH {_SOCIAL},
+    sql = f"""WITH {_social()},
     tk AS (SELECT DISTINCT id, channel_tag FROM social_f)
     SELECT tk.channel_tag AS channel, o.agent_id, coalesce(u.name, 'agent ' || o.agent_id) AS agent,
            hour(o.created_at) AS hour,
@@ -343,8 +360,9 @@ def messaging_windows(con: duckdb.DuckDBPyConnection, start: Any, end: Any, chan
     return _run(con, sql, _params(start, end, channels, accounts))
 
 
-# WhatsApp bills per message since 2025-07 and says so in each status's `pricing` (billable, category,
-# pricing_model; channels.md 7). A reply with no status yet counts under this category.
+# A priced channel (WhatsApp, which bills per message since 2025-07) says in each status's `pricing` what a
+# reply costs (billable, category, pricing_model; channels.md 7). A reply with no status yet counts under
+# this category.
 UNPRICED = "unknown"
 NO_TAG = "(no tag)"
 
@@ -360,9 +378,10 @@ def _priced(df: pd.DataFrame, rates: dict[str, float] | None) -> pd.DataFrame:
     return df
 
 
-def whatsapp_costs(con: duckdb.DuckDBPyConnection, start: Any, end: Any, channels: Any = None,
-                   accounts: Any = None, rates: dict[str, float] | None = None) -> pd.DataFrame:
-    """What the WhatsApp replies sent in the range cost, from the pricing WhatsApp reports (issue 12, B1).
+def reply_costs(con: duckdb.DuckDBPyConnection, start: Any, end: Any, channels: Any = None,
+                accounts: Any = None, rates: dict[str, float] | None = None) -> pd.DataFrame:
+    """What the replies sent in the range on priced channels cost, from the pricing their receipts report
+    (WhatsApp's; issue 12, B1).
 
     By channel tag, business account and pricing category (service, utility, marketing,
     authentication, ...; `unknown` while no status has said). `messages`: replies sent; `billable`:
@@ -371,7 +390,7 @@ def whatsapp_costs(con: duckdb.DuckDBPyConnection, start: Any, end: Any, channel
     when nothing is billable, NaN for a billable category without a rate or without rates.
     Columns: channel, account, category, pricing_model, messages, billable, free, cost.
     """
-    sql = f"""WITH {_SOCIAL},
+    sql = f"""WITH {_social()},
     tk AS (SELECT DISTINCT id, channel_tag, account_name FROM social_f)
     SELECT tk.channel_tag AS channel, tk.account_name AS account,
            coalesce(o.pricing ->> 'category', '{UNPRICED}') AS category,
@@ -380,21 +399,22 @@ def whatsapp_costs(con: duckdb.DuckDBPyConnection, start: Any, end: Any, channel
            count(*) FILTER (TRY_CAST(o.pricing ->> 'billable' AS BOOLEAN)) AS billable,
            count(*) FILTER (NOT TRY_CAST(o.pricing ->> 'billable' AS BOOLEAN)) AS free
     FROM outbox o JOIN tk ON tk.id = o.ticket_id
-    WHERE o.channel = 'whatsapp' AND o.sent_at IS NOT NULL AND {_IN_RANGE.format(col='o.sent_at')}
+    WHERE list_contains({_priced_channels()}, o.channel) AND o.sent_at IS NOT NULL
+      AND {_IN_RANGE.format(col='o.sent_at')}
     GROUP BY ALL ORDER BY channel, account, category, pricing_model"""
     return _priced(_run(con, sql, _params(start, end, channels, accounts)), rates)
 
 
-def whatsapp_costs_by_tag(con: duckdb.DuckDBPyConnection, start: Any, end: Any, channels: Any = None,
-                          accounts: Any = None, rates: dict[str, float] | None = None) -> pd.DataFrame:
-    """The same WhatsApp replies by their ticket's tags (other than the social ones, R7): a reply counts
+def reply_costs_by_tag(con: duckdb.DuckDBPyConnection, start: Any, end: Any, channels: Any = None,
+                       accounts: Any = None, rates: dict[str, float] | None = None) -> pd.DataFrame:
+    """The same priced replies by their ticket's tags (other than the social ones, R7): a reply counts
     under each tag its ticket carries, `(no tag)` when none, so rows do not add up to the total.
     Columns: tag, category, messages, billable, free, cost."""
-    sql = f"""WITH {_SOCIAL},
+    sql = f"""WITH {_social()},
     tk AS (SELECT DISTINCT id FROM social_f),
     tagged AS (
         SELECT t.id, unnest(CASE WHEN len(t.own) = 0 THEN ['{NO_TAG}'] ELSE t.own END) AS tag
-        FROM (SELECT id, list_filter(tags, g -> g <> '{SOCIAL_TAG}' AND NOT list_contains({_TAG_LIST}, g)) AS own
+        FROM (SELECT id, list_filter(tags, g -> g <> '{SOCIAL_TAG}' AND NOT list_contains({_tag_list()}, g)) AS own
               FROM tickets) t
         SEMI JOIN tk ON tk.id = t.id)
     SELECT tagged.tag, coalesce(o.pricing ->> 'category', '{UNPRICED}') AS category,
@@ -402,7 +422,8 @@ def whatsapp_costs_by_tag(con: duckdb.DuckDBPyConnection, start: Any, end: Any, 
            count(*) FILTER (TRY_CAST(o.pricing ->> 'billable' AS BOOLEAN)) AS billable,
            count(*) FILTER (NOT TRY_CAST(o.pricing ->> 'billable' AS BOOLEAN)) AS free
     FROM outbox o JOIN tagged ON tagged.id = o.ticket_id
-    WHERE o.channel = 'whatsapp' AND o.sent_at IS NOT NULL AND {_IN_RANGE.format(col='o.sent_at')}
+    WHERE list_contains({_priced_channels()}, o.channel) AND o.sent_at IS NOT NULL
+      AND {_IN_RANGE.format(col='o.sent_at')}
     GROUP BY ALL ORDER BY tag, category"""
     return _priced(_run(con, sql, _params(start, end, channels, accounts)), rates)
 
@@ -419,7 +440,7 @@ def delivery(con: duckdb.DuckDBPyConnection, start: Any, end: Any, channels: Any
     replies, queued, sent, delivered, read, failed, failed_window_closed, retries, replies_retried,
     max_attempts.
     """
-    sql = f"""WITH {_SOCIAL},
+    sql = f"""WITH {_social()},
     tk AS (SELECT DISTINCT id, channel_tag FROM social_f),
     o AS (SELECT o.* FROM outbox o SEMI JOIN tk ON tk.id = o.ticket_id
           WHERE {_IN_RANGE.format(col='o.created_at')}),
@@ -445,9 +466,10 @@ def delivery(con: duckdb.DuckDBPyConnection, start: Any, end: Any, channels: Any
 # -- 7. end users --------------------------------------------------------------------------------
 
 # Each end user's first channel and business account, from its `user_created` event (they survive merges).
-_ORIGINS = f"""
+def _origins() -> str:
+    return f"""
 origins AS (
-    SELECT e.user_id, e.created_at, {_TAG_OF_CHANNEL.format(col="(e.data ->> 'channel')")} AS channel,
+    SELECT e.user_id, e.created_at, {_tag_of_channel("(e.data ->> 'channel')")} AS channel,
            (e.data ->> 'account') AS account_id, coalesce(a.name, (e.data ->> 'account')) AS account
     FROM events e LEFT JOIN accounts a ON a.channel = (e.data ->> 'channel') AND a.account = (e.data ->> 'account')
     WHERE e.kind = 'user_created'
@@ -466,7 +488,7 @@ def new_end_users(con: duckdb.DuckDBPyConnection, start: Any, end: Any, channels
 
     Columns: day, channel, account, new_accounts.
     """
-    sql = f"""WITH {_ORIGINS}
+    sql = f"""WITH {_origins()}
     SELECT created_at::DATE AS day, channel, account, count(*) AS new_accounts
     FROM origins_f WHERE {_IN_RANGE.format(col='created_at')}
     GROUP BY ALL ORDER BY ALL"""
@@ -479,7 +501,7 @@ def merges(con: duckdb.DuckDBPyConnection, start: Any, end: Any, channels: Any =
 
     Columns: day, channel, merged, unmerged.
     """
-    sql = f"""WITH {_ORIGINS}
+    sql = f"""WITH {_origins()}
     SELECT e.created_at::DATE AS day, o.channel,
            count(*) FILTER (e.kind = 'user_merged') AS merged,
            count(*) FILTER (e.kind = 'user_unmerged') AS unmerged
@@ -498,7 +520,7 @@ def duplicate_phones(con: duckdb.DuckDBPyConnection, start: Any = None, end: Any
     """
     p = _params(start, end, channels, accounts)
     in_range = _IN_RANGE.format(col="o.created_at") if "start" in p else "true"
-    sql = f"""WITH {_ORIGINS},
+    sql = f"""WITH {_origins()},
     active AS (
         SELECT u.id, u.phone, o.channel, o.account_id, o.account, o.created_at
         FROM users u LEFT JOIN origins o ON o.user_id = u.id
@@ -546,7 +568,7 @@ def tag_hygiene(con: duckdb.DuckDBPyConnection, start: Any, end: Any, channels: 
     tag change that removed one), removed_at.
     """
     sql = f"""WITH t AS (
-        SELECT t.id, {_TAG_OF_CHANNEL.format(col='t.channel')} AS channel, t.tags, t.status, t.created_at,
+        SELECT t.id, {_tag_of_channel('t.channel')} AS channel, t.tags, t.status, t.created_at,
                t.account, coalesce(a.name, t.account) AS account_name
         FROM tickets t LEFT JOIN accounts a ON a.channel = t.channel AND a.account = t.account
         WHERE {_IN_RANGE.format(col='t.created_at')}
@@ -563,7 +585,8 @@ def tag_hygiene(con: duckdb.DuckDBPyConnection, start: Any, end: Any, channels: 
                max(e.created_at) AS removed_at
         FROM events e SEMI JOIN bad ON bad.id = e.ticket_id
         WHERE e.kind = 'tags_changed'
-          AND list_has_any(from_json(e.data -> 'removed', '["VARCHAR"]'), {_SQL_LIST((*TAGS, SOCIAL_TAG))})
+          AND list_has_any(from_json(e.data -> 'removed', '["VARCHAR"]'),
+                           {_SQL_LIST((*channel_table.tags(), SOCIAL_TAG))})
         GROUP BY 1
     )
     SELECT bad.id AS ticket_id, bad.channel, bad.account_name AS account, bad.status, bad.created_at,
@@ -575,8 +598,8 @@ def tag_hygiene(con: duckdb.DuckDBPyConnection, start: Any, end: Any, channels: 
 
 REPORTS = {
     "volume": volume, "responsiveness": responsiveness, "backlog": backlog, "agents": agents,
-    "messaging_windows": messaging_windows, "whatsapp_costs": whatsapp_costs,
-    "whatsapp_costs_by_tag": whatsapp_costs_by_tag, "delivery": delivery, "new_end_users": new_end_users,
+    "messaging_windows": messaging_windows, "reply_costs": reply_costs,
+    "reply_costs_by_tag": reply_costs_by_tag, "delivery": delivery, "new_end_users": new_end_users,
     "merges": merges, "duplicate_phones": duplicate_phones, "end_users": end_users, "tag_hygiene": tag_hygiene,
 }
 

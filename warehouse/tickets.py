@@ -14,8 +14,8 @@ from typing import Any
 
 import duckdb
 
-from warehouse import clock
-from warehouse.model import MESSAGING_WINDOWS, STATUSES, dumps
+from warehouse import channels, clock
+from warehouse.model import STATUSES, dumps
 from warehouse.rows import event, insert, next_ids, record_events, sql_list, tag_text
 
 
@@ -173,27 +173,37 @@ def internal_note(con: duckdb.DuckDBPyConnection, ticket_id: int, author_id: int
     return {"ticket_id": ticket_id, "comment_id": cid}
 
 
-# Meta lets a human agent answer a Messenger conversation this long after the customer's last message,
-# with the HUMAN_AGENT tag, on Pages that have the Human Agent permission ([[messenger]] human_agent_tag).
-HUMAN_AGENT_WINDOW = timedelta(days=7)
-
-
 def window_state(ticket: dict[str, Any], now: Any = None) -> dict[str, Any]:
-    """The channel's messaging window for this ticket (R22, B1): open?, time left, and the tag it takes."""
-    window = MESSAGING_WINDOWS.get(ticket["channel"])
+    """The channel's messaging window for this ticket (R22, B1): open?, time left, the tag it takes, and
+    whether approved templates still go out when it is closed."""
+    channel = channels.find(ticket["channel"])
+    window = channel.window if channel else None
     if window is None:
-        return {"has_window": False, "open": True, "seconds_left": None}
+        return {"has_window": False, "open": True, "seconds_left": None, "templates": False}
     last = ticket["last_end_user_message_at"]
     if last is None:
-        return {"has_window": True, "open": False, "seconds_left": 0}
+        return {"has_window": True, "open": False, "seconds_left": 0, "templates": window.templates}
     now = now or clock.now()
-    left = (last + window - now).total_seconds()
-    if left <= 0 and ticket["channel"] == "messenger" and _channel_info(ticket).get("human_agent_tag") is True:
-        tagged = (last + HUMAN_AGENT_WINDOW - now).total_seconds()
+    left = (last + timedelta(hours=window.hours) - now).total_seconds()
+    if left <= 0 and window.tag and _channel_info(ticket).get(window.flag) is True:
+        # The account may still answer with the channel's tag (Meta's HUMAN_AGENT, for 7 days).
+        tagged = (last + timedelta(hours=window.tagged_hours) - now).total_seconds()
+        # `channel`: Slack says whose rules these are (its label, its untagged hours, what its accounts are).
         return {"has_window": True, "open": tagged > 0, "seconds_left": max(0, int(tagged)),
-                "window_hours": int(HUMAN_AGENT_WINDOW.total_seconds() // 3600), "tag": "HUMAN_AGENT"}
-    return {"has_window": True, "open": left > 0, "seconds_left": max(0, int(left)),
-            "window_hours": int(window.total_seconds() // 3600)}
+                "window_hours": window.tagged_hours, "tag": window.tag, "templates": window.templates,
+                "channel": ticket["channel"]}
+    return {"has_window": True, "open": left > 0, "seconds_left": max(0, int(left)), "window_hours": window.hours,
+            "templates": window.templates}
+
+
+def templates_allowed(channel: str) -> bool:
+    """Whether the channel delivers approved message templates outside its window (WhatsApp's)."""
+    found = channels.find(channel)
+    return bool(found and found.window and found.window.templates)
+
+
+def _template_channels() -> str:
+    return ", ".join(c.label for c in channels.every() if c.window and c.window.templates) or "no channel"
 
 
 def _channel_info(ticket: dict[str, Any]) -> dict[str, Any]:
@@ -214,8 +224,8 @@ def reply(con: duckdb.DuckDBPyConnection, ticket_id: int, agent: int, text: str,
     actor = actor or Actor.agent(agent)
     if not text.strip() and file is None and template is None:
         raise OperationError("a reply needs text, a file or a template")
-    if template is not None and t["channel"] != "whatsapp":
-        raise OperationError("message templates exist on WhatsApp only")
+    if template is not None and not templates_allowed(t["channel"]):
+        raise OperationError(f"message templates exist on {_template_channels()} only")
     if t["status"] == "closed":
         raise OperationError(f"ticket {ticket_id} is closed; the customer's next message opens a new ticket")
     now = clock.now()
@@ -225,7 +235,8 @@ def reply(con: duckdb.DuckDBPyConnection, ticket_id: int, agent: int, text: str,
         hours = window.get("window_hours")
         refused = (f"The {hours}-hour messaging window closed: the customer's last message is older than {hours} "
                    f"hours, so the channel will not deliver a free-form reply."
-                   + (" Send an approved WhatsApp template instead." if t["channel"] == "whatsapp" else ""))
+                   + (f" Send an approved {channels.label(t['channel'])} template instead."
+                      if templates_allowed(t["channel"]) else ""))
     attachments = [{"type": "image" if file[1].startswith("image/") else "file", "filename": file[0],
                     "mime_type": file[1], "size": len(file[2])}] if file else []
     body = text or (f"[template {template['name']}]" if template else "")

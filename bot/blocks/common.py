@@ -17,6 +17,8 @@ from typing import Any
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
+from warehouse import channels
+
 MAX_BLOCKS = {"message": 50, "modal": 100, "home": 100}
 SECTION_TEXT = 3000
 FIELD_TEXT = 2000
@@ -28,8 +30,9 @@ TEXT_INPUT_MAX = 3000  # plain_text_input's max_length: 1..3000
 FALLBACK = 300  # the notification text: the first words, the blocks carry the rest
 VIEW_BUDGET = 150_000  # bytes of JSON a view may take; Slack refuses around 250 kB
 
-# Status icons are coloured circles; channel icons are monochrome squared letters. They never share
-# a symbol or a colour, and red is only R15's marker (new unassigned tickets wait).
+# Status icons are coloured circles; channel icons (each channel's own, warehouse.channels) are monochrome
+# squared letters. They never share a symbol or a colour, and red is only R15's marker (new unassigned
+# tickets wait).
 STATUS_ICONS = {"new": "🟡", "open": "🟠", "pending": "🔵", "hold": "🟣", "solved": "⚪", "closed": "⚫"}
 STATUS_COLOURS = {"new": "yellow", "open": "orange", "pending": "blue", "hold": "purple", "solved": "white",
                   "closed": "black"}
@@ -37,8 +40,6 @@ STATUS_LABELS = {"new": "New", "open": "Open", "pending": "Pending", "hold": "On
                  "closed": "Closed"}
 # The statuses a reply is submitted with (R21): a ticket never goes back to New.
 SUBMIT_STATUSES = ("open", "pending", "hold", "solved")
-CHANNEL_ICONS = {"whatsapp": "🅆", "messenger": "🄼", "line": "🄻", "wechat": "🆆", "x": "🅇"}
-CHANNEL_LABELS = {"whatsapp": "WhatsApp", "messenger": "Messenger", "line": "LINE", "wechat": "WeChat", "x": "X"}
 RED_DOT = "🔴"
 
 
@@ -82,7 +83,8 @@ def status_badge(status: str) -> str:
 
 
 def channel_badge(channel: str) -> str:
-    return f"{CHANNEL_ICONS.get(channel, '💬')} {CHANNEL_LABELS.get(channel, channel)}"
+    found = channels.find(channel)
+    return f"{found.icon} {found.label}" if found else f"💬 {channel}"
 
 
 def duration(seconds: int | float | None) -> str:
@@ -100,16 +102,24 @@ def window_text(window: dict[str, Any]) -> str:
     """B1: the time left to answer freely, in words."""
     if not window.get("has_window"):
         return "No messaging window on this channel: replies are always delivered."
-    tagged = window.get("tag") == "HUMAN_AGENT"
+    tag = window.get("tag")
+    found = channels.find(window.get("channel") or "") if tag else None
+    if tag and found and found.window:  # past the free-form window, answering as a person with the tag
+        if window.get("open"):
+            return (f"⏳ {found.label}'s {_span(found.window.hours)} are over: {duration(window.get('seconds_left'))} "
+                    f"left to answer as a person, sent with the {tag} tag (human answers only, no automated "
+                    f"messages).")
+        return (f"⛔ {found.label}'s {_span(found.window.tagged_hours)} for human agents are over: the "
+                f"{found.account_noun} can no longer answer this customer.")
     if window.get("open"):
-        if tagged:
-            return (f"⏳ Messenger's 24 hours are over: {duration(window.get('seconds_left'))} left to answer as a "
-                    f"person, sent with the HUMAN_AGENT tag (human answers only, no automated messages).")
         return f"⏳ {duration(window.get('seconds_left'))} left in the {window.get('window_hours', 24)}-hour window."
-    if tagged:
-        return "⛔ Messenger's 7 days for human agents are over: the Page can no longer answer this customer."
     hours = window.get("window_hours", 24)
     return f"⛔ The {hours}-hour messaging window is closed."
+
+
+def _span(hours: int) -> str:
+    """A window's length as people say it: "24 hours", "7 days"."""
+    return f"{hours // 24} days" if hours > 24 and hours % 24 == 0 else f"{hours} hours"
 
 
 def window_short(window: dict[str, Any]) -> str:

@@ -35,6 +35,7 @@ from bot.blocks.common import (
     window_text,
 )
 from bot.blocks.home import ticket_row
+from warehouse import channels
 
 # Room a modal keeps for the conversation: Slack allows 100 blocks and about 250 kB a view.
 MODAL_CONVERSATION_BLOCKS = 60
@@ -144,16 +145,17 @@ def reply_modal(ticket: dict[str, Any], requester: dict[str, Any], *, macros: Se
         hours = window.get("window_hours", 24)
         blocks.append(section(f"⛔ *The customer's last message is more than {hours} hours old: a free-text reply "
                               f"will not be delivered.*"))
-        if ticket["channel"] == "whatsapp" and templates:
+        if window.get("templates") and templates:
             mode = "template"
-            blocks.append(input_block(ids.REPLY_TEMPLATE, "Send an approved WhatsApp template instead", static_select(
+            blocks.append(input_block(ids.REPLY_TEMPLATE, f"Send an approved {channels.label(ticket['channel'])} "
+                                      "template instead", static_select(
                 "reply_template", "Choose a template",
                 [option(f"{t['name']} ({t.get('language', '')})", str(i)) for i, t in enumerate(templates)])))
             blocks.append(input_block(ids.REPLY_PARAMS, "Template parameters, one per line", text_input(
                 "reply_params", multiline=True, max_length=TEXT_INPUT_MAX), optional=True))
         else:
             mode = "none"
-            blocks.append(context("No approved template configured." if ticket["channel"] == "whatsapp" else
+            blocks.append(context("No approved template configured." if window.get("templates") else
                                   "This channel allows no message until the customer writes again."))
     blocks.append(input_block(f"{ids.REPLY_STATUS}-{version}", "Submit as", status_select("reply_status", status)))
     blocks += rules_blocks(affecting)

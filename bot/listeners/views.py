@@ -55,7 +55,7 @@ def submitted_files(view: dict[str, Any]) -> list[Any]:
 
 def window_refusal(ticket: dict[str, Any]) -> str:
     hours = ticket["window"].get("window_hours", 24)
-    extra = " Close this and press Reply again to send an approved template." if ticket["channel"] == "whatsapp" \
+    extra = " Close this and press Reply again to send an approved template." if ticket["window"].get("templates") \
         else " The channel allows no message until the customer writes again."
     return f"The {hours}-hour messaging window has closed: this reply would not be delivered.{extra}"
 

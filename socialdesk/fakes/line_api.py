@@ -20,12 +20,13 @@ import itertools
 import json
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
-from socialdesk.fakes.recorder import FakeAPI
+from socialdesk.fakes.recorder import DemoConversation, FakeAPI, SentReply, Simulation
 
 DEMO_TOKEN = "line-demo-channel-access-token"
 DEMO_BOT_USER_ID = "U4af4980629d3b8a4f2c1e7d65a0b1c2d"
@@ -55,6 +56,7 @@ class LineAPI(FakeAPI):
     def __init__(self, tokens: Iterable[str] = (DEMO_TOKEN,)) -> None:
         super().__init__()
         self.tokens = set(tokens)
+        self.bots: dict[str, str] = {}  # channel access token -> the bot user id it acts for
         self.content: dict[str, tuple[bytes, str]] = {}
         self._accepted: dict[str, dict[str, Any]] = {}  # retry key -> the answer it got
         self._ids = itertools.count(461230966842064897)
@@ -243,3 +245,37 @@ def _ulid() -> str:
     alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
     value = uuid.uuid4().int >> 2
     return "".join(alphabet[(value >> (5 * i)) & 31] for i in range(26))
+
+
+# How the sandbox drives LINE (socialdesk/sandbox.py) ---------------------------------------------
+
+class LineSimulation(Simulation):
+    channel = "line"
+    api = LineAPI
+    account_ids = (DEMO_BOT_USER_ID,)
+    customer = "U206d25c2ea6bd87c17655609a1c37cb8"
+    demo = (
+        DemoConversation(0, "U206d25c2ea6bd87c17655609a1c37cb8", "Sato Yui", 50, "注文をキャンセルできますか？",
+                         reply="キャンセルを承りました。"),
+        DemoConversation(0, "U8b3c2f1e0d9a8b7c6d5e4f3a2b1c0d9e", "Kenji Ito", 45, "Thanks for the delivery!"),
+    )
+
+    def accounts(self, api: LineAPI, secret: Callable[[], str]) -> list[dict[str, Any]]:
+        api.bots[DEMO_TOKEN] = DEMO_BOT_USER_ID
+        return [{"name": "jp", "bot_user_id": DEMO_BOT_USER_ID, "channel_secret": secret(),
+                 "channel_access_token": DEMO_TOKEN, "api_url": api.url, "data_api_url": api.url}]
+
+    def message(self, account: str, user: str, text: str, message_id: str, sent_at: datetime,
+                name: str) -> bytes:
+        return message_payload(account, user, text, message_id, timestamp_ms=int(sent_at.timestamp()) * 1000)
+
+    def replies(self, api: LineAPI) -> list[SentReply]:
+        out = []
+        for r in api.sent("/v2/bot/message/push"):
+            bot = api.bots.get(r.headers.get("Authorization", "").removeprefix("Bearer "), "")
+            out += [SentReply(bot, str(r.json.get("to")), str(m.get("text") or ""))
+                    for m in r.json.get("messages") or []]
+        return out
+
+
+LINE = LineSimulation()

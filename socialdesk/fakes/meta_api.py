@@ -52,7 +52,7 @@ from typing import Any
 
 from aiohttp import web
 
-from socialdesk.fakes.recorder import FakeAPI
+from socialdesk.fakes.recorder import DemoConversation, FakeAPI, SentReply, Simulation
 
 VERSION = r"/{version:v[0-9]+\.[0-9]+}"
 WHATSAPP_TYPES = ("text", "image", "document", "audio", "video", "sticker", "template")
@@ -69,7 +69,10 @@ MESSENGER_METADATA_LIMIT = 1000
 THROUGHPUT = 80  # messages per second per business number, Meta's default (channels.md 1f)
 PHONE = re.compile(r"\+?[1-9][0-9]{4,14}")
 BSUID = re.compile(r"[A-Z]{2}\.(?:ENT\.)?[A-Za-z0-9]{1,128}")
-# The demo's approved template (socialdesk/sandbox.py TEMPLATES): name -> body parameter count.
+# The demo's business accounts (socialdesk/sandbox.py): two WhatsApp numbers and a Page.
+WHATSAPP_PARIS = "106540352242922"
+WHATSAPP_LYON = "106540352242923"
+MESSENGER_PAGE = "682498302938465"
 
 
 @dataclass(frozen=True, slots=True)
@@ -548,3 +551,93 @@ def message_payload(channel: str, account_id: str, user_id: str, text: str, mess
     if channel == "messenger":
         return messenger_message_payload(account_id, user_id, text, message_id)
     raise ValueError(f"the Meta fake speaks whatsapp and messenger, not {channel!r}")
+
+
+# How the sandbox drives WhatsApp and Messenger (socialdesk/sandbox.py) ----------------------------
+
+def _sent_text(message: dict[str, Any]) -> str:
+    kind = message.get("type", "text")
+    part = message[kind] if isinstance(message.get(kind), dict) else {}
+    return str(part.get("body") or part.get("caption") or part.get("name") or "")
+
+
+class WhatsAppSimulation(Simulation):
+    channel = "whatsapp"
+    api = MetaGraphAPI
+    account_ids = (WHATSAPP_PARIS, WHATSAPP_LYON)
+    customer = "33612345678"
+    templates = ({"name": "order_update", "language": "en_US", "parameters": ["order number"]},)
+    demo = (
+        DemoConversation(0, "33612345678", "Amélie Dupont", 95, "Bonjour, ma commande A-1042 n'est pas arrivée",
+                         claim=True, person="amelie"),
+        DemoConversation(0, "33612345678", "Amélie Dupont", 93, "Le suivi indique livrée hier ?",
+                         reply="Bonjour Amélie, je vérifie avec le transporteur.", status="pending"),
+        DemoConversation(1, "33798765432", "Louis Martin", 80, "Do you have the blue jacket in size M?", claim=True),
+        # 26 hours ago: the agent's answer meets WhatsApp's closed 24-hour window (R22).
+        DemoConversation(0, "4915112345678", "Jonas Weber", 26 * 60, "Can I still change my delivery address?",
+                         reply="Hello Jonas, yes you can!"),
+        DemoConversation(1, "447700900123", "Olivia Brown", 20, "Card 4111 1111 1111 1111 was charged twice"),
+    )
+
+    def accounts(self, api: MetaGraphAPI, secret: Callable[[], str]) -> list[dict[str, Any]]:
+        app_secret = secret()  # one Meta app serves both numbers
+        for template in self.templates:  # approved in WhatsApp Manager, as the configuration says
+            api.approve_template(template["name"], len(template["parameters"]))
+        tables = []
+        for name, number, display in (("paris", WHATSAPP_PARIS, "+33 1 86 95 00 01"),
+                                      ("lyon", WHATSAPP_LYON, "+33 4 28 29 00 02")):
+            api.whatsapp_tokens[number] = token = secret()
+            tables.append({"name": name, "phone_number_id": number, "display_phone_number": display,
+                           "app_secret": app_secret, "verify_token": secret(), "access_token": token,
+                           "api_url": api.url + "/v21.0"})
+        return tables
+
+    def message(self, account: str, user: str, text: str, message_id: str, sent_at: datetime,
+                name: str) -> bytes:
+        return whatsapp_message_payload(account, user, text, message_id, name=name,
+                                        timestamp=int(sent_at.timestamp()))
+
+    def receipt(self, account: str, user: str, platform_message_id: str, status: str) -> bytes | None:
+        return whatsapp_status_payload(account, user, platform_message_id, status)
+
+    def replies(self, api: MetaGraphAPI) -> list[SentReply]:
+        return [SentReply(r.path.split("/")[-2], str(r.json.get("to") or r.json.get("recipient")), _sent_text(r.json))
+                for r in api.sent("/messages") if r.path.split("/")[-2] in api.whatsapp_tokens and r.body]
+
+
+class MessengerSimulation(Simulation):
+    channel = "messenger"
+    api = MetaGraphAPI
+    account_ids = (MESSENGER_PAGE,)
+    customer = "1254459154682919"
+    demo = (
+        DemoConversation(0, "1254459154682919", "Amélie D.", 70, "Hi! I also wrote on WhatsApp", person="amelie"),
+        DemoConversation(0, "2093847561029384", "Priya Nair", 55, "Is the store open on Sunday?"),
+        DemoConversation(0, "3847561029384756", "Diego Ruiz", 10, "Where can I find my invoice?"),
+    )
+
+    def accounts(self, api: MetaGraphAPI, secret: Callable[[], str]) -> list[dict[str, Any]]:
+        api.page_tokens[MESSENGER_PAGE] = token = secret()
+        return [{"name": "brand-page", "page_id": MESSENGER_PAGE, "page_name": "SocialDesk Demo",
+                 "app_secret": secret(), "verify_token": secret(), "page_access_token": token,
+                 "api_url": api.url + "/v21.0"}]
+
+    def message(self, account: str, user: str, text: str, message_id: str, sent_at: datetime,
+                name: str) -> bytes:
+        return messenger_message_payload(account, user, text, message_id,
+                                         timestamp_ms=int(sent_at.timestamp()) * 1000)
+
+    def receipt(self, account: str, user: str, platform_message_id: str, status: str) -> bytes | None:
+        now = int(time.time() * 1000)
+        if status == "delivered":
+            return messenger_delivery_payload(account, user, [platform_message_id], now)
+        return messenger_read_payload(account, user, now) if status == "read" else None
+
+    def replies(self, api: MetaGraphAPI) -> list[SentReply]:
+        return [SentReply(r.path.split("/")[-2], str(r.json["recipient"]["id"]),
+                          str((r.json.get("message") or {}).get("text") or ""))
+                for r in api.sent("/messages") if r.path.split("/")[-2] in api.page_tokens and r.body]
+
+
+WHATSAPP = WhatsAppSimulation()
+MESSENGER = MessengerSimulation()

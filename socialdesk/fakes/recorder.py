@@ -1,5 +1,7 @@
 """The base of every fake platform API: an aiohttp server on loopback that records each request
-and can be scripted to answer the next requests with the platform's own errors.
+and can be scripted to answer the next requests with the platform's own errors; and the base of the
+simulations, how the sandbox drives a channel through its fake (each channel's description names its
+simulation, so a new channel brings its own).
 """
 
 from __future__ import annotations
@@ -8,9 +10,10 @@ import asyncio
 import json
 from abc import ABC, abstractmethod
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from aiohttp import web
 
@@ -119,3 +122,61 @@ class FakeAPI(ABC):
     async def stop(self) -> None:
         if self._runner:
             await self._runner.cleanup()
+
+
+@dataclass(frozen=True, slots=True)
+class DemoConversation:
+    """A customer's message in the demo (`socialdesk demo`), and the agent's answer if the demo gives one."""
+
+    account: int  # which of the simulation's accounts it goes to
+    user: str
+    name: str
+    minutes_ago: int
+    text: str
+    claim: bool = False  # the agent claims the ticket before answering any
+    reply: str | None = None  # the agent answers the ticket with this (once per ticket: on its last message)
+    status: str | None = None  # and submits it as
+    # The same key on two channels' conversations: one person, whose second account the demo merges (R5).
+    person: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SentReply:
+    """A message the fake platform took from us: from which business account, to whom, saying what."""
+
+    account: str
+    recipient: str
+    text: str
+
+
+class Simulation(ABC):
+    """How the sandbox, the demo and the shared tests drive one channel through its fake.
+
+    `api` is the fake's class: one instance serves every simulation that names it (WhatsApp and Messenger
+    share Meta's Graph API). Everything a simulation builds is what the platform would send or has taken.
+    """
+
+    channel: ClassVar[str]
+    api: ClassVar[type[FakeAPI]]
+    account_ids: ClassVar[tuple[str, ...]]  # the demo's business accounts, in order
+    customer: ClassVar[str]  # a customer's platform id, for the shared tests
+    demo: ClassVar[tuple[DemoConversation, ...]] = ()
+    templates: ClassVar[tuple[dict[str, Any], ...]] = ()  # approved message templates, where the channel has them
+
+    @abstractmethod
+    def accounts(self, api: Any, secret: Callable[[], str]) -> list[dict[str, Any]]:
+        """The configuration tables of `account_ids`, pointing at `api`, which learns their credentials."""
+
+    @abstractmethod
+    def message(self, account: str, user: str, text: str, message_id: str, sent_at: datetime,
+                name: str) -> bytes:
+        """A text message from `user` to `account`, as the platform's webhook body."""
+
+    def receipt(self, account: str, user: str, platform_message_id: str, status: str) -> bytes | None:
+        """The webhook body saying our message was `status` (delivered, read); None where the platform sends
+        no receipts."""
+        return None
+
+    @abstractmethod
+    def replies(self, api: Any) -> list[SentReply]:
+        """Every message the fake took from us, in order."""

@@ -19,16 +19,20 @@ A customer the fake was never told about is taken as inside the window: the fake
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from xml.sax.saxutils import escape
 
 from aiohttp import web
 
-from socialdesk.fakes.recorder import FakeAPI, Recorded
+from socialdesk.fakes.recorder import DemoConversation, FakeAPI, Recorded, SentReply, Simulation
 from warehouse import clock
 
 INVALID_TOKEN = {"errcode": 40001, "errmsg": "invalid credential, access_token is invalid or not latest"}
@@ -36,6 +40,8 @@ MEDIA_TYPES = ("image", "voice", "video", "thumb")
 WINDOW = timedelta(hours=48)
 REPLIES_PER_MESSAGE = 5
 TEXT_LIMIT_BYTES = 2048  # UNCONFIRMED, see the module docstring
+DEMO_ACCOUNT = "gh_97417a04a28d"  # the demo's official account (original ID) and its app
+DEMO_APP = "wx5e1f0a2b3c4d5e6f"
 
 
 def _error(code: int, errmsg: str) -> web.Response:
@@ -245,3 +251,37 @@ def event_payload(account_id: str, user_id: str, event: str = "subscribe", event
     if event_key:
         fields["EventKey"] = event_key
     return xml_message(fields)
+
+
+# How the sandbox drives WeChat (socialdesk/sandbox.py) -------------------------------------------
+
+class WeChatSimulation(Simulation):
+    channel = "wechat"
+    api = FakeWeChatAPI
+    account_ids = (DEMO_ACCOUNT,)
+    customer = "o9AgO5Kd5ggOC-bXrbNODIiE3bGY"
+    demo = (
+        DemoConversation(0, "o9AgO5Kd5ggOC-bXrbNODIiE3bGY", "Li Wei", 40, "请问可以开发票吗？",
+                         reply="可以，我们今天会把发票发到您的邮箱。"),
+        DemoConversation(0, "oX7pQ2rS4tU6vW8xY0zA1bC3dE5f", "Wang Fang", 5, "你好，包裹还没到"),
+    )
+
+    def accounts(self, api: FakeWeChatAPI, secret: Callable[[], str]) -> list[dict[str, Any]]:
+        api.apps[DEMO_APP] = app_secret = secret()
+        # Safe mode, as recommended: the demo's messages are encrypted with a fresh EncodingAESKey.
+        return [{"name": "cn", "original_id": DEMO_ACCOUNT, "app_id": DEMO_APP, "app_secret": app_secret,
+                 "token": secret(), "encoding_aes_key": base64.b64encode(os.urandom(32)).decode()[:43],
+                 "api_url": api.url}]
+
+    def message(self, account: str, user: str, text: str, message_id: str, sent_at: datetime,
+                name: str) -> bytes:
+        return message_payload(account, user, text, message_id, create_time=int(sent_at.timestamp()))
+
+    def replies(self, api: FakeWeChatAPI) -> list[SentReply]:
+        accounts = {DEMO_APP: DEMO_ACCOUNT}
+        return [SentReply(accounts.get(api.app_of(r) or "", ""), str(r.json.get("touser")),
+                          str((r.json.get("text") or {}).get("content") or ""))
+                for r in api.sent("/cgi-bin/message/custom/send")]
+
+
+WECHAT = WeChatSimulation()

@@ -12,11 +12,13 @@ from __future__ import annotations
 import itertools
 import json
 import time
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
-from socialdesk.fakes.recorder import FakeAPI
+from socialdesk.fakes.recorder import DemoConversation, FakeAPI, SentReply, Simulation
 
 DEMO_USER_ID = "1529398240126005248"
 DEMO_SCREEN_NAME = "socialdesk_demo"
@@ -201,3 +203,38 @@ def activity_message_payload(account_id: str, sender: str, recipient: str, text:
 
 
 _event_uuids = itertools.count(-6850472171600526495, 7919)
+
+
+# How the sandbox drives X (socialdesk/sandbox.py) ------------------------------------------------
+
+class XSimulation(Simulation):
+    channel = "x"
+    api = XAPI
+    account_ids = (DEMO_USER_ID,)
+    customer = "272953809"
+    demo = (
+        DemoConversation(0, "272953809", "Nicolas Pottier", 30, "My discount code DEMO10 doesn't work"),
+        DemoConversation(0, "272953809", "Nicolas Pottier", 29, "It says expired, but the email says today",
+                         reply="Sorry! Here is a new code: DEMO15"),
+    )
+
+    def accounts(self, api: XAPI, secret: Callable[[], str]) -> list[dict[str, Any]]:
+        api.tokens[DEMO_TOKEN] = DEMO_USER_ID
+        return [{"name": "brand", "user_id": DEMO_USER_ID, "screen_name": DEMO_SCREEN_NAME,
+                 "consumer_secret": secret(), "access_token": DEMO_TOKEN, "api_url": api.url}]
+
+    def message(self, account: str, user: str, text: str, message_id: str, sent_at: datetime,
+                name: str) -> bytes:
+        return message_payload(account, user, text, message_id, created_ms=int(sent_at.timestamp()) * 1000,
+                               name=name, screen_name=name.lower().replace(" ", "_"))
+
+    def receipt(self, account: str, user: str, platform_message_id: str, status: str) -> bytes | None:
+        return read_payload(account, user, platform_message_id) if status == "read" else None
+
+    def replies(self, api: XAPI) -> list[SentReply]:
+        return [SentReply(api.tokens.get(r.headers.get("Authorization", "").removeprefix("Bearer "), ""),
+                          r.path.split("/")[-2], str(r.json.get("text") or ""))
+                for r in api.sent("/dm_conversations/with/")]
+
+
+X = XSimulation()

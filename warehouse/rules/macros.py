@@ -13,6 +13,7 @@ from typing import Any
 
 import duckdb
 
+from warehouse import channels
 from warehouse.rows import event, record_events
 from warehouse.rules.actions import (
     CUSTOM_PREFIX,
@@ -82,7 +83,8 @@ def preview_macro(con: duckdb.DuckDBPyConnection, rules: RuleSet, macro: Rule | 
     if comment and not window["open"]:
         hours = window.get("window_hours")
         blocked = (f"The {hours}-hour messaging window is closed: this macro's reply would not be delivered"
-                   + (" (send an approved WhatsApp template instead)." if t["channel"] == "whatsapp" else "."))
+                   + (f" (send an approved {channels.label(t['channel'])} template instead)."
+                      if window["templates"] else "."))
     added, removed = [x for x in tags if x not in t["tags"]], [x for x in t["tags"] if x not in tags]
     return {**out, "comment": comment, "internal_note": "\n\n".join(notes) or None, "tags": tags,
             "tags_added": added, "tags_removed": removed, "add_tags": added, "remove_tags": removed,

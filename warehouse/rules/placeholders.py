@@ -11,7 +11,7 @@ from typing import Any
 
 import duckdb
 
-from warehouse.model import CHANNEL_LABELS
+from warehouse import channels
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][\w.]*)\s*\}\}")
 PLACEHOLDERS = ("ticket.id", "ticket.title", "ticket.status", "ticket.channel", "ticket.account",
@@ -42,7 +42,7 @@ def values_many(con: duckdb.DuckDBPyConnection, ticket_ids: list[int],
     for tid, subject, status, channel, account, requester, assignee, current in con.execute(
             _VALUES_SQL.format(ids=sql_list(ticket_ids)), [current_user]).fetchall():
         out[tid] = {"ticket.id": str(tid), "ticket.title": subject or "", "ticket.status": status,
-                    "ticket.channel": CHANNEL_LABELS.get(channel, channel), "ticket.account": account or "",
+                    "ticket.channel": channels.label(channel), "ticket.account": account or "",
                     "ticket.requester.name": requester or "", "ticket.requester.first_name": _first(requester),
                     "ticket.assignee.name": assignee or "", "ticket.assignee.first_name": _first(assignee),
                     "current_user.name": current or "SocialDesk",
