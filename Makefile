@@ -26,6 +26,7 @@ faketime:
 lint: $(BIN)/socialdesk
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 test: $(BIN)/socialdesk faketime lint
 	$(BIN)/python -m pytest

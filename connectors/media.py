@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
-import json
 import logging
 import re
 import socket
@@ -31,6 +30,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
 from connectors.base import Connector
+from warehouse import queries
 from warehouse.store import Store
 
 log = logging.getLogger(__name__)
@@ -154,12 +154,10 @@ def handler(registry: dict[str, Connector], store: Store, secret: str,
             return web.Response(status=403, text="this media link is not valid")
         if expires < time.time():
             return web.Response(status=403, text="this media link has expired")
-        row = await store.aread(lambda con: con.execute(
-            "SELECT c.attachments, t.channel, t.account FROM comments c JOIN tickets t ON t.id = c.ticket_id "
-            "WHERE c.id = ?", [comment_id]).fetchone())
-        if row is None or not 0 <= index < len(json.loads(row[0])):
+        found = await store.aread(lambda con: queries.attachment(con, comment_id, index))
+        if found is None:
             return web.Response(status=404, text="no such attachment")
-        attachment, channel, account = json.loads(row[0])[index], row[1], row[2]
+        attachment, channel, account = found
         connector = registry.get(channel)
         media_id, url = attachment.get("media_id"), attachment.get("url")
         key = media_id or url

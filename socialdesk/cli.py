@@ -142,8 +142,7 @@ def _demo_data(cfg: config_module.Config, tickets: int, seed: int, into_existing
     if Path(cfg.store.path).exists() and not into_existing:
         con = open_connection(cfg.store.path, read_only=True)
         try:
-            tables = {t for (t,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
-            why = real_data(con) if {"inbox", "tickets"} <= tables else None
+            why = real_data(con)
         finally:
             con.close()
         if why:

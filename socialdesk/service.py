@@ -32,7 +32,7 @@ from socialdesk import workers
 from socialdesk.config import Config
 from socialdesk.metrics import Metrics
 from socialdesk.operations import OPERATIONS
-from warehouse import clock, open_store, owner, phones, register_accounts
+from warehouse import clock, open_store, owner, phones, queries, register_accounts
 from warehouse import log as ingest_log
 from warehouse import outbox as box
 from warehouse.connect import serve_quack, stop_quack
@@ -57,7 +57,7 @@ LIVE = web.AppKey("live", dict)  # the Quack URI and token readers attach, while
 async def healthz(request: web.Request) -> web.Response:
     store = request.app[STORE]
     # Health is the store answering, not the log being caught up: no waiting for it.
-    await store.aread(lambda con: con.execute("SELECT 1").fetchone(), fresh=False)
+    await store.aread(queries.alive, fresh=False)
     return web.json_response({"ok": True})
 
 

@@ -393,7 +393,11 @@ GENERATION_MEMORY = "6GB"  # one transaction builds millions of rows: 1 GB is to
 
 
 def real_data(con: duckdb.DuckDBPyConnection) -> str | None:
-    """Why this store holds more than generated data (webhooks received, tickets on other accounts), if it does."""
+    """Why this store holds more than generated data (webhooks received, tickets on other accounts), if it
+    does. A file that is not a store (no tickets, no log) holds nothing to protect."""
+    tables = {t for (t,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    if not {"inbox", "tickets"} <= tables:
+        return None
     if scalar(con, "SELECT count(*) FROM inbox"):
         return "it has received webhooks"
     demo = [a for _, a, _, _ in accounts()]

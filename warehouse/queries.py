@@ -179,6 +179,22 @@ def search(cur: duckdb.DuckDBPyConnection, query: str) -> dict[str, Any]:
     return {"query": q, "phone": phone, "users": users, "tickets": tickets}
 
 
+def attachment(cur: duckdb.DuckDBPyConnection, comment_id: int, index: int) -> tuple[dict[str, Any], str, str] | None:
+    """A comment's attachment by its position, with the channel and account of its ticket (the media
+    route fetches it from there); None when there is no such attachment."""
+    row = cur.execute("SELECT c.attachments, t.channel, t.account FROM comments c JOIN tickets t ON t.id = c.ticket_id "
+                      "WHERE c.id = ?", [comment_id]).fetchone()
+    if row is None:
+        return None
+    attachments = json.loads(row[0])
+    return (attachments[index], row[1], row[2]) if 0 <= index < len(attachments) else None
+
+
+def alive(cur: duckdb.DuckDBPyConnection) -> bool:
+    """The store answers (health checks)."""
+    return cur.execute("SELECT 1").fetchone() is not None
+
+
 # -- one ticket, one user --------------------------------------------------------------------------
 
 def _iso(v: Any) -> Any:
