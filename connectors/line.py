@@ -58,7 +58,7 @@ from connectors.base import (
     text_value,
     url_value,
 )
-from warehouse.channels import Channel, DemoProfile
+from warehouse.channels import Channel, DemoProfile, DemoUserIds
 from warehouse.model import Attachment, InboundMessage, MessageEdit, MessageWithdrawn, from_unix_ms
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ CHANNEL = Channel(
     name="line", tag="line", label="LINE", icon="🄻", abbreviation="LINE", zendesk_via=("line", 72),
     demo=DemoProfile(accounts=(("U1234567890abcdef1234567890abcdef", "Japan", 0.09),
                                ("U2234567890abcdef1234567890abcdef", "Thailand", 0.06)),
-                     user_id_sql="'U' || md5({j}::VARCHAR || '{seed}')", reply_hours=1.2))
+                     user_ids=DemoUserIds(prefix="U", hashed=32), reply_hours=1.2))
 
 
 @dataclass(frozen=True, slots=True)

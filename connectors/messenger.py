@@ -46,7 +46,7 @@ from connectors.base import (
     text_value,
 )
 from warehouse import clock
-from warehouse.channels import Channel, DemoProfile, Window
+from warehouse.channels import Channel, DemoProfile, DemoUserIds, Window
 from warehouse.model import Attachment, InboundMessage, MessageEdit, StatusUpdate
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ CHANNEL = Channel(
     window=WINDOW,
     zendesk_via=("facebook_message", 41, "sunshine_conversations_facebook_messenger", 78, "facebook"),
     demo=DemoProfile(accounts=(("682498302938465", "Brand page", 0.20),),
-                     user_id_sql="(7000000000000000 + {j})::VARCHAR", reply_hours=1.5))
+                     user_ids=DemoUserIds(start=7000000000000000), reply_hours=1.5))
 
 
 @dataclass(frozen=True, slots=True)

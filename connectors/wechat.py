@@ -55,7 +55,7 @@ from connectors.base import (
     text_value,
     url_value,
 )
-from warehouse.channels import Channel, DemoProfile, Window
+from warehouse.channels import Channel, DemoProfile, DemoUserIds, Window
 from warehouse.model import Attachment, InboundMessage, from_unix
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ CHANNEL = Channel(
     name="wechat", tag="wechat", label="WeChat", icon="🆆", abbreviation="WC", window=Window(48),
     zendesk_via=("wechat", 73),
     demo=DemoProfile(accounts=(("gh_97417a04a28d", "China", 0.15),),
-                     user_id_sql="'o' || substr(md5({j}::VARCHAR || 'w{seed}'), 1, 27)", reply_hours=3.0))
+                     user_ids=DemoUserIds(prefix="o", hashed=27, salt="w"), reply_hours=3.0))
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,7 +44,7 @@ from connectors.base import (
     obj,
     text_value,
 )
-from warehouse.channels import Channel, DemoProfile, Window
+from warehouse.channels import Channel, DemoProfile, DemoUserIds, Window
 from warehouse.model import Attachment, DeliveryState, InboundMessage, MessageEdit, MessageWithdrawn, StatusUpdate
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ CHANNEL = Channel(
     name="whatsapp", tag="whatsapp", label="WhatsApp", icon="🅆", abbreviation="WA",
     window=Window(24, templates=True), zendesk_via=("whatsapp", 74), priced_replies=True,
     demo=DemoProfile(accounts=(("106540352242922", "Paris support", 0.25), ("106540352242923", "Lyon support", 0.15)),
-                     user_id_sql="'336' || lpad((10000000 + {j})::VARCHAR, 8, '0')", message_id_prefix="wamid.demo",
+                     user_ids=DemoUserIds(prefix="336", start=10000000, width=8), message_id_prefix="wamid.demo",
                      reply_hours=0.8, phones=True))
 
 

@@ -56,7 +56,7 @@ from connectors.base import (
     text_value,
     url_value,
 )
-from warehouse.channels import Channel, DemoProfile
+from warehouse.channels import Channel, DemoProfile, DemoUserIds
 from warehouse.model import Attachment, InboundMessage, StatusUpdate, from_unix_ms
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ CHANNEL = Channel(
     name="x", tag="twitter", label="X", icon="🅇", abbreviation="X",
     zendesk_via=("twitter_dm", 26, "sunshine_conversations_twitter_dm", 88, "twitter", 30),
     demo=DemoProfile(accounts=(("835740314006511618", "Brand on X", 0.10),),
-                     user_id_sql="(9000000000 + {j})::VARCHAR", reply_hours=2.0))
+                     user_ids=DemoUserIds(start=9000000000), reply_hours=2.0))
 
 
 @dataclass(frozen=True, slots=True)

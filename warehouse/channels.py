@@ -34,12 +34,24 @@ class Window:
 
 
 @dataclass(frozen=True, slots=True)
+class DemoUserIds:
+    """How the demo's end users' platform ids look, from their number `j`: `prefix` then either a number
+    (`start + j`, zero-padded to `width`) or, with `hashed`, that many hex digits of a hash of `j` and
+    the seed (ids that look random, like LINE's and WeChat's). Data, not SQL: the warehouse writes it."""
+
+    prefix: str = ""
+    start: int = 0
+    width: int = 0
+    hashed: int = 0
+    salt: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class DemoProfile:
     """How `warehouse.demo_data` invents this channel's traffic."""
 
     accounts: tuple[tuple[str, str, float], ...]  # (account id, name, share of all the traffic)
-    # A SQL expression of `j` (the end user's number) and `{seed}` giving the platform user id.
-    user_id_sql: str
+    user_ids: DemoUserIds
     message_id_prefix: str = "mid.demo"
     reply_hours: float = 2.0  # mean time to the first reply: fast channels are answered faster
     phones: bool = False  # every end user has a phone number (and twins share one, R4, B5)

@@ -20,7 +20,7 @@ from typing import Any
 import duckdb
 
 from warehouse import channels, clock
-from warehouse.channels import Channel, DemoProfile
+from warehouse.channels import Channel, DemoProfile, DemoUserIds
 from warehouse.model import SOCIAL_TAG
 from warehouse.rows import one, scalar, sql_list
 
@@ -94,7 +94,7 @@ def generate(con: duckdb.DuckDBPyConnection, tickets: int, seed: int = 1, *, day
             break
         twin_lo += w / total
     profiles = dict((c.name, p) for c, p in _profiled())
-    user_ids = _case("a.channel", {c: p.user_id_sql.format(j="b.j", seed=seed) for c, p in profiles.items()},
+    user_ids = _case("a.channel", {c: _user_id(p.user_ids, "b.j", seed) for c, p in profiles.items()},
                      "(7000000000000000 + b.j)::VARCHAR")
     phones = _channels_where(lambda c: c.demo is not None and c.demo.phones)
     x(f"CREATE OR REPLACE TEMP TABLE _g_acc AS SELECT k, channel, account, name, "
@@ -141,7 +141,7 @@ def generate(con: duckdb.DuckDBPyConnection, tickets: int, seed: int = 1, *, day
     if twin_channel:
         # A twin writes to the other account than the person's first one, from the same phone.
         (first, first_name), (second, second_name) = twin_accounts
-        twin_pid = twin_channel.user_id_sql.format(j="_g_users.j - 1", seed=seed)
+        twin_pid = _user_id(twin_channel.user_ids, "_g_users.j - 1", seed)
         x(f"UPDATE _g_users SET account = CASE WHEN f.account = '{second}' THEN '{first}' ELSE '{second}' END, "
           f"account_name = CASE WHEN f.account = '{second}' THEN '{first_name}' ELSE '{second_name}' END, "
           f"pid = {twin_pid} FROM _g_users f WHERE _g_users.twin AND f.j = _g_users.j - 1")
@@ -390,6 +390,16 @@ def generate(con: duckdb.DuckDBPyConnection, tickets: int, seed: int = 1, *, day
 
 
 GENERATION_MEMORY = "6GB"  # one transaction builds millions of rows: 1 GB is too little past a million tickets
+
+
+def _user_id(ids: DemoUserIds, j: str, seed: int) -> str:
+    """The SQL giving a demo end user's platform id from the expression `j` (their number)."""
+    prefix = sql_list([ids.prefix])[1:-1]
+    if ids.hashed:
+        salt = sql_list([f"{ids.salt}{seed}"])[1:-1]
+        return f"{prefix} || substr(md5(({j})::VARCHAR || {salt}), 1, {int(ids.hashed)})"
+    number = f"({int(ids.start)} + {j})::VARCHAR"
+    return f"{prefix} || " + (f"lpad({number}, {int(ids.width)}, '0')" if ids.width else number)
 
 
 def real_data(con: duckdb.DuckDBPyConnection) -> str | None:
