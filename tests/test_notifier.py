@@ -150,3 +150,17 @@ def test_a_tag_with_a_quote_selects_its_tickets_and_injects_nothing_r9(store: St
                                   Context(now=T0))
     assert store.read(lambda c: c.execute(f"SELECT id FROM tickets t WHERE {compiled.sql}",
                                           compiled.params).fetchall()) == [(1,)]
+
+
+@pytest.mark.parametrize(("operator", "value", "expected"), [
+    ("less_than", "pending", ["new", "open"]), ("less_than", "new", []),
+    ("greater_than", "open", ["pending", "hold", "solved", "closed"]), ("greater_than", "closed", [])])
+def test_views_compare_statuses_in_zendesks_order(store: Store, operator: str, value: str,
+                                                  expected: list[str]) -> None:
+    """Status conditions "less than" / "greater than" follow new < open < pending < hold < solved < closed."""
+    new_tickets(store, 6)
+    for tid, status in zip(range(2, 7), ["open", "pending", "hold", "solved", "closed"], strict=True):
+        store.write(lambda c, tid=tid, status=status: set_status(c, tid, status, SYSTEM))
+    view = {"title": "By status", "conditions": {"all": [{"field": "status", "operator": operator, "value": value}]}}
+    found = store.read(lambda c: queries.run_view(c, view, None, per_page=50))
+    assert sorted(t["status"] for t in found["tickets"]) == sorted(expected)

@@ -125,9 +125,9 @@ def view(cur: duckdb.DuckDBPyConnection, title: str, slack_user_id: str | None =
     return run_view(cur, find_view(cur, title, agent), agent, page)
 
 
-def red_dot(cur: duckdb.DuckDBPyConnection) -> bool:
-    """R15: new, unassigned social tickets wait."""
-    v = find_view(cur, UNASSIGNED_VIEW)
+def red_dot(cur: duckdb.DuckDBPyConnection, unassigned: dict[str, Any] | None = None) -> bool:
+    """R15: new, unassigned social tickets wait. `unassigned`: the Unassigned view, if read already."""
+    v = unassigned or find_view(cur, UNASSIGNED_VIEW)
     compiled = compile_conditions(v["conditions"], Context(now=clock.now()))
     return bool(scalar(cur, f"SELECT EXISTS (SELECT 1 FROM tickets t WHERE t.status = 'new' AND {compiled.sql})",
                        compiled.params))
@@ -139,8 +139,10 @@ def notifier(cur: duckdb.DuckDBPyConnection, slack_user_id: str, tab: str = "ass
     if tab not in TABS:
         raise OperationError(f"unknown tab {tab!r} (assigned or unassigned)")
     agent = agent_id(cur, slack_user_id)
-    result = run_view(cur, find_view(cur, TABS[tab]), agent, page)
-    return {"tab": tab, "view": result["view"], "red_dot": red_dot(cur), "has_more": result["has_more"],
+    view = find_view(cur, TABS[tab])
+    result = run_view(cur, view, agent, page)
+    dot = red_dot(cur, view if tab == "unassigned" else None)
+    return {"tab": tab, "view": result["view"], "red_dot": dot, "has_more": result["has_more"],
             "page": page, "tickets": result["tickets"]}
 
 
