@@ -17,6 +17,7 @@ from warehouse import channels
 MODULES = (
     "connectors.whatsapp",
     "connectors.messenger",
+    "connectors.instagram",
     "connectors.line",
     "connectors.wechat",
     "connectors.x",

@@ -121,7 +121,12 @@ def messenger_tag_not_permitted() -> dict[str, Any]:
 
 class MetaGraphAPI(FakeAPI):
     """`whatsapp` maps phone_number_id -> access token, `pages` maps page_id -> page access token;
-    `human_agent_pages` are the pages with Meta's Human Agent permission."""
+    `human_agent_pages` are the pages with Meta's Human Agent permission.
+
+    Another product of the Messenger Platform is served by a subclass changing what differs: its text
+    limit, its window-closed error body and how its requests authenticate (`page_auth`)."""
+
+    text_limit = MESSENGER_TEXT_LIMIT
 
     def __init__(self, whatsapp: Mapping[str, str] | None = None, pages: Mapping[str, str] | None = None,
                  human_agent_pages: set[str] | None = None) -> None:
@@ -209,7 +214,7 @@ class MetaGraphAPI(FakeAPI):
                 return refused
             return self._whatsapp_message(node, _json(rec.body))
         if node in self.page_tokens:
-            if (refused := self._query_token(request, self.page_tokens[node])) is not None:
+            if (refused := self.page_auth(request, self.page_tokens[node])) is not None:
                 return refused
             return self._messenger_message(node, _json(rec.body))
         return _unknown_node(node, "post")
@@ -287,9 +292,9 @@ class MetaGraphAPI(FakeAPI):
         message = body.get("message")
         if not isinstance(message, dict) or not (message.get("text") or isinstance(message.get("attachment"), dict)):
             return _invalid("(#100) Must send either message or sender action")
-        if len(str(message.get("text") or "")) > MESSENGER_TEXT_LIMIT:
+        if len(str(message.get("text") or "")) > self.text_limit:
             return _invalid(f"(#100) Length of param message[text] must be less than or equal to "
-                            f"{MESSENGER_TEXT_LIMIT}")
+                            f"{self.text_limit}")
         if len(str(message.get("metadata") or "")) > MESSENGER_METADATA_LIMIT:
             return _invalid(f"(#100) Length of param message[metadata] must be less than or equal to "
                             f"{MESSENGER_METADATA_LIMIT}")
@@ -317,7 +322,7 @@ class MetaGraphAPI(FakeAPI):
         if within is None:
             return web.json_response(graph_error(100, "(#100) No matching user found", subcode=2018001), status=400)
         if not within:
-            return web.json_response(messenger_window_closed(), status=400)
+            return web.json_response(self.window_closed(), status=400)
         return None
 
     async def _whatsapp_upload(self, request: web.Request) -> web.Response:
@@ -345,7 +350,7 @@ class MetaGraphAPI(FakeAPI):
         node = request.match_info["node"]
         if node not in self.page_tokens:
             return _unknown_node(node, "post")
-        if (refused := self._query_token(request, self.page_tokens[node])) is not None:
+        if (refused := self.page_auth(request, self.page_tokens[node])) is not None:
             return refused
         form = await request.post()
         file = form.get("filedata")
@@ -406,6 +411,14 @@ class MetaGraphAPI(FakeAPI):
 
     def _query_token(self, request: web.Request, token: str) -> web.Response | None:
         return None if request.query.get("access_token") == token else _bad_token()
+
+    def page_auth(self, request: web.Request, token: str) -> web.Response | None:
+        """None when a Send API request carries the account's token, else Meta's refusal."""
+        return self._query_token(request, token)
+
+    def window_closed(self) -> dict[str, Any]:
+        """The error body of a send outside the messaging window."""
+        return messenger_window_closed()
 
 
 def _json(body: bytes) -> Any:
