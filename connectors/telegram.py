@@ -28,11 +28,11 @@ Replies go out with `sendMessage` (a text over 4,096 characters is split), a fil
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import mimetypes
 import re
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -225,10 +225,11 @@ class Connector:
         texts = meta.split_text(reply.text, TEXT_LIMIT) if reply.text.strip() and not caption else []
         parts: list[meta.Part] = [
             (f"part {i} of the text" if len(texts) > 1 else "the text",
-             _bound(self._post, session, account, "sendMessage", {"chat_id": reply.to, "text": text}))
+             functools.partial(self._post, session, account, "sendMessage", {"chat_id": reply.to, "text": text}))
             for i, text in enumerate(texts, 1)]
         if reply.file is not None:
-            parts.append(("the file", _bound(self._send_file, session, account, reply.to, reply.file, caption)))
+            send_file = functools.partial(self._send_file, session, account, reply.to, reply.file, caption)
+            parts.append(("the file", send_file))
         return await meta.send_in_parts(parts)
 
     async def _send_file(self, session: aiohttp.ClientSession, account: Account, chat_id: str, file: OutboundFile,
@@ -295,12 +296,6 @@ def _bot_id(table: dict[str, Any], name: str, token: str) -> str:
         raise ConfigError(f"[[{SECTION}]] account {name!r}: key 'bot_token' is not a bot token as @BotFather "
                           "gives it (<bot id>:<secret>); give the bot's numeric id as 'bot_id'")
     return given or found.group(1)  # type: ignore[union-attr]
-
-
-def _bound(call: Callable[..., Awaitable[DeliveryResult]], *args: Any) -> Callable[[], Awaitable[DeliveryResult]]:
-    async def run() -> DeliveryResult:
-        return await call(*args)
-    return run
 
 
 def _result(account: Account, status: int, body: dict[str, Any], retry_header: str | None) -> DeliveryResult:
