@@ -21,6 +21,7 @@ MODULES = (
     "connectors.line",
     "connectors.wechat",
     "connectors.x",
+    "connectors.telegram",
 )
 
 DESCRIPTIONS: dict[str, Description] = {}

@@ -200,7 +200,7 @@ def test_channel_filters_accept_names_and_tags_and_refuse_unknown_ones() -> None
     assert reports.channel_tags(["messenger", "x", "line"]) == ["facebook", "twitter", "line"]
     assert reports.channel_tags("whatsapp,facebook") == ["whatsapp", "facebook"]
     with pytest.raises(ValueError, match="unknown channel"):
-        reports.channel_tags(["telegram"])
+        reports.channel_tags(["carrier_pigeon"])
 
 
 def test_a_date_end_is_included_whole_and_a_datetime_end_is_excluded() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,6 +28,8 @@ from tests.support import eventually, sql
 from warehouse import channels
 
 CHANNELS = registry.names()
+# The channels whose platform signs the body (the others prove themselves with a secret in a header).
+SIGNED = [name for name in CHANNELS if SIMULATIONS[name].signs_body]
 USERS = {name: simulation.customer for name, simulation in SIMULATIONS.items()}
 # Each channel with a messaging window, and an hour past it.
 LATE = [(c.name, c.window.hours + 1) for c in channels.every() if c.window]
@@ -185,7 +188,7 @@ async def test_b2_delivery_and_read_receipts_become_ticket_events(world) -> None
     assert kinds.count("reply_delivered") == 1 and kinds.count("reply_read") == 1
 
 
-@pytest.mark.parametrize("channel", CHANNELS)
+@pytest.mark.parametrize("channel", SIGNED)
 async def test_a_forged_signature_is_refused_and_nothing_is_stored(world, channel: str) -> None:
     sandbox, client = world
     account = ACCOUNTS[channel][0]
@@ -195,6 +198,21 @@ async def test_a_forged_signature_is_refused_and_nothing_is_stored(world, channe
     if channel == "wechat":
         query["msg_signature"] = "0" * 40
     resp = await client.post(req.path, data=tampered, headers=req.headers, params=query)
+    assert resp.status in (401, 403)
+    assert sql(client, "SELECT count(*) FROM inbox") == [(0,)]
+
+
+@pytest.mark.parametrize("channel", CHANNELS)
+async def test_a_request_made_with_secrets_not_the_accounts_is_refused_and_nothing_is_stored(world,
+                                                                                               channel: str) -> None:
+    """A forger who knows the account's ids and the platform's scheme but not its secrets (signing keys,
+    shared secrets, encryption keys): whatever the platform proves itself with, it is refused."""
+    sandbox, client = world
+    account = ACCOUNTS[channel][0]
+    body = sandbox.message(channel, account, USERS[channel], "hi", "m1", now())
+    others = SIMULATIONS[channel].accounts(sandbox.fakes[channel], lambda: secrets.token_hex(16))
+    headers, query, forged = registry.build({channel: others})[channel].simulate(account, body)
+    resp = await client.post(sandbox.request(channel, account, body).path, data=forged, headers=headers, params=query)
     assert resp.status in (401, 403)
     assert sql(client, "SELECT count(*) FROM inbox") == [(0,)]
 

@@ -162,6 +162,9 @@ class Simulation(ABC):
     customer: ClassVar[str]  # a customer's platform id, for the shared tests
     demo: ClassVar[tuple[DemoConversation, ...]] = ()
     templates: ClassVar[tuple[dict[str, Any], ...]] = ()  # approved message templates, where the channel has them
+    # The platform signs the body: one changed after signing is refused. False where the platform proves
+    # itself with a shared secret in a header instead, which a forger without the secret lacks just the same.
+    signs_body: ClassVar[bool] = True
 
     @abstractmethod
     def accounts(self, api: Any, secret: Callable[[], str]) -> list[dict[str, Any]]:
