@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
 
 import aiohttp
 from aiohttp import web
@@ -271,6 +271,56 @@ def url_value(table: Mapping[str, Any], section: str, default: str, key: str = "
     if not url.startswith(("https://", "http://")):
         raise ConfigError(f"[[{section}]] account {table.get('name', '?')!r}: key {key!r} must be an http(s) URL")
     return url.rstrip("/")
+
+
+class NamedAccount(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+AccountT = TypeVar("AccountT", bound=NamedAccount)
+
+
+class Accounts(Generic[AccountT]):
+    """A channel's configured accounts, each found by its platform id (in payloads and replies) or its
+    name (in `/webhooks/<channel>/{name}`); names and ids unique, or configuration is refused."""
+
+    def __init__(self, section: str, accounts: Iterable[AccountT], id_key: str,
+                 id_of: Callable[[AccountT], str], unknown: str) -> None:
+        """`unknown`: the refusal for an id no account has, `{!r}` standing for the id."""
+        found = list(accounts)
+        check_unique(section, [(a.name, id_of(a)) for a in found], id_key)
+        self.by_name = {a.name: a for a in found}
+        self.by_id = {id_of(a): a for a in found}
+        self._unknown = unknown
+
+    def ids(self) -> list[str]:
+        return list(self.by_id)
+
+    def all(self) -> list[AccountT]:
+        return list(self.by_id.values())
+
+    def get(self, account_id: str) -> AccountT:
+        found = self.by_id.get(account_id)
+        if found is None:
+            raise UnknownAccount(self.unknown(account_id))
+        return found
+
+    def unknown(self, account_id: str) -> str:
+        """What to say of an id no account has."""
+        return self._unknown.format(account_id)
+
+
+class WithAccounts(Generic[AccountT]):
+    """The account half of the `Connector` protocol, for connectors that keep theirs in `accounts`."""
+
+    accounts: Accounts[AccountT]
+
+    def account_ids(self) -> list[str]:
+        return self.accounts.ids()
+
+    def account(self, account_id: str) -> AccountT:
+        return self.accounts.get(account_id)
 
 
 def check_unique(section: str, accounts: Iterable[tuple[str, str]], id_key: str) -> None:

@@ -36,6 +36,7 @@ from aiohttp import web
 
 from connectors.base import (
     SEND_TIMEOUT,
+    Accounts,
     BadSignature,
     ConfigError,
     DeliveryResult,
@@ -48,9 +49,9 @@ from connectors.base import (
     Parsed,
     Skipped,
     UnknownAccount,
+    WithAccounts,
     call_api,
     check_table,
-    check_unique,
     header,
     hmac_sha256,
     obj,
@@ -118,13 +119,12 @@ def _load(body: bytes) -> dict[str, Any]:
     return payload
 
 
-class Connector:
+class Connector(WithAccounts[Account]):
     channel: ClassVar[str] = CHANNEL.name
 
     def __init__(self, accounts: list[Account]) -> None:
-        check_unique(SECTION, [(a.name, a.bot_user_id) for a in accounts], "bot_user_id")
-        self._by_name = {a.name: a for a in accounts}
-        self._by_id = {a.bot_user_id: a for a in accounts}
+        self.accounts = Accounts(SECTION, accounts, "bot_user_id", lambda a: a.bot_user_id,
+                                 "no LINE account with bot user id {!r}")
 
     @classmethod
     def from_config(cls, tables: list[dict[str, Any]]) -> Connector:
@@ -148,15 +148,6 @@ class Connector:
 
     # -- accounts -------------------------------------------------------------------------------
 
-    def account_ids(self) -> list[str]:
-        return list(self._by_id)
-
-    def account(self, account_id: str) -> Account:
-        try:
-            return self._by_id[account_id]
-        except KeyError:
-            raise UnknownAccount(f"no LINE account with bot user id {account_id!r}") from None
-
     def account_info(self, account_id: str) -> dict[str, Any]:
         account = self.account(account_id)
         return {"channel": self.channel, "account_name": account.name, "bot_user_id": account.bot_user_id}
@@ -168,9 +159,9 @@ class Connector:
         return None
 
     def verify(self, request: Incoming) -> None:
-        if not request.name or request.name not in self._by_name:
+        if not request.name or request.name not in self.accounts.by_name:
             raise UnknownAccount(f"no LINE account named {request.name!r}")
-        account = self._by_name[request.name]
+        account = self.accounts.by_name[request.name]
         given = header(request, "x-line-signature")
         if not given:
             raise BadSignature("LINE webhook without x-line-signature")
@@ -240,7 +231,7 @@ class Connector:
     # -- sending --------------------------------------------------------------------------------
 
     async def send(self, session: aiohttp.ClientSession, reply: OutboundReply) -> DeliveryResult:
-        account = self._by_id.get(reply.account)
+        account = self.accounts.by_id.get(reply.account)
         if account is None:
             return DeliveryResult.failed(f"no LINE account with bot user id {reply.account!r} is configured")
         if not reply.text:
@@ -287,7 +278,7 @@ class Connector:
 
     def marks_as_read(self, account_id: str) -> bool:
         """Whether this account is configured to mark customers' messages read (`mark_as_read = true`)."""
-        account = self._by_id.get(account_id)
+        account = self.accounts.by_id.get(account_id)
         return bool(account and account.mark_as_read)
 
     async def mark_as_read(self, session: aiohttp.ClientSession, account_id: str,
@@ -300,7 +291,7 @@ class Connector:
         None when there is nothing to do (the account's `mark_as_read` is off, or no token yet); else
         `sent` (LINE took it), `retry` or `failed` with a plain reason. Never raises.
         """
-        account = self._by_id.get(account_id)
+        account = self.accounts.by_id.get(account_id)
         if account is None or not account.mark_as_read or not token:
             return None
         answer = await call_api(session, "POST", f"{account.api_url}/v2/bot/chat/markAsRead",

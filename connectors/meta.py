@@ -22,13 +22,14 @@ import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import aiohttp
 from aiohttp import web
 
 from connectors.base import (
     SEND_TIMEOUT,
+    Accounts,
     BadSignature,
     ConfigError,
     DeliveryResult,
@@ -40,9 +41,8 @@ from connectors.base import (
     OutboundReply,
     Parsed,
     Skipped,
-    UnknownAccount,
+    WithAccounts,
     call_api,
-    check_unique,
     header,
     hmac_sha256,
     obj,
@@ -343,36 +343,24 @@ class MessagingAccount(Protocol):
 A = TypeVar("A", bound=MessagingAccount)
 
 
-class MessagingConnector(Generic[A]):
+class MessagingConnector(WithAccounts[A]):
     """The `Connector` of a Messenger Platform product; subclasses say which (`platform`), build their
     accounts from configuration and describe them (`account_info`)."""
 
     platform: ClassVar[Platform]
 
     def __init__(self, accounts: Iterable[A]) -> None:
-        found = list(accounts)
-        check_unique(self.platform.section, [(a.name, a.account_id) for a in found], self.platform.id_key)
-        self._accounts = {a.account_id: a for a in found}
-
-    def account_ids(self) -> list[str]:
-        return [*self._accounts]
-
-    def account(self, account_id: str) -> A:
-        found = self._accounts.get(account_id)
-        if found is None:
-            raise UnknownAccount(self._unknown(account_id))
-        return found
-
-    def _unknown(self, account_id: str) -> str:
-        return f"no {self.platform.section} account with {self.platform.id_key} {account_id!r}"
+        platform = self.platform
+        self.accounts = Accounts(platform.section, accounts, platform.id_key, lambda a: a.account_id,
+                                 f"no {platform.section} account with {platform.id_key} {{!r}}")
 
     # Webhook ----------------------------------------------------------------------------------
 
     def handshake(self, request: Incoming) -> web.Response | None:
-        return handshake(request, (a.verify_token for a in self._accounts.values()))
+        return handshake(request, (a.verify_token for a in self.accounts.by_id.values()))
 
     def verify(self, request: Incoming) -> None:
-        matched = matching_secrets(request, (a.app_secret for a in self._accounts.values()))
+        matched = matching_secrets(request, (a.app_secret for a in self.accounts.by_id.values()))
         data = load_json(request.body, self.platform.object)
         for entry in data["entry"]:
             account = self.account(text_field(as_dict(entry, "entry"), "id", "entry"))
@@ -411,9 +399,9 @@ class MessagingConnector(Generic[A]):
     # Send -------------------------------------------------------------------------------------
 
     async def send(self, session: aiohttp.ClientSession, reply: OutboundReply) -> DeliveryResult:
-        account = self._accounts.get(reply.account)
+        account = self.accounts.by_id.get(reply.account)
         if account is None:
-            return DeliveryResult.failed(self._unknown(reply.account) + " is configured")
+            return DeliveryResult.failed(self.accounts.unknown(reply.account) + " is configured")
         if reply.template is not None:
             return DeliveryResult.failed(f"message templates are a WhatsApp feature; {self.platform.label} "
                                          "cannot send one")
@@ -456,8 +444,8 @@ class MessagingConnector(Generic[A]):
 
     async def fetch_media(self, session: aiohttp.ClientSession, account_id: str, media_id: str) -> Media:
         """Attachments carry their own (signed CDN) URL: `media_id` is that URL."""
-        if account_id not in self._accounts:
-            raise LookupError(self._unknown(account_id) + " is configured")
+        if account_id not in self.accounts.by_id:
+            raise LookupError(self.accounts.unknown(account_id) + " is configured")
         return await download(session, media_id, what=f"{self.platform.label} attachment")
 
 

@@ -43,6 +43,7 @@ from aiohttp import web
 from connectors import meta
 from connectors.base import (
     SEND_TIMEOUT,
+    Accounts,
     BadSignature,
     ConfigError,
     DeliveryResult,
@@ -55,8 +56,8 @@ from connectors.base import (
     Parsed,
     Skipped,
     UnknownAccount,
+    WithAccounts,
     check_table,
-    check_unique,
     header,
     obj,
     retry_after_seconds,
@@ -131,13 +132,11 @@ def _load(body: bytes) -> dict[str, Any]:
     return payload
 
 
-class Connector:
+class Connector(WithAccounts[Account]):
     channel: ClassVar[str] = CHANNEL.name
 
     def __init__(self, accounts: list[Account]) -> None:
-        check_unique(SECTION, [(a.name, a.bot_id) for a in accounts], "bot_token")
-        self._by_name = {a.name: a for a in accounts}
-        self._by_id = {a.bot_id: a for a in accounts}
+        self.accounts = Accounts(SECTION, accounts, "bot_token", lambda a: a.bot_id, "no Telegram bot with id {!r}")
 
     @classmethod
     def from_config(cls, tables: list[dict[str, Any]]) -> Connector:
@@ -160,15 +159,6 @@ class Connector:
 
     # -- accounts -------------------------------------------------------------------------------
 
-    def account_ids(self) -> list[str]:
-        return list(self._by_id)
-
-    def account(self, account_id: str) -> Account:
-        try:
-            return self._by_id[account_id]
-        except KeyError:
-            raise UnknownAccount(f"no Telegram bot with id {account_id!r}") from None
-
     def account_info(self, account_id: str) -> dict[str, Any]:
         account = self.account(account_id)
         info = {"channel": self.channel, "account_name": account.name, "bot_id": account.bot_id}
@@ -183,9 +173,9 @@ class Connector:
         return None
 
     def verify(self, request: Incoming) -> None:
-        if not request.name or request.name not in self._by_name:
+        if not request.name or request.name not in self.accounts.by_name:
             raise UnknownAccount(f"no Telegram bot named {request.name!r}")
-        account = self._by_name[request.name]
+        account = self.accounts.by_name[request.name]
         given = header(request, SECRET_HEADER)
         if not given:
             raise BadSignature(f"Telegram webhook without {SECRET_HEADER}")
@@ -194,7 +184,7 @@ class Connector:
 
     def parse(self, request: Incoming) -> list[Parsed]:
         update = _load(request.body)
-        account = self._by_name.get(request.name or "")
+        account = self.accounts.by_name.get(request.name or "")
         if account is None:
             raise UnknownAccount(f"no Telegram bot named {request.name!r}")
         for kind in ("message", "edited_message"):
@@ -216,7 +206,7 @@ class Connector:
     # -- sending --------------------------------------------------------------------------------
 
     async def send(self, session: aiohttp.ClientSession, reply: OutboundReply) -> DeliveryResult:
-        account = self._by_id.get(reply.account)
+        account = self.accounts.by_id.get(reply.account)
         if account is None:
             return DeliveryResult.failed(f"no Telegram bot with id {reply.account!r} is configured")
         if not reply.text.strip() and reply.file is None:

@@ -37,6 +37,7 @@ from defusedxml import DefusedXmlException
 from connectors import wechat_crypto
 from connectors.base import (
     SEND_TIMEOUT,
+    Accounts,
     BadSignature,
     ConfigError,
     DeliveryResult,
@@ -48,9 +49,9 @@ from connectors.base import (
     OutboundReply,
     Parsed,
     UnknownAccount,
+    WithAccounts,
     call_api,
     check_table,
-    check_unique,
     same,
     text_value,
     url_value,
@@ -151,14 +152,13 @@ def _scrub(text: str, *secrets_: str) -> str:
     return text
 
 
-class Connector:
+class Connector(WithAccounts[Account]):
     channel: ClassVar[str] = CHANNEL.name
 
     def __init__(self, accounts: list[Account], clock: Callable[[], float] = time.time) -> None:
         """`clock`: unix seconds now, for the freshness check (tests post WeChat's own samples at their time)."""
-        check_unique(SECTION, [(a.name, a.original_id) for a in accounts], "original_id")
-        self._by_name = {a.name: a for a in accounts}
-        self._by_id = {a.original_id: a for a in accounts}
+        self.accounts = Accounts(SECTION, accounts, "original_id", lambda a: a.original_id,
+                                 "no WeChat account with original ID {!r} is configured")
         self._tokens: dict[str, tuple[str, float]] = {}  # original_id -> (access_token, refresh after)
         self._locks = {a.original_id: asyncio.Lock() for a in accounts}
         self.clock = clock
@@ -171,26 +171,17 @@ class Connector:
 
     def warnings(self) -> list[str]:
         """What start-up should tell the operator about these accounts: each one in plain mode."""
-        return [PLAIN_MODE_WARNING.format(name=a.name) for a in self._by_name.values() if a.encoding_aes_key is None]
+        return [PLAIN_MODE_WARNING.format(name=a.name) for a in self.accounts.all() if a.encoding_aes_key is None]
 
     # Accounts ---------------------------------------------------------------------------------
 
-    def account_ids(self) -> list[str]:
-        return list(self._by_id)
-
     def account_info(self, account_id: str) -> dict[str, Any]:
-        account = self._account_by_id(account_id)
+        account = self.account(account_id)
         return {"channel": self.channel, "account_name": account.name, "original_id": account.original_id,
                 "app_id": account.app_id}
 
-    def _account_by_id(self, account_id: str) -> Account:
-        account = self._by_id.get(account_id)
-        if account is None:
-            raise UnknownAccount(f"no WeChat account with original ID {account_id!r} is configured")
-        return account
-
     def _account_for(self, request: Incoming) -> Account:
-        account = self._by_name.get(request.name or "")
+        account = self.accounts.by_name.get(request.name or "")
         if account is None:
             raise UnknownAccount(f"no WeChat account named {request.name!r} is configured")
         return account
@@ -319,7 +310,7 @@ class Connector:
 
     def simulate(self, account_id: str, body: bytes) -> tuple[dict[str, str], dict[str, str], bytes]:
         """(headers, query, body) as WeChat would POST `body` (a message XML) to this account's URL."""
-        account = self._account_by_id(account_id)
+        account = self.account(account_id)
         timestamp, nonce = str(int(self.clock())), str(secrets.randbelow(10**10))
         query = {"signature": wechat_crypto.signature(account.token, timestamp, nonce),
                  "timestamp": timestamp, "nonce": nonce}
@@ -334,7 +325,7 @@ class Connector:
 
     def handshake_query(self, account_id: str, echostr: str) -> dict[str, str]:
         """The query of WeChat's verification GET for this account (for the demo and tests)."""
-        account = self._account_by_id(account_id)
+        account = self.account(account_id)
         timestamp, nonce = str(int(self.clock())), str(secrets.randbelow(10**10))
         return {"signature": wechat_crypto.signature(account.token, timestamp, nonce), "timestamp": timestamp,
                 "nonce": nonce, "echostr": echostr}
@@ -425,7 +416,7 @@ class Connector:
         return DeliveryResult.failed(f"WeChat error {code}: {errmsg}" if errmsg else f"WeChat error {code}")
 
     async def send(self, session: aiohttp.ClientSession, reply: OutboundReply) -> DeliveryResult:
-        account = self._by_id.get(reply.account)
+        account = self.accounts.by_id.get(reply.account)
         if account is None:
             return DeliveryResult.failed(f"no WeChat account with original ID {reply.account!r} is configured")
         if not reply.text and reply.file is None:
@@ -489,7 +480,7 @@ class Connector:
     # Media ------------------------------------------------------------------------------------
 
     async def fetch_media(self, session: aiohttp.ClientSession, account_id: str, media_id: str) -> Media:
-        account = self._by_id.get(account_id)
+        account = self.accounts.by_id.get(account_id)
         if account is None:
             raise LookupError(f"no WeChat account with original ID {account_id!r} is configured")
         for attempt in range(2):

@@ -26,6 +26,7 @@ from aiohttp import web
 
 from connectors import meta
 from connectors.base import (
+    Accounts,
     BadSignature,
     DeliveryResult,
     Description,
@@ -37,10 +38,9 @@ from connectors.base import (
     OutboundReply,
     Parsed,
     Skipped,
-    UnknownAccount,
+    WithAccounts,
     call_api,
     check_table,
-    check_unique,
     obj,
     text_value,
 )
@@ -124,26 +124,16 @@ class Account:
         return {"Authorization": f"Bearer {self.access_token}"}
 
 
-class Connector:
+class Connector(WithAccounts[Account]):
     channel: ClassVar[str] = CHANNEL.name
 
     def __init__(self, accounts: Iterable[Account]) -> None:
-        accounts = list(accounts)
-        check_unique(SECTION, [(a.name, a.phone_number_id) for a in accounts], "phone_number_id")
-        self._accounts = {a.phone_number_id: a for a in accounts}
+        self.accounts = Accounts(SECTION, accounts, "phone_number_id", lambda a: a.phone_number_id,
+                                 "no whatsapp account with phone_number_id {!r}")
 
     @classmethod
     def from_config(cls, tables: list[dict[str, Any]]) -> Connector:
         return cls(Account.from_table(table) for table in tables)
-
-    def account_ids(self) -> list[str]:
-        return list(self._accounts)
-
-    def account(self, account_id: str) -> Account:
-        try:
-            return self._accounts[account_id]
-        except KeyError:
-            raise UnknownAccount(f"no whatsapp account with phone_number_id {account_id!r}") from None
 
     def account_info(self, account_id: str) -> dict[str, Any]:
         account = self.account(account_id)
@@ -153,10 +143,10 @@ class Connector:
     # Webhook ----------------------------------------------------------------------------------
 
     def handshake(self, request: Incoming) -> web.Response | None:
-        return meta.handshake(request, (a.verify_token for a in self._accounts.values()))
+        return meta.handshake(request, (a.verify_token for a in self.accounts.by_id.values()))
 
     def verify(self, request: Incoming) -> None:
-        matched = meta.matching_secrets(request, (a.app_secret for a in self._accounts.values()))
+        matched = meta.matching_secrets(request, (a.app_secret for a in self.accounts.by_id.values()))
         for phone_number_id in _routing_ids(request.body):
             account = self.account(phone_number_id)
             # One app's secret must not vouch for another app's numbers.
@@ -187,7 +177,7 @@ class Connector:
     # Send -------------------------------------------------------------------------------------
 
     async def send(self, session: aiohttp.ClientSession, reply: OutboundReply) -> DeliveryResult:
-        account = self._accounts.get(reply.account)
+        account = self.accounts.by_id.get(reply.account)
         if account is None:
             return DeliveryResult.failed(f"no whatsapp account with phone_number_id {reply.account!r} is configured")
         address = _address(reply.to)
@@ -253,7 +243,7 @@ class Connector:
 
     async def fetch_media(self, session: aiohttp.ClientSession, account_id: str, media_id: str) -> Media:
         """Media ids from webhooks last 7 days: look the id up for a short-lived URL, then GET it."""
-        account = self._accounts.get(account_id)
+        account = self.accounts.by_id.get(account_id)
         if account is None:
             raise LookupError(f"no whatsapp account with phone_number_id {account_id!r} is configured")
         if not MEDIA_ID.fullmatch(media_id):

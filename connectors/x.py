@@ -35,6 +35,7 @@ from aiohttp import web
 
 from connectors.base import (
     SEND_TIMEOUT,
+    Accounts,
     BadSignature,
     DeliveryResult,
     Description,
@@ -46,8 +47,8 @@ from connectors.base import (
     Parsed,
     Skipped,
     UnknownAccount,
+    WithAccounts,
     check_table,
-    check_unique,
     header,
     hmac_sha256,
     obj,
@@ -153,13 +154,11 @@ def _profile(user: Any) -> dict[str, Any]:
     return {k: merged[k] for k in PROFILE_KEYS if merged.get(k) is not None}
 
 
-class Connector:
+class Connector(WithAccounts[Account]):
     channel: ClassVar[str] = CHANNEL.name
 
     def __init__(self, accounts: list[Account]) -> None:
-        check_unique(SECTION, [(a.name, a.user_id) for a in accounts], "user_id")
-        self._accounts = list(accounts)
-        self._by_id = {a.user_id: a for a in accounts}
+        self.accounts = Accounts(SECTION, accounts, "user_id", lambda a: a.user_id, "no X account with user id {!r}")
 
     @classmethod
     def from_config(cls, tables: list[dict[str, Any]]) -> Connector:
@@ -177,10 +176,10 @@ class Connector:
 
     def warnings(self) -> list[str]:
         """What start-up should tell the operator: accounts of a second X app, whose CRC cannot be answered."""
-        if not self._accounts:
+        if not self.accounts.all():
             return []
-        first = self._accounts[0]
-        others = [a.name for a in self._accounts if a.consumer_secret != first.consumer_secret]
+        first = self.accounts.all()[0]
+        others = [a.name for a in self.accounts.all() if a.consumer_secret != first.consumer_secret]
         if not others:
             return []
         return [f"X accounts {', '.join(repr(n) for n in others)} belong to another X app than {first.name!r} "
@@ -189,15 +188,6 @@ class Connector:
                 f"receiving events. Run one SocialDesk per X app, or keep one app's accounts here."]
 
     # -- accounts -------------------------------------------------------------------------------
-
-    def account_ids(self) -> list[str]:
-        return list(self._by_id)
-
-    def account(self, account_id: str) -> Account:
-        try:
-            return self._by_id[account_id]
-        except KeyError:
-            raise UnknownAccount(f"no X account with user id {account_id!r}") from None
 
     def account_info(self, account_id: str) -> dict[str, Any]:
         a = self.account(account_id)
@@ -209,24 +199,24 @@ class Connector:
         token = request.query.get("crc_token")
         if not token:
             return None
-        if not self._accounts:
+        if not self.accounts.all():
             return web.Response(status=404, text="no X account is configured")
         if not crc_token_ok(token):
             log.warning("X CRC refused: the token is not shaped as X sends them (%d characters)", len(token))
             return web.Response(status=400, text="not an X CRC token")
-        return web.json_response({"response_token": signature(self._accounts[0].consumer_secret, token.encode())})
+        return web.json_response({"response_token": signature(self.accounts.all()[0].consumer_secret, token.encode())})
 
     def verify(self, request: Incoming) -> None:
         given = header(request, "x-twitter-webhooks-signature")
         if not given:
             raise BadSignature("X webhook without x-twitter-webhooks-signature")
         # Check every secret (no early exit) so timing says nothing about which one matched.
-        matched = {a.consumer_secret for a in self._accounts
+        matched = {a.consumer_secret for a in self.accounts.all()
                    if same(given, signature(a.consumer_secret, request.body))}
         if not matched:
             raise BadSignature("X webhook signature matches no configured consumer secret")
         for_user_id = _load(request.body).me
-        account = self._by_id.get(for_user_id)
+        account = self.accounts.by_id.get(for_user_id)
         if account is None:
             raise UnknownAccount(f"no X account with user id {for_user_id!r}")
         if account.consumer_secret not in matched:
@@ -337,7 +327,7 @@ class Connector:
     # -- sending --------------------------------------------------------------------------------
 
     async def send(self, session: aiohttp.ClientSession, reply: OutboundReply) -> DeliveryResult:
-        account = self._by_id.get(reply.account)
+        account = self.accounts.by_id.get(reply.account)
         if account is None:
             return DeliveryResult.failed(f"no X account with user id {reply.account!r} is configured")
         if not reply.text and reply.file is None:

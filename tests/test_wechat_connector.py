@@ -143,7 +143,7 @@ def test_account_defaults_and_info_carry_no_secrets(plain: Connector) -> None:
     assert plain.account_ids() == [GH]
     info = plain.account_info(GH)
     assert info == {"channel": "wechat", "account_name": "shop", "original_id": GH, "app_id": "wx_shop"}
-    account = plain._by_id[GH]
+    account = plain.account(GH)
     assert account.api_url == DEFAULT_API_URL == "https://api.weixin.qq.com"
     assert "shop-secret-123" not in repr(account) and "shop-token" not in repr(account)
 
