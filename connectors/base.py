@@ -60,7 +60,21 @@ class Incoming:
     headers: Mapping[str, str]
     query: Mapping[str, str]
     body: bytes
-    name: str | None = None  # the account name in /webhooks/line/{name} and /webhooks/wechat/{name}
+    name: str | None = None  # the account name in /webhooks/<channel>/{name}
+    # What verify() decoded (the JSON, the decrypted XML), kept for parse() on this request only
+    # (`decode_once`): each body is parsed and decrypted once, and nothing is shared between requests.
+    decoded: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+T = TypeVar("T")
+
+
+def decode_once(request: Incoming, what: str, decode: Callable[[], T]) -> T:
+    """`decode()` the first time `what` is asked of this request, its result after that."""
+    if what not in request.decoded:
+        request.decoded[what] = decode()
+    result: T = request.decoded[what]
+    return result
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,6 +52,7 @@ from connectors.base import (
     WithAccounts,
     call_api,
     check_table,
+    decode_once,
     header,
     hmac_sha256,
     obj,
@@ -167,12 +168,12 @@ class Connector(WithAccounts[Account]):
             raise BadSignature("LINE webhook without x-line-signature")
         if not same(given, signature(account.channel_secret, request.body)):
             raise BadSignature(f"LINE signature mismatch for account {account.name!r}")
-        destination = _load(request.body)["destination"]
+        destination = decode_once(request, "json", lambda: _load(request.body))["destination"]
         if destination != account.bot_user_id:
             raise UnknownAccount(f"LINE webhook for account {account.name!r} names another bot ({destination!r})")
 
     def parse(self, request: Incoming) -> list[Parsed]:
-        payload = _load(request.body)
+        payload = decode_once(request, "json", lambda: _load(request.body))
         bot = payload["destination"]
         out: list[Parsed] = []
         for event in payload["events"]:

@@ -43,6 +43,7 @@ from connectors.base import (
     Skipped,
     WithAccounts,
     call_api,
+    decode_once,
     header,
     hmac_sha256,
     obj,
@@ -101,18 +102,13 @@ def matching_secrets(request: Incoming, app_secrets: Iterable[str]) -> set[str]:
     return matched
 
 
-_last_loaded: tuple[bytes, str, dict[str, Any]] | None = None
+def load_json(request: Incoming, expected_object: str) -> dict[str, Any]:
+    """The webhook JSON with `object` == expected and `entry` a list, else MalformedPayload; read once
+    per request (verify() and parse() both ask for it)."""
+    return decode_once(request, "json", lambda: _load_json(request.body, expected_object))
 
 
-def load_json(body: bytes, expected_object: str) -> dict[str, Any]:
-    """The webhook JSON with `object` == expected and `entry` a list, else MalformedPayload.
-
-    verify() and parse() read the same body one after the other: the second call gets the first's
-    result (callers only read it). Keyed by the body object itself, which the cache keeps alive.
-    """
-    global _last_loaded
-    if _last_loaded is not None and _last_loaded[0] is body and _last_loaded[1] == expected_object:
-        return _last_loaded[2]
+def _load_json(body: bytes, expected_object: str) -> dict[str, Any]:
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):
@@ -123,7 +119,6 @@ def load_json(body: bytes, expected_object: str) -> dict[str, Any]:
         raise MalformedPayload(f"object is not {expected_object!r}")
     if not isinstance(data.get("entry"), list):
         raise MalformedPayload("entry is not a list")
-    _last_loaded = (body, expected_object, data)
     return data
 
 
@@ -361,7 +356,7 @@ class MessagingConnector(WithAccounts[A]):
 
     def verify(self, request: Incoming) -> None:
         matched = matching_secrets(request, (a.app_secret for a in self.accounts.by_id.values()))
-        data = load_json(request.body, self.platform.object)
+        data = load_json(request, self.platform.object)
         for entry in data["entry"]:
             account = self.account(text_field(as_dict(entry, "entry"), "id", "entry"))
             # One app's secret must not vouch for another app's accounts.
@@ -370,7 +365,7 @@ class MessagingConnector(WithAccounts[A]):
 
     def parse(self, request: Incoming) -> list[Parsed]:
         platform = self.platform
-        data = load_json(request.body, platform.object)
+        data = load_json(request, platform.object)
         out: list[Parsed] = []
         for entry in data["entry"]:
             entry = as_dict(entry, "entry")

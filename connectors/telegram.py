@@ -58,6 +58,7 @@ from connectors.base import (
     UnknownAccount,
     WithAccounts,
     check_table,
+    decode_once,
     header,
     obj,
     retry_after_seconds,
@@ -183,7 +184,7 @@ class Connector(WithAccounts[Account]):
             raise BadSignature(f"Telegram secret token mismatch for bot {account.name!r}")
 
     def parse(self, request: Incoming) -> list[Parsed]:
-        update = _load(request.body)
+        update = decode_once(request, "json", lambda: _load(request.body))
         account = self.accounts.by_name.get(request.name or "")
         if account is None:
             raise UnknownAccount(f"no Telegram bot named {request.name!r}")

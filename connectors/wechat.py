@@ -52,6 +52,7 @@ from connectors.base import (
     WithAccounts,
     call_api,
     check_table,
+    decode_once,
     same,
     text_value,
     url_value,
@@ -213,7 +214,8 @@ class Connector(WithAccounts[Account]):
             raise BadSignature(f"WeChat signature mismatch for account {account.name!r}")
         now = self.clock()
         self._check_fresh(account, request, now)
-        self._open(account, request)  # msg_signature, decryption, appid and ToUserName
+        # msg_signature, decryption, appid and ToUserName; parse() reads the XML decrypted here
+        decode_once(request, "xml", lambda: self._open(account, request))
         self._check_nonce(account, request, now)
 
     def _check_fresh(self, account: Account, request: Incoming, now: float) -> None:
@@ -279,7 +281,7 @@ class Connector(WithAccounts[Account]):
 
     def parse(self, request: Incoming) -> list[Parsed]:
         account = self._account_for(request)
-        root = self._open(account, request)
+        root = decode_once(request, "xml", lambda: self._open(account, request))
         msg_type, user, created = _text(root, "MsgType"), _text(root, "FromUserName"), _text(root, "CreateTime")
         if not (msg_type and user and created):
             raise MalformedPayload("WeChat message without MsgType, FromUserName or CreateTime")

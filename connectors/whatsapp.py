@@ -147,14 +147,14 @@ class Connector(WithAccounts[Account]):
 
     def verify(self, request: Incoming) -> None:
         matched = meta.matching_secrets(request, (a.app_secret for a in self.accounts.by_id.values()))
-        for phone_number_id in _routing_ids(request.body):
+        for phone_number_id in _routing_ids(request):
             account = self.account(phone_number_id)
             # One app's secret must not vouch for another app's numbers.
             if account.app_secret not in matched:
                 raise BadSignature(f"signature is not from the app of account {account.name!r}")
 
     def parse(self, request: Incoming) -> list[Parsed]:
-        data = meta.load_json(request.body, OBJECT)
+        data = meta.load_json(request, OBJECT)
         out: list[Parsed] = []
         for entry in data["entry"]:
             for change in meta.as_list(meta.as_dict(entry, "entry").get("changes"), "entry.changes"):
@@ -261,9 +261,9 @@ class Connector(WithAccounts[Account]):
 
 # Parsing ----------------------------------------------------------------------------------------
 
-def _routing_ids(body: bytes) -> set[str]:
+def _routing_ids(request: Incoming) -> set[str]:
     """The phone_number_ids a payload speaks for (changes without metadata name none)."""
-    data = meta.load_json(body, OBJECT)
+    data = meta.load_json(request, OBJECT)
     ids: set[str] = set()
     for entry in data["entry"]:
         for change in meta.as_list(meta.as_dict(entry, "entry").get("changes"), "entry.changes"):

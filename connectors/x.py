@@ -49,6 +49,7 @@ from connectors.base import (
     UnknownAccount,
     WithAccounts,
     check_table,
+    decode_once,
     header,
     hmac_sha256,
     obj,
@@ -215,7 +216,7 @@ class Connector(WithAccounts[Account]):
                    if same(given, signature(a.consumer_secret, request.body))}
         if not matched:
             raise BadSignature("X webhook signature matches no configured consumer secret")
-        for_user_id = _load(request.body).me
+        for_user_id = decode_once(request, "json", lambda: _load(request.body)).me
         account = self.accounts.by_id.get(for_user_id)
         if account is None:
             raise UnknownAccount(f"no X account with user id {for_user_id!r}")
@@ -223,7 +224,7 @@ class Connector(WithAccounts[Account]):
             raise BadSignature(f"X webhook for account {account.name!r} signed by another app")
 
     def parse(self, request: Incoming) -> list[Parsed]:
-        envelope = _load(request.body)
+        envelope = decode_once(request, "json", lambda: _load(request.body))
         me, payload = envelope.me, envelope.events
         if envelope.event_type is not None and envelope.event_type not in ("dm.received", "dm.sent"):
             if envelope.event_type == "chat.received":

@@ -851,3 +851,19 @@ async def test_fetch_media_replaces_an_expired_token(
     fake.expire_tokens()
     assert (await two.fetch_media(session, GH, "media-43")).data == b"png"
     assert len(fake.token_requests()) == 2
+
+
+def test_a_safe_mode_message_is_decrypted_once_for_verify_and_parse(safe: Connector,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 14: verify() decrypts and parse() reads what it decrypted; nothing decrypts twice."""
+    calls = []
+    real = wechat_crypto.decrypt
+
+    def counted(*args: object) -> bytes:
+        calls.append(1)
+        return real(*args)  # type: ignore[arg-type]
+    monkeypatch.setattr(wechat_crypto, "decrypt", counted)
+    request = sealed_by_wechatpy(message_payload(GH, OPENID, "一次", 98, create_time=1700000000))
+    safe.verify(request)
+    [message] = safe.parse(request)
+    assert isinstance(message, InboundMessage) and message.text == "一次" and len(calls) == 1
