@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import aiohttp
 import pytest
 
 import connectors.registry  # noqa: F401  (registers the channels the warehouse reads, as the service does)
@@ -68,3 +69,10 @@ def ingest(store: Store, *messages: InboundMessage) -> IngestResult:
 
 def later(hours: float) -> datetime:
     return T0 + timedelta(hours=hours)
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    """An HTTP client session for calls to the fakes (each channel's sends and media downloads)."""
+    async with aiohttp.ClientSession() as s:
+        yield s

@@ -75,11 +75,6 @@ async def fake() -> AsyncIterator[InstagramAPI]:
     await api.stop()
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
-
 
 def reply(text: str = "It ships tomorrow.", account: str = ACCOUNT, hours_ago: float = 1, **kw: Any) -> OutboundReply:
     wrote = clock.now() - timedelta(hours=hours_ago)

@@ -63,11 +63,6 @@ async def live(fake: TelegramAPI) -> Connector:
     return Connector.from_config(tables(fake.url))
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
-
 
 def body(name: str) -> bytes:
     return (FIXTURES / name).read_bytes()

@@ -557,11 +557,6 @@ async def fake() -> AsyncIterator[FakeWeChatAPI]:
     await api.stop()
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
-
 
 @pytest.fixture
 def two(fake: FakeWeChatAPI) -> Connector:

@@ -94,11 +94,6 @@ async def live(fake: MetaGraphAPI) -> Connector:
     return Connector.from_config(tables(fake.url + "/v21.0"))
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
-
 
 def reply(text: str = "Yes, it comes in blue.", account: str = PN_US, **kw: Any) -> OutboundReply:
     return OutboundReply(outbox_id=1, channel="whatsapp", account=account, to=CUSTOMER, text=text, **kw)
