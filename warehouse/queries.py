@@ -44,6 +44,20 @@ def find_view(cur: duckdb.DuckDBPyConnection, title: str, owner: int | None = No
             "execution": json.loads(execution)}
 
 
+def _shared_views(cur: duckdb.DuckDBPyConnection, titles: set[str]) -> dict[str, dict[str, Any]]:
+    """Shared views by lowercased title, in one query (the notifier's tab and its red dot need two)."""
+    found = {}
+    for vid, title, conditions, execution in cur.execute(
+            f"SELECT id, title, conditions, execution FROM views WHERE owner_id IS NULL AND lower(title) IN "
+            f"{sql_list(t.lower() for t in titles)}").fetchall():
+        found[title.lower()] = {"id": vid, "title": title, "owner_id": None, "conditions": json.loads(conditions),
+                                "execution": json.loads(execution)}
+    for title in titles:
+        if title.lower() not in found:
+            raise OperationError(f"no view named {title!r}")
+    return found
+
+
 def list_views(cur: duckdb.DuckDBPyConnection, owner: int | None = None) -> list[dict[str, Any]]:
     return [{"id": i, "title": t, "shared": o is None} for i, t, o in cur.execute(
         "SELECT id, title, owner_id FROM views WHERE owner_id IS NULL OR owner_id = ? ORDER BY owner_id NULLS FIRST, "
@@ -139,9 +153,9 @@ def notifier(cur: duckdb.DuckDBPyConnection, slack_user_id: str, tab: str = "ass
     if tab not in TABS:
         raise OperationError(f"unknown tab {tab!r} (assigned or unassigned)")
     agent = agent_id(cur, slack_user_id)
-    view = find_view(cur, TABS[tab])
-    result = run_view(cur, view, agent, page)
-    dot = red_dot(cur, view if tab == "unassigned" else None)
+    shared = _shared_views(cur, set(TABS.values()))
+    result = run_view(cur, shared[TABS[tab].lower()], agent, page)
+    dot = red_dot(cur, shared[UNASSIGNED_VIEW.lower()])
     return {"tab": tab, "view": result["view"], "red_dot": dot, "has_more": result["has_more"],
             "page": page, "tickets": result["tickets"]}
 
