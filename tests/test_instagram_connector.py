@@ -75,7 +75,6 @@ async def fake() -> AsyncIterator[InstagramAPI]:
     await api.stop()
 
 
-
 def reply(text: str = "It ships tomorrow.", account: str = ACCOUNT, hours_ago: float = 1, **kw: Any) -> OutboundReply:
     wrote = clock.now() - timedelta(hours=hours_ago)
     return OutboundReply(outbox_id=7, channel="instagram", account=account, to=IGSID, text=text,

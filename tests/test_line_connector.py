@@ -69,7 +69,6 @@ async def live(fake: LineAPI) -> Connector:
     return Connector.from_config(tables(fake.url))
 
 
-
 def body(name: str) -> bytes:
     return (FIXTURES / name).read_bytes()
 

@@ -97,7 +97,6 @@ async def live(fake: MetaGraphAPI) -> Connector:
     return Connector.from_config(tables(fake.url + "/v21.0"))
 
 
-
 def reply(text: str = "Your order ships today.", account: str = PAGE, **kw: Any) -> OutboundReply:
     return OutboundReply(outbox_id=7, channel="messenger", account=account, to=PSID, text=text, **kw)
 

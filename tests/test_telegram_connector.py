@@ -63,7 +63,6 @@ async def live(fake: TelegramAPI) -> Connector:
     return Connector.from_config(tables(fake.url))
 
 
-
 def body(name: str) -> bytes:
     return (FIXTURES / name).read_bytes()
 

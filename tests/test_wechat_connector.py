@@ -557,7 +557,6 @@ async def fake() -> AsyncIterator[FakeWeChatAPI]:
     await api.stop()
 
 
-
 @pytest.fixture
 def two(fake: FakeWeChatAPI) -> Connector:
     return Connector.from_config([

@@ -94,7 +94,6 @@ async def live(fake: MetaGraphAPI) -> Connector:
     return Connector.from_config(tables(fake.url + "/v21.0"))
 
 
-
 def reply(text: str = "Yes, it comes in blue.", account: str = PN_US, **kw: Any) -> OutboundReply:
     return OutboundReply(outbox_id=1, channel="whatsapp", account=account, to=CUSTOMER, text=text, **kw)
 

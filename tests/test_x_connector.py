@@ -64,7 +64,6 @@ async def live(fake: XAPI) -> Connector:
     return Connector.from_config(tables(fake.url))
 
 
-
 def body(name: str) -> bytes:
     return (FIXTURES / name).read_bytes()
 
