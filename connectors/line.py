@@ -35,7 +35,6 @@ import aiohttp
 from aiohttp import web
 
 from connectors.base import (
-    SEND_TIMEOUT,
     Accounts,
     BadSignature,
     ConfigError,
@@ -53,6 +52,7 @@ from connectors.base import (
     call_api,
     check_table,
     decode_once,
+    download,
     header,
     hmac_sha256,
     obj,
@@ -263,12 +263,8 @@ class Connector(WithAccounts[Account]):
         # The id comes from a webhook: quoted, it names one message's content and nothing beside it.
         url = f"{account.data_api_url}/v2/bot/message/{quote(media_id, safe='')}/content"
         headers = {"Authorization": f"Bearer {account.channel_access_token}"}
-        async with session.get(url, headers=headers, timeout=SEND_TIMEOUT) as resp:
-            if resp.status != 200:
-                raise LookupError(f"LINE has no content for message {media_id} (HTTP {resp.status}); "
-                                  "content expires after a while and external content is not kept by LINE")
-            data = await resp.read()
-            return Media(data, resp.headers.get("Content-Type", "application/octet-stream").split(";")[0])
+        # LINE keeps a message's content for a while only, and never content from an external provider.
+        return await download(session, url, headers=headers, what=f"LINE content of message {media_id}")
 
     async def ticket_opened(self, session: aiohttp.ClientSession, ticket: dict[str, Any]) -> None:
         """An agent opened this LINE ticket: with `mark_as_read = true`, the customer sees their messages read."""

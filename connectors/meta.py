@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
-import re
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Protocol, TypeVar
@@ -28,7 +27,6 @@ import aiohttp
 from aiohttp import web
 
 from connectors.base import (
-    SEND_TIMEOUT,
     Accounts,
     BadSignature,
     ConfigError,
@@ -40,14 +38,19 @@ from connectors.base import (
     OutboundFile,
     OutboundReply,
     Parsed,
+    Part,
     Skipped,
     WithAccounts,
     call_api,
     decode_once,
+    download,
     header,
     hmac_sha256,
     obj,
+    safe_reason,
     same,
+    send_in_parts,
+    split_text,
     url_value,
 )
 from warehouse import clock
@@ -65,7 +68,6 @@ log = logging.getLogger(__name__)
 
 GRAPH_API_URL = "https://graph.facebook.com/v21.0"
 SIGNATURE_HEADER = "X-Hub-Signature-256"
-MAX_MEDIA_BYTES = 100 * 1024 * 1024  # WhatsApp documents go up to 100 MB, Messenger files to 25 MB
 
 
 # Webhook side ---------------------------------------------------------------------------------
@@ -179,81 +181,6 @@ def _int(value: Any) -> int | None:
         return int(value)
     except (TypeError, ValueError):
         return None
-
-
-def safe_reason(text: str, *secrets: str) -> str:
-    """A reason fit for agents and logs: no token, no URL (Messenger URLs carry the token)."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "[redacted]")
-    return re.sub(r"https?://\S+", "[url]", text)[:500]
-
-
-def split_text(text: str, limit: int) -> list[str]:
-    """`text` as consecutive parts of at most `limit` characters, cut where a reader would: at a blank
-    line, else a line break, else a space, else (a run without spaces) anywhere. A cut is taken only in
-    the second half of a part, so a long text never becomes a string of tiny messages."""
-    parts: list[str] = []
-    rest = text
-    while len(rest) > limit:
-        window = rest[:limit]
-        cut = next((i + len(sep) for sep in ("\n\n", "\n", " ")
-                    if (i := window.rfind(sep)) >= limit // 2), limit)
-        part = rest[:cut].rstrip()
-        if not part:  # nothing but spaces up to the cut: keep them rather than send an empty message
-            part, cut = window, limit
-        parts.append(part)
-        rest = rest[cut:].lstrip("\n") if rest[cut:].strip() else ""
-    if rest or not parts:
-        parts.append(rest)
-    return parts
-
-
-Part = tuple[str, Callable[[], Awaitable[DeliveryResult]]]  # (what it is, for the agent; how to send it)
-
-
-async def send_in_parts(parts: Sequence[Part]) -> DeliveryResult:
-    """Send a reply's parts in order (a long text, then a file); the last part's id is the reply's.
-
-    Until something went out, a failure is the reply's failure as it is (a retry is still safe). Once
-    a part went out, retrying the reply would send that part twice: a later failure is then
-    permanent, and its reason says what the customer did receive.
-    """
-    sent: list[tuple[str, str]] = []
-    for what, send in parts:
-        result = await send()
-        if result.state == "sent" and result.platform_message_id:
-            sent.append((what, result.platform_message_id))
-            continue
-        if not sent:
-            return result
-        received = " and ".join(w for w, _ in sent)
-        ids = ", ".join(i for _, i in sent)
-        verb = "was" if len(sent) == 1 else "were"
-        return DeliveryResult.failed(f"{received} {verb} sent (message {ids}) but {what} was not: {result.reason}",
-                                     window_closed=result.window_closed)
-    return DeliveryResult.sent(sent[-1][1])
-
-
-async def download(session: aiohttp.ClientSession, url: str, *, headers: Mapping[str, str] | None = None,
-                   what: str, mime_type: str | None = None) -> Media:
-    """GET a media file; LookupError with a safe message (no URL, no token) when it cannot be had."""
-    if not url.startswith(("https://", "http://")):
-        raise LookupError(f"{what}: not an http(s) media URL")
-    try:
-        async with session.get(url, headers=dict(headers or {}), timeout=SEND_TIMEOUT) as resp:
-            if resp.status != 200:
-                raise LookupError(f"{what}: the platform answered HTTP {resp.status}")
-            data = bytearray()
-            async for chunk in resp.content.iter_chunked(64 * 1024):
-                data += chunk
-                if len(data) > MAX_MEDIA_BYTES:
-                    raise LookupError(f"{what}: larger than {MAX_MEDIA_BYTES} bytes")
-            disposition = resp.content_disposition
-            filename = disposition.filename if disposition else None
-            return Media(bytes(data), mime_type or resp.content_type or "application/octet-stream", filename)
-    except (TimeoutError, aiohttp.ClientError) as exc:
-        raise LookupError(f"{what}: could not reach the platform ({type(exc).__name__})") from None
 
 
 def timestamp(value: Any, what: str, *, ms: bool = False) -> datetime:

@@ -40,7 +40,6 @@ from urllib.parse import quote
 import aiohttp
 from aiohttp import web
 
-from connectors import meta
 from connectors.base import (
     SEND_TIMEOUT,
     Accounts,
@@ -54,15 +53,20 @@ from connectors.base import (
     OutboundFile,
     OutboundReply,
     Parsed,
+    Part,
     Skipped,
     UnknownAccount,
     WithAccounts,
     check_table,
     decode_once,
+    download,
     header,
     obj,
     retry_after_seconds,
+    safe_reason,
     same,
+    send_in_parts,
+    split_text,
     text_value,
     url_value,
 )
@@ -213,15 +217,15 @@ class Connector(WithAccounts[Account]):
         if not reply.text.strip() and reply.file is None:
             return DeliveryResult.failed("nothing to send: Telegram refuses an empty message")
         caption = reply.text if reply.file is not None and len(reply.text) <= CAPTION_LIMIT else ""
-        texts = meta.split_text(reply.text, TEXT_LIMIT) if reply.text.strip() and not caption else []
-        parts: list[meta.Part] = [
+        texts = split_text(reply.text, TEXT_LIMIT) if reply.text.strip() and not caption else []
+        parts: list[Part] = [
             (f"part {i} of the text" if len(texts) > 1 else "the text",
              functools.partial(self._post, session, account, "sendMessage", {"chat_id": reply.to, "text": text}))
             for i, text in enumerate(texts, 1)]
         if reply.file is not None:
             send_file = functools.partial(self._send_file, session, account, reply.to, reply.file, caption)
             parts.append(("the file", send_file))
-        return await meta.send_in_parts(parts)
+        return await send_in_parts(parts)
 
     async def _send_file(self, session: aiohttp.ClientSession, account: Account, chat_id: str, file: OutboundFile,
                          caption: str) -> DeliveryResult:
@@ -265,13 +269,13 @@ class Connector(WithAccounts[Account]):
             raise LookupError(f"Telegram file: could not reach Telegram ({type(exc).__name__})") from None
         path = obj(body.get("result")).get("file_path")
         if body.get("ok") is not True or not isinstance(path, str) or not path:
-            reason = meta.safe_reason(str(body.get("description") or f"HTTP {status}"), account.bot_token)
+            reason = safe_reason(str(body.get("description") or f"HTTP {status}"), account.bot_token)
             raise LookupError(f"Telegram has no file for this attachment ({reason}); bots may download files "
                               "up to 20 MB")
         if ".." in path.split("/"):
             raise LookupError("Telegram file: an unexpected file path")
         guessed = mimetypes.guess_type(path)[0]
-        return await meta.download(session, f"{account.api_url}/file/bot{account.bot_token}/{quote(path)}",
+        return await download(session, f"{account.api_url}/file/bot{account.bot_token}/{quote(path)}",
                                    what="Telegram file", mime_type=guessed)
 
 
@@ -300,7 +304,7 @@ def _result(account: Account, status: int, body: dict[str, Any], retry_header: s
         # The same shape as the customers' message ids: a message id is only unique within its chat.
         return DeliveryResult.sent(f"{chat}:{message_id}" if chat is not None else str(message_id))
     code = body.get("error_code") if isinstance(body.get("error_code"), int) else status
-    description = meta.safe_reason(str(body.get("description") or f"HTTP {status}"), account.bot_token)
+    description = safe_reason(str(body.get("description") or f"HTTP {status}"), account.bot_token)
     if code == 429 or status == 429:
         wait = obj(body.get("parameters")).get("retry_after")
         after = retry_after_seconds(str(wait)) if isinstance(wait, (int, float)) else retry_after_seconds(retry_header)

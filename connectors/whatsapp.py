@@ -41,7 +41,11 @@ from connectors.base import (
     WithAccounts,
     call_api,
     check_table,
+    download,
     obj,
+    safe_reason,
+    send_in_parts,
+    split_text,
     text_value,
 )
 from warehouse.channels import Channel, DemoProfile, DemoUserIds, Window
@@ -190,7 +194,7 @@ class Connector(WithAccounts[Account]):
                                                        "type": "template", "template": template})
         if not reply.text and reply.file is None:
             return DeliveryResult.failed("the reply has neither text nor a file")
-        texts = meta.split_text(reply.text, TEXT_LIMIT) if reply.text else []
+        texts = split_text(reply.text, TEXT_LIMIT) if reply.text else []
         messages = [_text_message(address, t) for t in texts]
         if reply.file is not None:
             # Upload before anything is sent, so a failed upload leaves the customer with nothing half-sent.
@@ -208,7 +212,7 @@ class Connector(WithAccounts[Account]):
         messages[-1] = {**messages[-1], "biz_opaque_callback_data": f"{OPAQUE_PREFIX}{reply.outbox_id}"}
         names = [_part_name(n, len(texts)) for n in range(len(texts))][:len(messages)]
         names += ["the file"] * (len(messages) - len(names))
-        return await meta.send_in_parts([(name, self._sender(session, account, m))
+        return await send_in_parts([(name, self._sender(session, account, m))
                                          for name, m in zip(names, messages, strict=True)])
 
     def _sender(self, session: aiohttp.ClientSession, account: Account, payload: dict[str, Any]) -> Any:
@@ -256,7 +260,7 @@ class Connector(WithAccounts[Account]):
         if answer.status != 200 or not isinstance(body.get("url"), str):
             raise LookupError(f"{what}: {_error(answer, account).reason}")
         mime_type = body.get("mime_type") if isinstance(body.get("mime_type"), str) else None
-        return await meta.download(session, body["url"], headers=account.auth, what=what, mime_type=mime_type)
+        return await download(session, body["url"], headers=account.auth, what=what, mime_type=mime_type)
 
 
 # Parsing ----------------------------------------------------------------------------------------
@@ -557,7 +561,7 @@ def _error(answer: HttpAnswer, account: Account) -> DeliveryResult:
         said = error.message + (f" ({error.details})" if error.details and error.details not in error.message else "")
         reason = f"WhatsApp error {error.code}: " + (f"{EXPLAINED[error.code]}. WhatsApp said: {said}"
                                                      if error.code in EXPLAINED else said)
-    reason = meta.safe_reason(reason, account.access_token, account.app_secret)
+    reason = safe_reason(reason, account.access_token, account.app_secret)
     if error.code == WINDOW_CLOSED:
         return DeliveryResult.failed(reason, window_closed=True)
     if error.code in RATE_LIMITED:

@@ -50,6 +50,7 @@ from connectors.base import (
     WithAccounts,
     check_table,
     decode_once,
+    download,
     header,
     hmac_sha256,
     obj,
@@ -376,11 +377,8 @@ class Connector(WithAccounts[Account]):
             raise LookupError("X media is downloaded by its URL (the attachment's url from ton.twitter.com), "
                               f"not by id {media_id!r}")
         headers = {"Authorization": f"Bearer {account.access_token}"}
-        async with session.get(media_id, headers=headers, timeout=SEND_TIMEOUT) as resp:
-            if resp.status != 200:
-                raise LookupError(f"X did not return the media (HTTP {resp.status})")
-            mime_type = resp.headers.get("Content-Type", "application/octet-stream").split(";")[0]
-            return Media(await resp.read(), mime_type, parts.path.rsplit("/", 1)[-1] or None)
+        media = await download(session, media_id, headers=headers, what="X media")
+        return Media(media.data, media.mime_type, media.filename or parts.path.rsplit("/", 1)[-1] or None)
 
 
 def crc_token_ok(token: str) -> bool:

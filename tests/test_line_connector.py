@@ -659,3 +659,20 @@ async def test_a_media_id_from_a_webhook_is_quoted_into_the_content_url(live: Co
     with contextlib.suppress(LookupError):
         await live.fetch_media(session, BOT, "123/../../x")
     assert fake.requests[-1].raw_path == "/v2/bot/message/123%2F..%2F..%2Fx/content"
+
+
+async def test_fetch_media_over_the_size_cap_is_lookup_error(live: Connector, fake: LineAPI,
+                                                             session: aiohttp.ClientSession,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 14: media is capped and its errors mapped the same way on every channel."""
+    monkeypatch.setattr("connectors.base.MAX_MEDIA_BYTES", 1024)
+    fake.add_content("354718705033693860", b"x" * 2048, "video/mp4")
+    with pytest.raises(LookupError, match="larger than 1024 bytes"):
+        await live.fetch_media(session, BOT, "354718705033693860")
+
+
+async def test_fetch_media_from_an_unreachable_line_is_lookup_error(session: aiohttp.ClientSession) -> None:
+    """A connection refused is the channel not returning the file (the media route's 502), not a crash."""
+    unreachable = Connector.from_config(tables("http://127.0.0.1:9"))
+    with pytest.raises(LookupError, match="could not reach"):
+        await unreachable.fetch_media(session, BOT, "354718705033693861")
