@@ -37,6 +37,10 @@ CHANNEL_ERRORS = {"not_in_channel", "channel_not_found", "is_archived", "invalid
                   "token_revoked", "not_authed", "missing_scope", "team_access_not_granted", "ekm_access_denied",
                   "restricted_action", "user_not_found", "cannot_dm_bot"}
 TRANSIENT_ERRORS = {"internal_error", "service_unavailable", "fatal_error", "request_timeout", "ratelimited"}
+# A message to a person Slack cannot reach (gone from the workspace, deactivated): nobody can fix that, so
+# it is dropped rather than left resting, retried and holding back the notifier's cursor. What it said is
+# on the ticket's card and thread too.
+PERSON_GONE = {"channel_not_found", "user_not_found", "account_inactive", "cannot_dm_bot", "user_disabled"}
 # Kinds of which one waiting job covers all: it renders the latest state when it goes.
 COVERING = {"card_update", "reply_update"}
 
@@ -50,6 +54,11 @@ class Job:
     ref: int
     lane: str  # the Slack channel (or user, for a DM) it goes to
     data: dict[str, Any] = field(default_factory=dict)
+
+
+def to_a_person(job: Job) -> bool:
+    """A DM: the refusal DM of R22, or a rule's notification to a user (Slack user ids start U or W)."""
+    return job.kind == "failure_dm" or (job.kind == "notification" and job.lane[:1] in ("U", "W"))
 
 
 def transient(exc: BaseException) -> bool:
@@ -162,12 +171,17 @@ class Mirror:
                         return
                     await self.clock.sleep(min(self.max_backoff, 2.0 ** (failures - 1)))
                     continue
-                if isinstance(exc, SlackApiError) and exc.response.get("error") in CHANNEL_ERRORS:
-                    log.warning("Slack refuses channel %s (%s): its messages wait; %d waiting", name,
-                                exc.response.get("error"), len(lane))
+                error = exc.response.get("error") if isinstance(exc, SlackApiError) else None
+                if error in PERSON_GONE and to_a_person(head):
+                    log.warning("Slack cannot reach the person of %s (%s): the %s for ticket %s is dropped",
+                                name, error, head.kind, head.ticket_id)
+                elif error in CHANNEL_ERRORS:
+                    log.warning("Slack refuses channel %s (%s): its messages wait; %d waiting", name, error,
+                                len(lane))
                     self._resting[name] = self.clock.now() + self.rest
                     return
-                log.exception("Slack refused %s for ticket %s for good; dropped", head.kind, head.ticket_id)
+                else:
+                    log.exception("Slack refused %s for ticket %s for good; dropped", head.kind, head.ticket_id)
                 self.dropped += 1
                 taken = [head]
             failures = 0

@@ -89,3 +89,26 @@ async def test_an_ephemeral_message_slack_cannot_show_becomes_a_dm(world: World)
     await world.click(GROUP_AGENT, "claim", str(tid), channel=TRIAGE)
     dm = world.last("chat.postMessage", channel=GROUP_AGENT)
     assert "already assigned to" in dm["text"] and "Alice Agent" in dm["text"]
+
+
+async def test_a_refusal_dm_to_an_agent_slack_no_longer_knows_is_dropped_not_retried(world: World,
+                                                                                     frozen: Any) -> None:
+    """An agent who left the workspace cannot be DMed: the DM is dropped after Slack's first refusal (the
+    card and the thread still say it), not kept resting and retried, each retry reading the store, while
+    the notifier's cursor waits behind it."""
+    world.api.expect("channel_not_found", "chat.postMessage", times=1)
+    tid, modal = await open_reply(world)
+    await world.submit(AGENT, modal, {"text-0": {"reply_text": {"value": "Here is your refund"}},
+                                      "status-0": {"reply_status": {"selected_option": {"value": "pending"}}}})
+    await world.notify()
+    outbox_id = (await world.desk.ticket(tid))["comments"][-1]["delivery"]["outbox_id"]
+    profile = world.api.users.pop(AGENT)  # gone from the workspace
+    await world.desk.write(lambda con: record(con, [Outcome(outbox_id, tid, "failed", reason=WHATSAPP_131047,
+                                                            window_closed=True)]))
+    await world.notify()
+    world.clock.advance(3600)
+    await world.notify()
+    assert not world.bot.notifier.mirror.resting()
+    world.api.users[AGENT] = profile
+    channel, card_ts = await world.slack_message(tid)
+    assert "Last reply not delivered" in text_of(world.api.messages[(channel, card_ts)].blocks)
