@@ -39,19 +39,19 @@ def find_view(cur: duckdb.DuckDBPyConnection, title: str, owner: int | None = No
         "ORDER BY owner_id NULLS LAST LIMIT 1", [title, title, owner]).fetchall()
     if not rows:
         raise OperationError(f"no view named {title!r}")
-    vid, vtitle, owner_id, conditions, execution = rows[0]
-    return {"id": vid, "title": vtitle, "owner_id": owner_id, "conditions": json.loads(conditions),
+    return _view(*rows[0])
+
+
+def _view(vid: int, title: str, owner_id: int | None, conditions: str, execution: str) -> dict[str, Any]:
+    return {"id": vid, "title": title, "owner_id": owner_id, "conditions": json.loads(conditions),
             "execution": json.loads(execution)}
 
 
 def _shared_views(cur: duckdb.DuckDBPyConnection, titles: set[str]) -> dict[str, dict[str, Any]]:
     """Shared views by lowercased title, in one query (the notifier's tab and its red dot need two)."""
-    found = {}
-    for vid, title, conditions, execution in cur.execute(
-            f"SELECT id, title, conditions, execution FROM views WHERE owner_id IS NULL AND lower(title) IN "
-            f"{sql_list(t.lower() for t in titles)}").fetchall():
-        found[title.lower()] = {"id": vid, "title": title, "owner_id": None, "conditions": json.loads(conditions),
-                                "execution": json.loads(execution)}
+    found = {row[1].lower(): _view(*row) for row in cur.execute(
+        f"SELECT id, title, owner_id, conditions, execution FROM views WHERE owner_id IS NULL AND lower(title) IN "
+        f"{sql_list(t.lower() for t in titles)}").fetchall()}
     for title in titles:
         if title.lower() not in found:
             raise OperationError(f"no view named {title!r}")
