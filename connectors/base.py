@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import math
 import re
 import time
@@ -18,7 +19,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, Literal, Protocol, Self, TypeVar
 
 import aiohttp
 from aiohttp import web
@@ -76,6 +77,17 @@ def decode_once(request: Incoming, what: str, decode: Callable[[], T]) -> T:
         request.decoded[what] = decode()
     result: T = request.decoded[what]
     return result
+
+
+def json_object(body: bytes, what: str) -> dict[str, Any]:
+    """The body as a JSON object, else MalformedPayload saying what `what` (e.g. "LINE webhook body") is not."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise MalformedPayload(f"{what} is not JSON") from None
+    if not isinstance(data, dict):
+        raise MalformedPayload(f"{what} is not a JSON object")
+    return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,8 +301,19 @@ def url_value(table: Mapping[str, Any], section: str, default: str, key: str = "
 
 
 class NamedAccount(Protocol):
+    """A channel's account as its module defines it: named, and built from its `[[section]]` table."""
+
     @property
     def name(self) -> str: ...
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any]) -> Self:
+        """The account of one configuration table; ConfigError names the account and the bad key."""
+        ...
+
+    def public(self) -> dict[str, Any]:
+        """What agents may know of it beside its name (R8): ids, handles, flags; never a secret."""
+        ...
 
 
 AccountT = TypeVar("AccountT", bound=NamedAccount)
@@ -327,15 +350,54 @@ class Accounts(Generic[AccountT]):
 
 
 class WithAccounts(Generic[AccountT]):
-    """The account half of the `Connector` protocol, for connectors that keep theirs in `accounts`."""
+    """What every channel's `Connector` does the same way: build its accounts from its configuration
+    section (`account_type.from_table`), keep them (`Accounts`), find them by platform id or by the name
+    a per-account webhook URL carries; and the protocol's answers most platforms share (no GET
+    handshake, a plain "OK" acknowledgement, no start-up warnings), which a channel overrides where
+    its platform differs."""
 
-    accounts: Accounts[AccountT]
+    channel: ClassVar[str]
+    account_type: type[AccountT]
+    id_key: ClassVar[str]  # the account's platform id: its attribute and its configuration key
+    id_source: ClassVar[str] = ""  # the configuration key the id comes from, when it is not `id_key`
+
+    def __init__(self, accounts: Iterable[AccountT]) -> None:
+        key = self.id_key
+        self.accounts = Accounts(self.channel, accounts, self.id_source or key, lambda a: str(getattr(a, key)),
+                                 f"no {self.channel} account with {key} {{!r}}")
+
+    @classmethod
+    def from_config(cls, tables: list[dict[str, Any]]) -> Self:
+        return cls([cls.account_type.from_table(table) for table in tables])
+
+    def warnings(self) -> list[str]:
+        """What start-up should tell the operator about these accounts."""
+        return []
 
     def account_ids(self) -> list[str]:
         return self.accounts.ids()
 
     def account(self, account_id: str) -> AccountT:
         return self.accounts.get(account_id)
+
+    def account_info(self, account_id: str) -> dict[str, Any]:
+        """The channel, the account's name and what else of it is public, unset values left out."""
+        account = self.account(account_id)
+        public = {key: value for key, value in account.public().items() if value not in (None, "", False)}
+        return {"channel": self.channel, "account_name": account.name, **public}
+
+    def named(self, request: Incoming) -> AccountT:
+        """The account a per-account webhook URL names (`/webhooks/<channel>/{name}`)."""
+        account = self.accounts.by_name.get(request.name or "")
+        if account is None:
+            raise UnknownAccount(f"no {self.channel} account named {request.name!r} is configured")
+        return account
+
+    def handshake(self, request: Incoming) -> web.Response | None:
+        return None
+
+    def acknowledge(self, request: Incoming) -> web.Response:
+        return web.Response(text="OK")
 
 
 def check_unique(section: str, accounts: Iterable[tuple[str, str]], id_key: str) -> None:

@@ -20,15 +20,7 @@ from typing import Any, ClassVar
 
 import aiohttp
 
-from connectors import meta
-from connectors.base import (
-    DeliveryResult,
-    Description,
-    OutboundFile,
-    check_table,
-    text_value,
-    url_value,
-)
+from connectors import base, meta
 from warehouse.channels import Channel, DemoProfile, DemoUserIds, Window
 
 SECTION = "instagram"
@@ -44,7 +36,7 @@ FILE_REASON = ("Instagram only sends images and files from a public HTTPS URL, w
 # As Messenger: 24 hours, then 7 days with the HUMAN_AGENT tag for accounts flagged `human_agent_tag`
 # (copied into the ticket's channel info by account_info, for the desk's window check).
 WINDOW = Window(24, tag="HUMAN_AGENT", tagged_hours=7 * 24, flag="human_agent_tag")
-PLATFORM = meta.Platform(channel=SECTION, section=SECTION, object="instagram", id_key="account_id",
+PLATFORM = meta.Platform(channel=SECTION, object="instagram",
                          label="Instagram", account_noun="account", user_key="igsid",
                          inbox="the Instagram app", text_limit=TEXT_LIMIT,
                          window_closed_subcode=WINDOW_CLOSED_SUBCODE,
@@ -75,12 +67,19 @@ class Account:
 
     @classmethod
     def from_table(cls, table: Mapping[str, Any]) -> Account:
-        check_table(table, SECTION, KEYS, OPTIONAL)
-        secrets = {key: text_value(table, key, SECTION) for key in ("app_secret", "verify_token", "access_token")}
-        return cls(text_value(table, "name", SECTION), text_value(table, "account_id", SECTION, allow_int=True),
+        base.check_table(table, SECTION, KEYS, OPTIONAL)
+        secrets = {key: base.text_value(table, key, SECTION) for key in ("app_secret", "verify_token", "access_token")}
+        return cls(base.text_value(table, "name", SECTION),
+                   base.text_value(table, "account_id", SECTION, allow_int=True),
                    username=str(table.get("username") or "").strip().lstrip("@"),
-                   api_url=url_value(table, SECTION, API_URL), human_agent_tag=meta.human_agent_value(table, SECTION),
-                   **secrets)
+                   api_url=base.url_value(table, SECTION, API_URL),
+                   human_agent_tag=meta.human_agent_value(table, SECTION), **secrets)
+
+    def public(self) -> dict[str, Any]:
+        """Its id and @username; `human_agent_tag` when the 7 days apply (the desk's window check reads it
+        in the ticket's channel info)."""
+        return {"instagram_account_id": self.account_id, "username": self.username,
+                "human_agent_tag": self.human_agent_tag}
 
     def auth(self) -> dict[str, Any]:
         # A header, not a query parameter: the token then never sits in a URL a log could print.
@@ -90,23 +89,13 @@ class Account:
 class Connector(meta.MessagingConnector[Account]):
     channel: ClassVar[str] = CHANNEL.name
     platform: ClassVar[meta.Platform] = PLATFORM
-
-    @classmethod
-    def from_config(cls, tables: list[dict[str, Any]]) -> Connector:
-        return cls(map(Account.from_table, tables))
-
-    def account_info(self, account_id: str) -> dict[str, Any]:
-        """The account's name, id and @username; `human_agent_tag` when the 7 days apply (the desk's window
-        check reads it in the ticket's channel info)."""
-        account = self.account(account_id)
-        optional = {"username": account.username, "human_agent_tag": account.human_agent_tag}
-        return {"channel": self.channel, "account_name": account.name, "instagram_account_id": account.account_id,
-                **{key: value for key, value in optional.items() if value}}
+    account_type = Account
+    id_key: ClassVar[str] = "account_id"
 
     async def attachment(self, session: aiohttp.ClientSession, account: Account,
-                         file: OutboundFile) -> dict[str, Any] | DeliveryResult:
-        return DeliveryResult.failed(FILE_REASON)
+                         file: base.OutboundFile) -> dict[str, Any] | base.DeliveryResult:
+        return base.DeliveryResult.failed(FILE_REASON)
 
 
-DESCRIPTION = Description(CHANNEL, Connector.from_config, route="app",
-                          simulation="socialdesk.fakes.instagram_api:INSTAGRAM")
+DESCRIPTION = base.Description(CHANNEL, Connector.from_config, route="app",
+                               simulation="socialdesk.fakes.instagram_api:INSTAGRAM")

@@ -24,42 +24,16 @@ measured in UTF-16 code units as LINE counts them.
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import quote
 
 import aiohttp
-from aiohttp import web
 
-from connectors.base import (
-    Accounts,
-    BadSignature,
-    ConfigError,
-    DeliveryResult,
-    Description,
-    HttpAnswer,
-    Incoming,
-    MalformedPayload,
-    Media,
-    OutboundReply,
-    Parsed,
-    Skipped,
-    UnknownAccount,
-    WithAccounts,
-    call_api,
-    check_table,
-    decode_once,
-    download,
-    header,
-    hmac_sha256,
-    obj,
-    same,
-    text_value,
-    url_value,
-)
+from connectors import base
 from warehouse.channels import Channel, DemoProfile, DemoUserIds
 from warehouse.model import Attachment, InboundMessage, MessageEdit, MessageWithdrawn, from_unix_ms
 
@@ -102,95 +76,76 @@ class Account:
     data_api_url: str = DATA_API_URL
     mark_as_read: bool = False  # mark the customer's messages read when an agent opens the ticket (chat mode)
 
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any]) -> Account:
+        base.check_table(table, SECTION, KEYS, optional=())
+        return cls(
+            name=base.text_value(table, "name", SECTION),
+            bot_user_id=base.text_value(table, "bot_user_id", SECTION),
+            channel_secret=base.text_value(table, "channel_secret", SECTION),
+            channel_access_token=base.text_value(table, "channel_access_token", SECTION),
+            api_url=base.url_value(table, SECTION, API_URL),
+            data_api_url=base.url_value(table, SECTION, DATA_API_URL, "data_api_url"),
+            mark_as_read=_flag(table, "mark_as_read"),
+        )
+
+    def public(self) -> dict[str, Any]:
+        return {"bot_user_id": self.bot_user_id}
+
 
 def signature(channel_secret: str, body: bytes) -> str:
     """The `x-line-signature` LINE puts on a webhook body: base64 HMAC-SHA256, no prefix."""
-    return base64.b64encode(hmac_sha256(channel_secret, body)).decode()
+    return base64.b64encode(base.hmac_sha256(channel_secret, body)).decode()
 
 
 def _load(body: bytes) -> dict[str, Any]:
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise MalformedPayload("LINE webhook body is not JSON") from None
-    if not isinstance(payload, dict) or not isinstance(payload.get("events"), list):
-        raise MalformedPayload("LINE webhook body has no 'events' list")
+    payload = base.json_object(body, "LINE webhook body")
+    if not isinstance(payload.get("events"), list):
+        raise base.MalformedPayload("LINE webhook body has no 'events' list")
     if not isinstance(payload.get("destination"), str):
-        raise MalformedPayload("LINE webhook body has no 'destination'")
+        raise base.MalformedPayload("LINE webhook body has no 'destination'")
     return payload
 
 
-class Connector(WithAccounts[Account]):
+class Connector(base.WithAccounts[Account]):
     channel: ClassVar[str] = CHANNEL.name
-
-    def __init__(self, accounts: list[Account]) -> None:
-        self.accounts = Accounts(SECTION, accounts, "bot_user_id", lambda a: a.bot_user_id,
-                                 "no LINE account with bot user id {!r}")
-
-    @classmethod
-    def from_config(cls, tables: list[dict[str, Any]]) -> Connector:
-        accounts = []
-        for table in tables:
-            check_table(table, SECTION, KEYS, optional=())
-            accounts.append(Account(
-                name=text_value(table, "name", SECTION),
-                bot_user_id=text_value(table, "bot_user_id", SECTION),
-                channel_secret=text_value(table, "channel_secret", SECTION),
-                channel_access_token=text_value(table, "channel_access_token", SECTION),
-                api_url=url_value(table, SECTION, API_URL),
-                data_api_url=url_value(table, SECTION, DATA_API_URL, "data_api_url"),
-                mark_as_read=_flag(table, "mark_as_read"),
-            ))
-        return cls(accounts)
-
-    def warnings(self) -> list[str]:
-        """What start-up should tell the operator about these accounts: nothing so far for LINE."""
-        return []
-
-    # -- accounts -------------------------------------------------------------------------------
-
-    def account_info(self, account_id: str) -> dict[str, Any]:
-        account = self.account(account_id)
-        return {"channel": self.channel, "account_name": account.name, "bot_user_id": account.bot_user_id}
+    account_type = Account
+    id_key: ClassVar[str] = "bot_user_id"
 
     # -- webhooks -------------------------------------------------------------------------------
 
-    def handshake(self, request: Incoming) -> web.Response | None:
-        # LINE never sends a GET challenge; its Verify button is an ordinary signed POST.
-        return None
+    # LINE never sends a GET challenge (no `handshake`): its Verify button is an ordinary signed POST.
 
-    def verify(self, request: Incoming) -> None:
-        if not request.name or request.name not in self.accounts.by_name:
-            raise UnknownAccount(f"no LINE account named {request.name!r}")
-        account = self.accounts.by_name[request.name]
-        given = header(request, "x-line-signature")
+    def verify(self, request: base.Incoming) -> None:
+        account = self.named(request)
+        given = base.header(request, "x-line-signature")
         if not given:
-            raise BadSignature("LINE webhook without x-line-signature")
-        if not same(given, signature(account.channel_secret, request.body)):
-            raise BadSignature(f"LINE signature mismatch for account {account.name!r}")
-        destination = decode_once(request, "json", lambda: _load(request.body))["destination"]
+            raise base.BadSignature("LINE webhook without x-line-signature")
+        if not base.same(given, signature(account.channel_secret, request.body)):
+            raise base.BadSignature(f"LINE signature mismatch for account {account.name!r}")
+        destination = base.decode_once(request, "json", lambda: _load(request.body))["destination"]
         if destination != account.bot_user_id:
-            raise UnknownAccount(f"LINE webhook for account {account.name!r} names another bot ({destination!r})")
+            raise base.UnknownAccount(f"LINE webhook for account {account.name!r} names another bot ({destination!r})")
 
-    def parse(self, request: Incoming) -> list[Parsed]:
-        payload = decode_once(request, "json", lambda: _load(request.body))
+    def parse(self, request: base.Incoming) -> list[base.Parsed]:
+        payload = base.decode_once(request, "json", lambda: _load(request.body))
         bot = payload["destination"]
-        out: list[Parsed] = []
+        out: list[base.Parsed] = []
         for event in payload["events"]:
             if not isinstance(event, dict):
-                out.append(Skipped("LINE event that is not an object"))
+                out.append(base.Skipped("LINE event that is not an object"))
                 continue
             item = self._event(bot, event)
             if item is not None:
                 out.append(item)
         return out
 
-    def _event(self, bot: str, event: dict[str, Any]) -> Parsed | None:
+    def _event(self, bot: str, event: dict[str, Any]) -> base.Parsed | None:
         kind = event.get("type")
         if kind not in ("message", "unsend", "messageEdited"):
             log.info("LINE %s event: nothing to store", str(kind)[:40])
             return None
-        source = obj(event.get("source"))
+        source = base.obj(event.get("source"))
         if source.get("type") != "user":
             # Group and room chats are not support conversations: a push would reach every member.
             log.info("LINE %s event from a %s chat: not a support conversation, nothing stored", kind,
@@ -205,11 +160,11 @@ class Connector(WithAccounts[Account]):
             message_id = str(msg["id"])  # the same on a redelivery, so it is the dedupe key
             mtype = str(msg["type"])
         except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
-            return Skipped(f"LINE {kind} event without its user, time or message id")
+            return base.Skipped(f"LINE {kind} event without its user, time or message id")
         try:
             text, attachments = _content(msg, mtype, message_id)
         except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
-            return Skipped(f"LINE {mtype[:40]} message with unreadable fields")
+            return base.Skipped(f"LINE {mtype[:40]} message with unreadable fields")
         if kind == "messageEdited":
             # Edits may arrive out of order; each is its own event, keyed by when it happened.
             return MessageEdit(self.channel, bot, user_id, message_id, f"{message_id}@{event['timestamp']}", at,
@@ -218,9 +173,6 @@ class Connector(WithAccounts[Account]):
         return InboundMessage(channel=self.channel, account=bot, user_id=user_id, message_id=message_id,
                               sent_at=at, text=text, attachments=attachments, profile={"line_user_id": user_id},
                               channel_info={MARK_AS_READ_KEY: token} if isinstance(token, str) and token else {})
-
-    def acknowledge(self, request: Incoming) -> web.Response:
-        return web.Response(text="OK")
 
     def simulate(self, account_id: str, body: bytes) -> tuple[dict[str, str], dict[str, str], bytes]:
         """What LINE would send us for this body; post it to /webhooks/line/{account_info()['account_name']}."""
@@ -231,40 +183,40 @@ class Connector(WithAccounts[Account]):
 
     # -- sending --------------------------------------------------------------------------------
 
-    async def send(self, session: aiohttp.ClientSession, reply: OutboundReply) -> DeliveryResult:
+    async def send(self, session: aiohttp.ClientSession, reply: base.OutboundReply) -> base.DeliveryResult:
         account = self.accounts.by_id.get(reply.account)
         if account is None:
-            return DeliveryResult.failed(f"no LINE account with bot user id {reply.account!r} is configured")
+            return base.DeliveryResult.failed(f"no LINE account with bot user id {reply.account!r} is configured")
         if not reply.text:
             if reply.file is not None:
-                return DeliveryResult.failed(FILE_REASON)
-            return DeliveryResult.failed("nothing to send: LINE replies need text")
+                return base.DeliveryResult.failed(FILE_REASON)
+            return base.DeliveryResult.failed("nothing to send: LINE replies need text")
         chunks = split_text(reply.text)
         if len(chunks) > MESSAGES_PER_PUSH:
-            return DeliveryResult.failed(
+            return base.DeliveryResult.failed(
                 f"message too long for LINE: one reply is at most {MESSAGES_PER_PUSH} messages of {TEXT_LIMIT:,} "
                 f"characters (LINE counts an emoji as 2); this one needs {len(chunks)}: shorten it")
         retry_key = reply.retry_key or str(uuid.uuid5(RETRY_KEY_NAMESPACE, f"outbox:{reply.outbox_id}"))
-        answer = await call_api(
+        answer = await base.call_api(
             session, "POST", f"{account.api_url}/v2/bot/message/push",
             headers={"Authorization": f"Bearer {account.channel_access_token}", "X-Line-Retry-Key": retry_key},
             json={"to": reply.to, "messages": [{"type": "text", "text": c} for c in chunks]},
         )
-        if isinstance(answer, DeliveryResult):
+        if isinstance(answer, base.DeliveryResult):
             return answer
         result = _read_push(answer, retry_key)
         if result.state == "sent" and reply.file is not None:
-            return DeliveryResult.failed(f"the text was sent; the file was not: {FILE_REASON}")
+            return base.DeliveryResult.failed(f"the text was sent; the file was not: {FILE_REASON}")
         return result
 
-    async def fetch_media(self, session: aiohttp.ClientSession, account_id: str, media_id: str) -> Media:
+    async def fetch_media(self, session: aiohttp.ClientSession, account_id: str, media_id: str) -> base.Media:
         """The content of an image, video, audio or file message, by LINE message id."""
         account = self.account(account_id)
         # The id comes from a webhook: quoted, it names one message's content and nothing beside it.
         url = f"{account.data_api_url}/v2/bot/message/{quote(media_id, safe='')}/content"
         headers = {"Authorization": f"Bearer {account.channel_access_token}"}
         # LINE keeps a message's content for a while only, and never content from an external provider.
-        return await download(session, url, headers=headers, what=f"LINE content of message {media_id}")
+        return await base.download(session, url, headers=headers, what=f"LINE content of message {media_id}")
 
     async def ticket_opened(self, session: aiohttp.ClientSession, ticket: dict[str, Any]) -> None:
         """An agent opened this LINE ticket: with `mark_as_read = true`, the customer sees their messages read."""
@@ -279,7 +231,7 @@ class Connector(WithAccounts[Account]):
         return bool(account and account.mark_as_read)
 
     async def mark_as_read(self, session: aiohttp.ClientSession, account_id: str,
-                           token: str | None) -> DeliveryResult | None:
+                           token: str | None) -> base.DeliveryResult | None:
         """Mark the customer's messages read up to the message that carried `token` (LINE's 2025
         mark-as-read API: `POST /v2/bot/chat/markAsRead` with `{"markAsReadToken": ...}`, as line-bot-sdk
         v3's `mark_messages_as_read_by_token` calls it; it needs chat mode on).
@@ -291,25 +243,25 @@ class Connector(WithAccounts[Account]):
         account = self.accounts.by_id.get(account_id)
         if account is None or not account.mark_as_read or not token:
             return None
-        answer = await call_api(session, "POST", f"{account.api_url}/v2/bot/chat/markAsRead",
-                                headers={"Authorization": f"Bearer {account.channel_access_token}"},
-                                json={"markAsReadToken": token})
-        if isinstance(answer, DeliveryResult):
+        answer = await base.call_api(session, "POST", f"{account.api_url}/v2/bot/chat/markAsRead",
+                                     headers={"Authorization": f"Bearer {account.channel_access_token}"},
+                                     json={"markAsReadToken": token})
+        if isinstance(answer, base.DeliveryResult):
             return answer
         if answer.status == 200:
-            return DeliveryResult.sent("")
+            return base.DeliveryResult.sent("")
         if answer.status == 401:
-            return DeliveryResult.failed("LINE rejected the channel access token (HTTP 401)")
+            return base.DeliveryResult.failed("LINE rejected the channel access token (HTTP 401)")
         body = answer.body if isinstance(answer.body, dict) else {}
-        return DeliveryResult.failed(f"LINE did not mark the messages read: {body.get('message') or answer.status} "
-                                     "(is chat mode on for this channel?)")
+        return base.DeliveryResult.failed(f"LINE did not mark the messages read: "
+                                          f"{body.get('message') or answer.status} (is chat mode on for this channel?)")
 
 
 
-def _flag(table: dict[str, Any], key: str) -> bool:
+def _flag(table: Mapping[str, Any], key: str) -> bool:
     value = table.get(key, False)
     if not isinstance(value, bool):
-        raise ConfigError(f"[[{SECTION}]] account {table.get('name', '?')!r}: key {key!r} must be true or false")
+        raise base.ConfigError(f"[[{SECTION}]] account {table.get('name', '?')!r}: key {key!r} must be true or false")
     return value
 
 
@@ -372,25 +324,25 @@ def _fitting(text: str, limit: int) -> int:
     return len(text)
 
 
-def _read_push(answer: HttpAnswer, retry_key: str) -> DeliveryResult:
+def _read_push(answer: base.HttpAnswer, retry_key: str) -> base.DeliveryResult:
     body = answer.body if isinstance(answer.body, dict) else {}
     sent = body.get("sentMessages") or []
     first_id = str(sent[0].get("id")) if sent and isinstance(sent[0], dict) and sent[0].get("id") else None
     if answer.status == 200:
-        return DeliveryResult.sent(first_id or answer.headers.get("x-line-request-id", ""))
+        return base.DeliveryResult.sent(first_id or answer.headers.get("x-line-request-id", ""))
     if answer.status == 409:
         # Same retry key already accepted: an earlier attempt went through, so this one counts as sent.
-        return DeliveryResult.sent(first_id or answer.headers.get("x-line-accepted-request-id") or retry_key)
+        return base.DeliveryResult.sent(first_id or answer.headers.get("x-line-accepted-request-id") or retry_key)
     if answer.status == 401:
-        return DeliveryResult.failed("LINE rejected the channel access token (HTTP 401); check the account's "
-                                     "channel_access_token")
+        return base.DeliveryResult.failed("LINE rejected the channel access token (HTTP 401); check the account's "
+                                          "channel_access_token")
     reason = str(body.get("message") or f"HTTP {answer.status}")
     details = [f"{d.get('property', '')}: {d.get('message', '')}".strip(": ")
                for d in body.get("details") or [] if isinstance(d, dict)]
     if details:
         reason += " (" + "; ".join(details) + ")"
-    return DeliveryResult.failed(f"LINE refused the message: {reason}")
+    return base.DeliveryResult.failed(f"LINE refused the message: {reason}")
 
 
-DESCRIPTION = Description(CHANNEL, Connector.from_config, route="account",
-                          simulation="socialdesk.fakes.line_api:LINE")
+DESCRIPTION = base.Description(CHANNEL, Connector.from_config, route="account",
+                               simulation="socialdesk.fakes.line_api:LINE")

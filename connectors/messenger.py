@@ -22,15 +22,7 @@ from typing import Any, ClassVar
 
 import aiohttp
 
-from connectors import meta
-from connectors.base import (
-    DeliveryResult,
-    Description,
-    OutboundFile,
-    call_api,
-    check_table,
-    text_value,
-)
+from connectors import base, meta
 from warehouse.channels import Channel, DemoProfile, DemoUserIds, Window
 
 SECTION = "messenger"
@@ -42,7 +34,7 @@ TEXT_LIMIT = 2000  # "(#100) Length of param message[text] must be less than or 
 # (channels.md 7), on Pages with Meta's Human Agent permission (`human_agent_tag`, which account_info
 # copies into the ticket's channel info for the desk's window check).
 WINDOW = Window(24, tag="HUMAN_AGENT", tagged_hours=7 * 24, flag="human_agent_tag")
-PLATFORM = meta.Platform(channel=SECTION, section=SECTION, object="page", id_key="page_id", label="Messenger",
+PLATFORM = meta.Platform(channel=SECTION, object="page", label="Messenger",
                          account_noun="Page", user_key="psid", inbox="the Facebook Page inbox",
                          text_limit=TEXT_LIMIT, window_closed_subcode=WINDOW_CLOSED_SUBCODE)
 
@@ -71,17 +63,21 @@ class Account:
 
     @classmethod
     def from_table(cls, table: Mapping[str, Any]) -> Account:
-        check_table(table, SECTION, KEYS, OPTIONAL)
+        base.check_table(table, SECTION, KEYS, OPTIONAL)
         return cls(
-            name=text_value(table, "name", SECTION),
-            page_id=text_value(table, "page_id", SECTION, allow_int=True),
-            page_name=text_value(table, "page_name", SECTION),
-            app_secret=text_value(table, "app_secret", SECTION),
-            verify_token=text_value(table, "verify_token", SECTION),
-            page_access_token=text_value(table, "page_access_token", SECTION),
+            name=base.text_value(table, "name", SECTION),
+            page_id=base.text_value(table, "page_id", SECTION, allow_int=True),
+            page_name=base.text_value(table, "page_name", SECTION),
+            app_secret=base.text_value(table, "app_secret", SECTION),
+            verify_token=base.text_value(table, "verify_token", SECTION),
+            page_access_token=base.text_value(table, "page_access_token", SECTION),
             api_url=meta.api_url_value(table, SECTION),
             human_agent_tag=meta.human_agent_value(table, SECTION),
         )
+
+    def public(self) -> dict[str, Any]:
+        # human_agent_tag: agents (and the desk's window check) should know a 7-day window applies.
+        return {"page_id": self.page_id, "page_name": self.page_name, "human_agent_tag": self.human_agent_tag}
 
     @property
     def account_id(self) -> str:
@@ -99,40 +95,30 @@ class Account:
 class Connector(meta.MessagingConnector[Account]):
     channel: ClassVar[str] = CHANNEL.name
     platform: ClassVar[meta.Platform] = PLATFORM
-
-    @classmethod
-    def from_config(cls, tables: list[dict[str, Any]]) -> Connector:
-        return cls(Account.from_table(table) for table in tables)
-
-    def account_info(self, account_id: str) -> dict[str, Any]:
-        account = self.account(account_id)
-        info: dict[str, Any] = {"channel": self.channel, "account_name": account.name, "page_id": account.page_id,
-                                "page_name": account.page_name}
-        if account.human_agent_tag:  # agents (and the desk's window) should know a 7-day window applies
-            info["human_agent_tag"] = True
-        return info
+    account_type = Account
+    id_key: ClassVar[str] = "page_id"
 
     async def attachment(self, session: aiohttp.ClientSession, account: Account,
-                         file: OutboundFile) -> dict[str, Any] | DeliveryResult:
+                         file: base.OutboundFile) -> dict[str, Any] | base.DeliveryResult:
         """A file goes through the Attachment Upload API first, then is sent by its attachment id."""
         form = aiohttp.FormData()
         form.add_field("message", json.dumps({"attachment": {"type": _kind(file), "payload": {"is_reusable": True}}}))
         form.add_field("filedata", file.data, filename=file.filename, content_type=file.mime_type)
-        answer = await call_api(session, "POST", f"{account.api_url}/{account.page_id}/message_attachments",
-                                data=form, **account.auth())
-        if isinstance(answer, DeliveryResult):
+        answer = await base.call_api(session, "POST", f"{account.api_url}/{account.page_id}/message_attachments",
+                                     data=form, **account.auth())
+        if isinstance(answer, base.DeliveryResult):
             return answer
         if answer.status == 200 and isinstance(answer.body, dict) and answer.body.get("attachment_id"):
             uploaded = str(answer.body["attachment_id"])
             return {"attachment": {"type": _kind(file), "payload": {"attachment_id": uploaded}}}
         result = meta.send_error(PLATFORM, answer, account, None, {})
-        return DeliveryResult(result.state, reason=f"uploading {file.filename}: {result.reason}",
-                              retry_after=result.retry_after)
+        return base.DeliveryResult(result.state, reason=f"uploading {file.filename}: {result.reason}",
+                                   retry_after=result.retry_after)
 
 
-def _kind(file: OutboundFile) -> str:
+def _kind(file: base.OutboundFile) -> str:
     return "image" if file.mime_type.startswith("image/") else "file"
 
 
-DESCRIPTION = Description(CHANNEL, Connector.from_config, route="app",
-                          simulation="socialdesk.fakes.meta_api:MESSENGER")
+DESCRIPTION = base.Description(CHANNEL, Connector.from_config, route="app",
+                               simulation="socialdesk.fakes.meta_api:MESSENGER")

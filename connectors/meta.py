@@ -16,7 +16,6 @@ Channel specifics (payload shapes, send formats, error codes) stay in the channe
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -26,33 +25,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 import aiohttp
 from aiohttp import web
 
-from connectors.base import (
-    Accounts,
-    BadSignature,
-    ConfigError,
-    DeliveryResult,
-    HttpAnswer,
-    Incoming,
-    MalformedPayload,
-    Media,
-    OutboundFile,
-    OutboundReply,
-    Parsed,
-    Part,
-    Skipped,
-    WithAccounts,
-    call_api,
-    decode_once,
-    download,
-    header,
-    hmac_sha256,
-    obj,
-    safe_reason,
-    same,
-    send_in_parts,
-    split_text,
-    url_value,
-)
+from connectors import base
 from warehouse import clock
 from warehouse.model import (
     Attachment,
@@ -72,14 +45,14 @@ SIGNATURE_HEADER = "X-Hub-Signature-256"
 
 # Webhook side ---------------------------------------------------------------------------------
 
-def handshake(request: Incoming, verify_tokens: Iterable[str]) -> web.Response | None:
+def handshake(request: base.Incoming, verify_tokens: Iterable[str]) -> web.Response | None:
     """Meta's subscription check: echo `hub.challenge` when the verify token is one of ours."""
     if not any(key.startswith("hub.") for key in request.query):
         return None
     mode = request.query.get("hub.mode", "")
     token = request.query.get("hub.verify_token", "")
     # Compare against every token so the time taken does not reveal which one (or none) matched.
-    matched = [same(token, candidate) for candidate in verify_tokens]
+    matched = [base.same(token, candidate) for candidate in verify_tokens]
     if mode == "subscribe" and token and any(matched):
         return web.Response(status=200, text=request.query.get("hub.challenge", ""), content_type="text/plain")
     return web.Response(status=403, text="verification refused")
@@ -87,40 +60,35 @@ def handshake(request: Incoming, verify_tokens: Iterable[str]) -> web.Response |
 
 def sign(app_secret: str, body: bytes) -> str:
     """The `X-Hub-Signature-256` value Meta sends for `body`."""
-    return "sha256=" + hmac_sha256(app_secret, body).hex()
+    return "sha256=" + base.hmac_sha256(app_secret, body).hex()
 
 
-def matching_secrets(request: Incoming, app_secrets: Iterable[str]) -> set[str]:
+def matching_secrets(request: base.Incoming, app_secrets: Iterable[str]) -> set[str]:
     """The app secrets whose signature matches the raw body; BadSignature when there are none."""
-    given = header(request, SIGNATURE_HEADER).strip()
+    given = base.header(request, SIGNATURE_HEADER).strip()
     if not given:
-        raise BadSignature(f"missing {SIGNATURE_HEADER} header")
+        raise base.BadSignature(f"missing {SIGNATURE_HEADER} header")
     # Meta sends lowercase hex; accept an uppercase digest too, the prefix must be exact.
     if given.startswith("sha256="):
         given = "sha256=" + given[len("sha256="):].lower()
-    matched = {secret for secret in set(app_secrets) if same(given, sign(secret, request.body))}
+    matched = {secret for secret in set(app_secrets) if base.same(given, sign(secret, request.body))}
     if not matched:
-        raise BadSignature(f"{SIGNATURE_HEADER} does not match")
+        raise base.BadSignature(f"{SIGNATURE_HEADER} does not match")
     return matched
 
 
-def load_json(request: Incoming, expected_object: str) -> dict[str, Any]:
+def load_json(request: base.Incoming, expected_object: str) -> dict[str, Any]:
     """The webhook JSON with `object` == expected and `entry` a list, else MalformedPayload; read once
     per request (verify() and parse() both ask for it)."""
-    return decode_once(request, "json", lambda: _load_json(request.body, expected_object))
+    return base.decode_once(request, "json", lambda: _load_json(request.body, expected_object))
 
 
 def _load_json(body: bytes, expected_object: str) -> dict[str, Any]:
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise MalformedPayload("body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise MalformedPayload("body is not a JSON object")
+    data = base.json_object(body, "body")
     if data.get("object") != expected_object:
-        raise MalformedPayload(f"object is not {expected_object!r}")
+        raise base.MalformedPayload(f"object is not {expected_object!r}")
     if not isinstance(data.get("entry"), list):
-        raise MalformedPayload("entry is not a list")
+        raise base.MalformedPayload("entry is not a list")
     return data
 
 
@@ -129,28 +97,28 @@ def as_list(value: Any, what: str) -> list[Any]:
     if value is None:
         return []
     if not isinstance(value, list):
-        raise MalformedPayload(f"{what} is not a list")
+        raise base.MalformedPayload(f"{what} is not a list")
     return value
 
 
 def as_dict(value: Any, what: str) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise MalformedPayload(f"{what} is not an object")
+        raise base.MalformedPayload(f"{what} is not an object")
     return value
 
 
-def text_field(obj: Mapping[str, Any], key: str, what: str) -> str:
+def text_field(fields: Mapping[str, Any], key: str, what: str) -> str:
     """A required id-like field as text (Meta sends some ids as numbers)."""
-    value = obj.get(key)
+    value = fields.get(key)
     if isinstance(value, bool) or not isinstance(value, (str, int)) or value == "":
-        raise MalformedPayload(f"{what} has no {key}")
+        raise base.MalformedPayload(f"{what} has no {key}")
     return str(value)
 
 
 # Configuration --------------------------------------------------------------------------------
 
 def api_url_value(table: Mapping[str, Any], section: str) -> str:
-    return url_value(table, section, GRAPH_API_URL)
+    return base.url_value(table, section, GRAPH_API_URL)
 
 
 # Send side ------------------------------------------------------------------------------------
@@ -164,7 +132,7 @@ class GraphError:
     details: str = ""  # `error_data.details`: WhatsApp says there what exactly was wrong
 
 
-def graph_error(answer: HttpAnswer) -> GraphError:
+def graph_error(answer: base.HttpAnswer) -> GraphError:
     """The `{"error": {...}}` body the Graph API answers with, whatever shape it actually came in."""
     error = answer.body.get("error") if isinstance(answer.body, dict) else None
     if not isinstance(error, dict):
@@ -188,14 +156,14 @@ def timestamp(value: Any, what: str, *, ms: bool = False) -> datetime:
     try:
         return from_unix_ms(value) if ms else from_unix(value)
     except (TypeError, ValueError, OverflowError, OSError):
-        raise MalformedPayload(f"{what} has no valid timestamp") from None
+        raise base.MalformedPayload(f"{what} has no valid timestamp") from None
 
 
 def number(value: Any, what: str) -> float:
     try:
         return float(value)
     except (TypeError, ValueError):
-        raise MalformedPayload(f"{what} is not a number") from None
+        raise base.MalformedPayload(f"{what} is not a number") from None
 
 
 # The Messenger Platform, which more than one channel speaks ------------------------------------------
@@ -227,9 +195,7 @@ class Platform:
     """What tells one product of the Messenger Platform from another."""
 
     channel: str  # the channel name its items carry
-    section: str  # its configuration section
     object: str  # the webhook body's `object`
-    id_key: str  # the configuration key of a business account's platform id
     label: str  # how reasons agents read name it
     account_noun: str  # what one business account is called ("Page")
     user_key: str  # the end user's id in the profile ("psid")
@@ -239,11 +205,9 @@ class Platform:
     metadata: bool = True  # the Send API takes `message.metadata` and echoes it back
 
 
-class MessagingAccount(Protocol):
+class MessagingAccount(base.NamedAccount, Protocol):
     """A configured business account of the Messenger Platform, as the shared code reads it."""
 
-    @property
-    def name(self) -> str: ...
     @property
     def account_id(self) -> str: ...
     @property
@@ -265,35 +229,30 @@ class MessagingAccount(Protocol):
 A = TypeVar("A", bound=MessagingAccount)
 
 
-class MessagingConnector(WithAccounts[A]):
+class MessagingConnector(base.WithAccounts[A]):
     """The `Connector` of a Messenger Platform product; subclasses say which (`platform`), build their
     accounts from configuration and describe them (`account_info`)."""
 
     platform: ClassVar[Platform]
 
-    def __init__(self, accounts: Iterable[A]) -> None:
-        platform = self.platform
-        self.accounts = Accounts(platform.section, accounts, platform.id_key, lambda a: a.account_id,
-                                 f"no {platform.section} account with {platform.id_key} {{!r}}")
-
     # Webhook ----------------------------------------------------------------------------------
 
-    def handshake(self, request: Incoming) -> web.Response | None:
+    def handshake(self, request: base.Incoming) -> web.Response | None:
         return handshake(request, (a.verify_token for a in self.accounts.by_id.values()))
 
-    def verify(self, request: Incoming) -> None:
+    def verify(self, request: base.Incoming) -> None:
         matched = matching_secrets(request, (a.app_secret for a in self.accounts.by_id.values()))
         data = load_json(request, self.platform.object)
         for entry in data["entry"]:
             account = self.account(text_field(as_dict(entry, "entry"), "id", "entry"))
             # One app's secret must not vouch for another app's accounts.
             if account.app_secret not in matched:
-                raise BadSignature(f"signature is not from the app of account {account.name!r}")
+                raise base.BadSignature(f"signature is not from the app of account {account.name!r}")
 
-    def parse(self, request: Incoming) -> list[Parsed]:
+    def parse(self, request: base.Incoming) -> list[base.Parsed]:
         platform = self.platform
         data = load_json(request, platform.object)
-        out: list[Parsed] = []
+        out: list[base.Parsed] = []
         for entry in data["entry"]:
             entry = as_dict(entry, "entry")
             account = text_field(entry, "id", "entry")
@@ -303,15 +262,12 @@ class MessagingConnector(WithAccounts[A]):
                 if "changes" in entry:  # a feed or comments subscription: not conversations
                     log.info("%s: skipping an entry of changes (%s)", platform.channel, account)
                 else:
-                    out.append(Skipped(f"{platform.channel} entry without messaging events"))
+                    out.append(base.Skipped(f"{platform.channel} entry without messaging events"))
                 continue
             for key in lists:
                 for event in as_list(entry[key], f"entry.{key}"):
                     out.extend(_one(platform, account, event))
         return out
-
-    def acknowledge(self, request: Incoming) -> web.Response:
-        return web.Response(text="OK")
 
     def simulate(self, account_id: str, body: bytes) -> tuple[dict[str, str], dict[str, str], bytes]:
         """The request Meta would send us with `body` for this account: JSON, signed with its app secret."""
@@ -320,74 +276,74 @@ class MessagingConnector(WithAccounts[A]):
 
     # Send -------------------------------------------------------------------------------------
 
-    async def send(self, session: aiohttp.ClientSession, reply: OutboundReply) -> DeliveryResult:
+    async def send(self, session: aiohttp.ClientSession, reply: base.OutboundReply) -> base.DeliveryResult:
         account = self.accounts.by_id.get(reply.account)
         if account is None:
-            return DeliveryResult.failed(self.accounts.unknown(reply.account) + " is configured")
+            return base.DeliveryResult.failed(self.accounts.unknown(reply.account) + " is configured")
         if reply.template is not None:
-            return DeliveryResult.failed(f"message templates are a WhatsApp feature; {self.platform.label} "
-                                         "cannot send one")
+            return base.DeliveryResult.failed(f"message templates are a WhatsApp feature; {self.platform.label} "
+                                              "cannot send one")
         if not reply.text and reply.file is None:
-            return DeliveryResult.failed("the reply has neither text nor a file")
+            return base.DeliveryResult.failed("the reply has neither text nor a file")
         kind = messaging_type(account, reply)
-        texts = split_text(reply.text, self.platform.text_limit) if reply.text else []
-        parts: list[Part] = [
+        texts = base.split_text(reply.text, self.platform.text_limit) if reply.text else []
+        parts: list[base.Part] = [
             ("the text" if len(texts) == 1 else f"part {n + 1} of {len(texts)} of the text",
              self._sender(session, account, reply, kind, {"text": text})) for n, text in enumerate(texts)]
         if reply.file is not None:
             # Prepared before anything is sent, so a file that cannot go leaves nothing half-sent.
             attachment = await self.attachment(session, account, reply.file)
-            if isinstance(attachment, DeliveryResult):
+            if isinstance(attachment, base.DeliveryResult):
                 return attachment
             parts.append(("the file", self._sender(session, account, reply, kind, attachment)))
-        return await send_in_parts(parts)
+        return await base.send_in_parts(parts)
 
     async def attachment(self, session: aiohttp.ClientSession, account: A,
-                         file: OutboundFile) -> dict[str, Any] | DeliveryResult:
+                         file: base.OutboundFile) -> dict[str, Any] | base.DeliveryResult:
         """The `message` that sends `file`, or why it cannot be sent."""
-        return DeliveryResult.failed(f"{self.platform.label} cannot send files from SocialDesk yet")
+        return base.DeliveryResult.failed(f"{self.platform.label} cannot send files from SocialDesk yet")
 
-    def _sender(self, session: aiohttp.ClientSession, account: A, reply: OutboundReply,
-                kind: dict[str, str], message: dict[str, Any]) -> Callable[[], Awaitable[DeliveryResult]]:
+    def _sender(self, session: aiohttp.ClientSession, account: A, reply: base.OutboundReply,
+                kind: dict[str, str], message: dict[str, Any]) -> Callable[[], Awaitable[base.DeliveryResult]]:
         return lambda: self._post(session, account, reply, kind, message)
 
-    async def _post(self, session: aiohttp.ClientSession, account: A, reply: OutboundReply,
-                    kind: dict[str, str], message: dict[str, Any]) -> DeliveryResult:
+    async def _post(self, session: aiohttp.ClientSession, account: A, reply: base.OutboundReply,
+                    kind: dict[str, str], message: dict[str, Any]) -> base.DeliveryResult:
         if self.platform.metadata:
             message = {**message, "metadata": f"{METADATA_PREFIX}{reply.outbox_id}"}
         body = {"recipient": {"id": reply.to}, **kind, "message": message}
-        answer = await call_api(session, "POST", f"{account.api_url}/{account.account_id}/messages",
-                                json=body, **account.auth())
-        if isinstance(answer, DeliveryResult):
+        answer = await base.call_api(session, "POST", f"{account.api_url}/{account.account_id}/messages",
+                                     json=body, **account.auth())
+        if isinstance(answer, base.DeliveryResult):
             return answer
         if answer.status == 200 and isinstance(answer.body, dict) and answer.body.get("message_id"):
-            return DeliveryResult.sent(str(answer.body["message_id"]))
+            return base.DeliveryResult.sent(str(answer.body["message_id"]))
         return send_error(self.platform, answer, account, reply, kind)
 
-    async def fetch_media(self, session: aiohttp.ClientSession, account_id: str, media_id: str) -> Media:
+    async def fetch_media(self, session: aiohttp.ClientSession, account_id: str, media_id: str) -> base.Media:
         """Attachments carry their own (signed CDN) URL: `media_id` is that URL."""
         if account_id not in self.accounts.by_id:
             raise LookupError(self.accounts.unknown(account_id) + " is configured")
-        return await download(session, media_id, what=f"{self.platform.label} attachment")
+        return await base.download(session, media_id, what=f"{self.platform.label} attachment")
 
 
 # Parsing ----------------------------------------------------------------------------------------
 
-def _one(platform: Platform, account: str, event: Any) -> list[Parsed]:
+def _one(platform: Platform, account: str, event: Any) -> list[base.Parsed]:
     """One event parsed alone: if it cannot be read, it is skipped and the others are kept."""
     kinds = sorted(set(event) - {"sender", "recipient", "timestamp"}) if isinstance(event, dict) else []
     try:
         return _parse_event(platform, account, as_dict(event, "messaging event"))
-    except MalformedPayload as exc:
+    except base.MalformedPayload as exc:
         # Logged: bounded, and only the event's kinds, never its content.
-        return [Skipped(f"{platform.channel} {'/'.join(kinds)[:60] or 'empty'} event: {exc}"[:200])]
+        return [base.Skipped(f"{platform.channel} {'/'.join(kinds)[:60] or 'empty'} event: {exc}"[:200])]
 
 
 def _sender(event: dict[str, Any]) -> str:
     return text_field(as_dict(event.get("sender"), "sender"), "id", "sender")
 
 
-def _parse_event(platform: Platform, account: str, event: dict[str, Any]) -> list[Parsed]:
+def _parse_event(platform: Platform, account: str, event: dict[str, Any]) -> list[base.Parsed]:
     channel = platform.channel
     if "message" in event:
         message = as_dict(event["message"], "message")
@@ -439,16 +395,16 @@ def _parse_event(platform: Platform, account: str, event: dict[str, Any]) -> lis
         _sender(event)
         log.info("%s: a %s event for account %s is not a message", channel, "/".join(known), account)
         return []
-    raise MalformedPayload("no message, postback, receipt or other event we know")
+    raise base.MalformedPayload("no message, postback, receipt or other event we know")
 
 
 def _parse_message(platform: Platform, account: str, sender: str, event: dict[str, Any],
-                   message: dict[str, Any]) -> list[Parsed]:
+                   message: dict[str, Any]) -> list[base.Parsed]:
     message_id = text_field(message, "mid", "message")
     at = timestamp(event.get("timestamp"), f"message {message_id}", ms=True)
     text, attachments = _content(platform, message)
-    reply_to = obj(message.get("reply_to"))
-    story = obj(reply_to.get("story"))
+    reply_to = base.obj(message.get("reply_to"))
+    story = base.obj(reply_to.get("story"))
     if story:  # a reply to the business's story: the agent needs to see which one
         url = str(story.get("url") or "")
         text = "\n".join(x for x in (f"replied to your story: {url}" if url else "replied to your story", text) if x)
@@ -465,7 +421,7 @@ def _parse_message(platform: Platform, account: str, sender: str, event: dict[st
                            channel_info=info)]
 
 
-def _parse_echo(platform: Platform, account: str, event: dict[str, Any], message: dict[str, Any]) -> list[Parsed]:
+def _parse_echo(platform: Platform, account: str, event: dict[str, Any], message: dict[str, Any]) -> list[base.Parsed]:
     """What the account itself sent: ours (dropped here by its metadata, or by the store by its id), or
     sent from another app or the account's inbox, which becomes the business's comment on the ticket."""
     if str(message.get("metadata") or "").startswith(METADATA_PREFIX):
@@ -477,7 +433,7 @@ def _parse_echo(platform: Platform, account: str, event: dict[str, Any], message
     # Meta sends echoes from the account to the customer; some SDK fixtures have them the other way round.
     customer = str(sender if str(recipient) == account else recipient or "")
     if not customer:
-        raise MalformedPayload("message echo names no customer")
+        raise base.MalformedPayload("message echo names no customer")
     text, attachments = _content(platform, message)
     if not text and not attachments:
         log.info("%s: an echo with nothing to show for account %s", platform.channel, account)
@@ -489,7 +445,7 @@ def _parse_echo(platform: Platform, account: str, event: dict[str, Any], message
 
 
 def _parse_reaction(platform: Platform, account: str, sender: str, event: dict[str, Any],
-                    reaction: dict[str, Any]) -> list[Parsed]:
+                    reaction: dict[str, Any]) -> list[base.Parsed]:
     at = timestamp(event.get("timestamp"), "reaction", ms=True)
     mid = str(reaction.get("mid") or "")
     action = str(reaction.get("action") or "react")
@@ -520,7 +476,7 @@ def _content(platform: Platform, message: dict[str, Any]) -> tuple[str, tuple[At
 
 def _attachment(platform: Platform, item: dict[str, Any]) -> Attachment | str:
     kind = str(item.get("type") or "")
-    payload = obj(item.get("payload"))
+    payload = base.obj(item.get("payload"))
     title = str(item.get("title") or payload.get("title") or "")
     url = str(item.get("url") or payload.get("url") or "")
     if kind == "image" and payload.get("sticker_id") is not None:
@@ -551,7 +507,7 @@ def _attachment(platform: Platform, item: dict[str, Any]) -> Attachment | str:
 
 # Sending ----------------------------------------------------------------------------------------
 
-def messaging_type(account: MessagingAccount, reply: OutboundReply) -> dict[str, str]:
+def messaging_type(account: MessagingAccount, reply: base.OutboundReply) -> dict[str, str]:
     """RESPONSE within 24 hours of the customer's last message; after that, an account with the Human
     Agent permission answers with the HUMAN_AGENT tag (7 days, human replies only: every reply here is
     written by an agent)."""
@@ -561,15 +517,15 @@ def messaging_type(account: MessagingAccount, reply: OutboundReply) -> dict[str,
     return {"messaging_type": "RESPONSE"}
 
 
-def _since(reply: OutboundReply | None) -> str:
+def _since(reply: base.OutboundReply | None) -> str:
     if reply is None or reply.customer_wrote_at is None:
         return "more than 24 hours ago"
     hours = (clock.now() - reply.customer_wrote_at).total_seconds() / 3600
     return f"{hours:.0f} hours ago" if hours < 48 else f"{hours / 24:.1f} days ago"
 
 
-def send_error(platform: Platform, answer: HttpAnswer, account: MessagingAccount, reply: OutboundReply | None,
-               kind: dict[str, str]) -> DeliveryResult:
+def send_error(platform: Platform, answer: base.HttpAnswer, account: MessagingAccount, reply: base.OutboundReply | None,
+               kind: dict[str, str]) -> base.DeliveryResult:
     """A refused send in terms an agent can act on: window closed, rate limited (retried), or permanent."""
     error = graph_error(answer)
     label, noun = platform.label, platform.account_noun
@@ -591,18 +547,18 @@ def send_error(platform: Platform, answer: HttpAnswer, account: MessagingAccount
                 f" ({'an' if noun[0] in 'AEIOUaeiou' else 'a'} {noun} with Meta's Human Agent permission may answer "
                 "for 7 days: human_agent_tag = true)")
         reason = f"{label} refused the reply: {why}. {reason}"
-    reason = safe_reason(reason, account.access_token, account.app_secret)
+    reason = base.safe_reason(reason, account.access_token, account.app_secret)
     if window_closed:
-        return DeliveryResult.failed(reason, window_closed=True)
+        return base.DeliveryResult.failed(reason, window_closed=True)
     if error.code in RATE_LIMITED:
-        return DeliveryResult.retry(reason)
-    return DeliveryResult.failed(reason)
+        return base.DeliveryResult.retry(reason)
+    return base.DeliveryResult.failed(reason)
 
 
 def human_agent_value(table: Mapping[str, Any], section: str) -> bool:
     """The optional `human_agent_tag` flag of an account table."""
     tag = table.get("human_agent_tag", False)
     if not isinstance(tag, bool):
-        raise ConfigError(f"[[{section}]] account {table.get('name', '?')!r}: key 'human_agent_tag' must be "
-                          "true or false")
+        raise base.ConfigError(f"[[{section}]] account {table.get('name', '?')!r}: key 'human_agent_tag' must be "
+                               "true or false")
     return tag

@@ -29,47 +29,17 @@ Replies go out with `sendMessage` (a text over 4,096 characters is split), a fil
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import mimetypes
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import quote
 
 import aiohttp
-from aiohttp import web
 
-from connectors.base import (
-    SEND_TIMEOUT,
-    Accounts,
-    BadSignature,
-    ConfigError,
-    DeliveryResult,
-    Description,
-    Incoming,
-    MalformedPayload,
-    Media,
-    OutboundFile,
-    OutboundReply,
-    Parsed,
-    Part,
-    Skipped,
-    UnknownAccount,
-    WithAccounts,
-    check_table,
-    decode_once,
-    download,
-    header,
-    obj,
-    retry_after_seconds,
-    safe_reason,
-    same,
-    send_in_parts,
-    split_text,
-    text_value,
-    url_value,
-)
+from connectors import base
 from warehouse.channels import Channel, DemoProfile, DemoUserIds
 from warehouse.model import Attachment, InboundMessage, MessageEdit, from_unix
 
@@ -122,76 +92,57 @@ class Account:
     username: str = ""
     api_url: str = API_URL
 
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any]) -> Account:
+        base.check_table(table, SECTION, KEYS, optional=OPTIONAL)
+        name = base.text_value(table, "name", SECTION)
+        token = base.text_value(table, "bot_token", SECTION)
+        secret = base.text_value(table, "secret_token", SECTION)
+        if not SECRET_TOKEN.fullmatch(secret):
+            raise base.ConfigError(f"[[{SECTION}]] account {name!r}: key 'secret_token' must be 1 to 256 characters "
+                                   "among A-Z, a-z, 0-9, _ and - (what setWebhook accepts)")
+        username = table.get("username", "")
+        if not isinstance(username, str):
+            raise base.ConfigError(f"[[{SECTION}]] account {name!r}: key 'username' must be text")
+        return cls(name=name, bot_id=_bot_id(table, name, token), bot_token=token, secret_token=secret,
+                   username=username.strip().lstrip("@"), api_url=base.url_value(table, SECTION, API_URL))
+
+    def public(self) -> dict[str, Any]:
+        return {"bot_id": self.bot_id, "username": "@" + self.username if self.username else ""}
+
     def method_url(self, method: str) -> str:
         """A Bot API method's URL: it carries the token, so it is never logged nor shown."""
         return f"{self.api_url}/bot{self.bot_token}/{method}"
 
 
 def _load(body: bytes) -> dict[str, Any]:
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise MalformedPayload("Telegram webhook body is not JSON") from None
-    if not isinstance(payload, dict) or not isinstance(payload.get("update_id"), int):
-        raise MalformedPayload("Telegram webhook body is not an Update (no 'update_id')")
+    payload = base.json_object(body, "Telegram webhook body")
+    if not isinstance(payload.get("update_id"), int):
+        raise base.MalformedPayload("Telegram webhook body is not an Update (no 'update_id')")
     return payload
 
 
-class Connector(WithAccounts[Account]):
+class Connector(base.WithAccounts[Account]):
     channel: ClassVar[str] = CHANNEL.name
-
-    def __init__(self, accounts: list[Account]) -> None:
-        self.accounts = Accounts(SECTION, accounts, "bot_token", lambda a: a.bot_id, "no Telegram bot with id {!r}")
-
-    @classmethod
-    def from_config(cls, tables: list[dict[str, Any]]) -> Connector:
-        accounts = []
-        for table in tables:
-            check_table(table, SECTION, KEYS, optional=OPTIONAL)
-            name = text_value(table, "name", SECTION)
-            token = text_value(table, "bot_token", SECTION)
-            bot_id = _bot_id(table, name, token)
-            secret = text_value(table, "secret_token", SECTION)
-            if not SECRET_TOKEN.fullmatch(secret):
-                raise ConfigError(f"[[{SECTION}]] account {name!r}: key 'secret_token' must be 1 to 256 characters "
-                                  "among A-Z, a-z, 0-9, _ and - (what setWebhook accepts)")
-            username = table.get("username", "")
-            if not isinstance(username, str):
-                raise ConfigError(f"[[{SECTION}]] account {name!r}: key 'username' must be text")
-            accounts.append(Account(name=name, bot_id=bot_id, bot_token=token, secret_token=secret,
-                                    username=username.strip().lstrip("@"), api_url=url_value(table, SECTION, API_URL)))
-        return cls(accounts)
-
-    # -- accounts -------------------------------------------------------------------------------
-
-    def account_info(self, account_id: str) -> dict[str, Any]:
-        account = self.account(account_id)
-        info = {"channel": self.channel, "account_name": account.name, "bot_id": account.bot_id}
-        if account.username:
-            info["username"] = "@" + account.username
-        return info
+    account_type = Account
+    id_key: ClassVar[str] = "bot_id"
+    id_source: ClassVar[str] = "bot_token"  # the id is the token's prefix unless `bot_id` is given
 
     # -- webhooks -------------------------------------------------------------------------------
 
-    def handshake(self, request: Incoming) -> web.Response | None:
-        # Telegram never sends a GET challenge: setWebhook is a call we make, not one it makes.
-        return None
+    # Telegram never sends a GET challenge (no `handshake`): setWebhook is a call we make, not one it makes.
 
-    def verify(self, request: Incoming) -> None:
-        if not request.name or request.name not in self.accounts.by_name:
-            raise UnknownAccount(f"no Telegram bot named {request.name!r}")
-        account = self.accounts.by_name[request.name]
-        given = header(request, SECRET_HEADER)
+    def verify(self, request: base.Incoming) -> None:
+        account = self.named(request)
+        given = base.header(request, SECRET_HEADER)
         if not given:
-            raise BadSignature(f"Telegram webhook without {SECRET_HEADER}")
-        if not same(given, account.secret_token):
-            raise BadSignature(f"Telegram secret token mismatch for bot {account.name!r}")
+            raise base.BadSignature(f"Telegram webhook without {SECRET_HEADER}")
+        if not base.same(given, account.secret_token):
+            raise base.BadSignature(f"Telegram secret token mismatch for bot {account.name!r}")
 
-    def parse(self, request: Incoming) -> list[Parsed]:
-        update = decode_once(request, "json", lambda: _load(request.body))
-        account = self.accounts.by_name.get(request.name or "")
-        if account is None:
-            raise UnknownAccount(f"no Telegram bot named {request.name!r}")
+    def parse(self, request: base.Incoming) -> list[base.Parsed]:
+        update = base.decode_once(request, "json", lambda: _load(request.body))
+        account = self.named(request)
         for kind in ("message", "edited_message"):
             if kind in update:
                 found = _message(account.bot_id, update[kind], edited=kind == "edited_message")
@@ -200,9 +151,6 @@ class Connector(WithAccounts[Account]):
         log.info("Telegram %s update: nothing to store", (kinds[0] if kinds else "empty")[:40])
         return []
 
-    def acknowledge(self, request: Incoming) -> web.Response:
-        return web.Response(text="OK")
-
     def simulate(self, account_id: str, body: bytes) -> tuple[dict[str, str], dict[str, str], bytes]:
         """What Telegram would send us for this body; post it to /webhooks/telegram/{account_info()['account_name']}."""
         account = self.account(account_id)
@@ -210,25 +158,25 @@ class Connector(WithAccounts[Account]):
 
     # -- sending --------------------------------------------------------------------------------
 
-    async def send(self, session: aiohttp.ClientSession, reply: OutboundReply) -> DeliveryResult:
+    async def send(self, session: aiohttp.ClientSession, reply: base.OutboundReply) -> base.DeliveryResult:
         account = self.accounts.by_id.get(reply.account)
         if account is None:
-            return DeliveryResult.failed(f"no Telegram bot with id {reply.account!r} is configured")
+            return base.DeliveryResult.failed(f"no Telegram bot with id {reply.account!r} is configured")
         if not reply.text.strip() and reply.file is None:
-            return DeliveryResult.failed("nothing to send: Telegram refuses an empty message")
+            return base.DeliveryResult.failed("nothing to send: Telegram refuses an empty message")
         caption = reply.text if reply.file is not None and len(reply.text) <= CAPTION_LIMIT else ""
-        texts = split_text(reply.text, TEXT_LIMIT) if reply.text.strip() and not caption else []
-        parts: list[Part] = [
+        texts = base.split_text(reply.text, TEXT_LIMIT) if reply.text.strip() and not caption else []
+        parts: list[base.Part] = [
             (f"part {i} of the text" if len(texts) > 1 else "the text",
              functools.partial(self._post, session, account, "sendMessage", {"chat_id": reply.to, "text": text}))
             for i, text in enumerate(texts, 1)]
         if reply.file is not None:
             send_file = functools.partial(self._send_file, session, account, reply.to, reply.file, caption)
             parts.append(("the file", send_file))
-        return await send_in_parts(parts)
+        return await base.send_in_parts(parts)
 
-    async def _send_file(self, session: aiohttp.ClientSession, account: Account, chat_id: str, file: OutboundFile,
-                         caption: str) -> DeliveryResult:
+    async def _send_file(self, session: aiohttp.ClientSession, account: Account, chat_id: str, file: base.OutboundFile,
+                         caption: str) -> base.DeliveryResult:
         photo = file.mime_type in PHOTO_TYPES and len(file.data) <= MAX_PHOTO_BYTES
         method, kind = ("sendPhoto", "photo") if photo else ("sendDocument", "document")
         form = aiohttp.FormData()
@@ -239,11 +187,11 @@ class Connector(WithAccounts[Account]):
         return await self._post(session, account, method, form)
 
     async def _post(self, session: aiohttp.ClientSession, account: Account, method: str,
-                    payload: dict[str, Any] | aiohttp.FormData) -> DeliveryResult:
+                    payload: dict[str, Any] | aiohttp.FormData) -> base.DeliveryResult:
         """One Bot API call that sends a message: sent with its id, or Telegram's refusal read."""
         kwargs: dict[str, Any] = {"json": payload} if isinstance(payload, dict) else {"data": payload}
         try:
-            async with session.post(account.method_url(method), timeout=SEND_TIMEOUT, **kwargs) as resp:
+            async with session.post(account.method_url(method), timeout=base.SEND_TIMEOUT, **kwargs) as resp:
                 status, retry_header = resp.status, resp.headers.get("Retry-After")
                 try:
                     body = await resp.json(content_type=None)
@@ -251,80 +199,80 @@ class Connector(WithAccounts[Account]):
                     body = None
         except (TimeoutError, aiohttp.ClientError) as exc:
             # Only the kind of error: its text may carry the URL, and the URL carries the token.
-            return DeliveryResult.retry(f"could not reach Telegram: {type(exc).__name__}")
-        return _result(account, status, obj(body), retry_header)
+            return base.DeliveryResult.retry(f"could not reach Telegram: {type(exc).__name__}")
+        return _result(account, status, base.obj(body), retry_header)
 
-    async def fetch_media(self, session: aiohttp.ClientSession, account_id: str, media_id: str) -> Media:
+    async def fetch_media(self, session: aiohttp.ClientSession, account_id: str, media_id: str) -> base.Media:
         """A file a customer sent, by `file_id`: `getFile` says where it is, then it is downloaded, capped."""
         account = self.account(account_id)
         try:
             async with session.get(account.method_url("getFile"), params={"file_id": media_id},
-                                   timeout=SEND_TIMEOUT) as resp:
+                                   timeout=base.SEND_TIMEOUT) as resp:
                 status = resp.status
                 try:
-                    body = obj(await resp.json(content_type=None))
+                    body = base.obj(await resp.json(content_type=None))
                 except ValueError:
                     body = {}
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise LookupError(f"Telegram file: could not reach Telegram ({type(exc).__name__})") from None
-        path = obj(body.get("result")).get("file_path")
+        path = base.obj(body.get("result")).get("file_path")
         if body.get("ok") is not True or not isinstance(path, str) or not path:
-            reason = safe_reason(str(body.get("description") or f"HTTP {status}"), account.bot_token)
+            reason = base.safe_reason(str(body.get("description") or f"HTTP {status}"), account.bot_token)
             raise LookupError(f"Telegram has no file for this attachment ({reason}); bots may download files "
                               "up to 20 MB")
         if ".." in path.split("/"):
             raise LookupError("Telegram file: an unexpected file path")
         guessed = mimetypes.guess_type(path)[0]
-        return await download(session, f"{account.api_url}/file/bot{account.bot_token}/{quote(path)}",
+        return await base.download(session, f"{account.api_url}/file/bot{account.bot_token}/{quote(path)}",
                                    what="Telegram file", mime_type=guessed)
 
 
-def _bot_id(table: dict[str, Any], name: str, token: str) -> str:
+def _bot_id(table: Mapping[str, Any], name: str, token: str) -> str:
     """The bot's id: `bot_id` when given, else the token's prefix; both must agree. No message repeats the token."""
     found = BOT_TOKEN.fullmatch(token)
-    given = text_value(table, "bot_id", SECTION, allow_int=True) if table.get("bot_id") not in (None, "") else None
+    given = base.text_value(table, "bot_id", SECTION, allow_int=True) if table.get("bot_id") not in (None, "") else None
     if given is not None and not given.isdigit():
-        raise ConfigError(f"[[{SECTION}]] account {name!r}: key 'bot_id' must be the bot's numeric id")
+        raise base.ConfigError(f"[[{SECTION}]] account {name!r}: key 'bot_id' must be the bot's numeric id")
     if found is not None and given is not None and found.group(1) != given:
-        raise ConfigError(f"[[{SECTION}]] account {name!r}: key 'bot_id' is not the id its bot_token starts with")
+        raise base.ConfigError(f"[[{SECTION}]] account {name!r}: key 'bot_id' is not the id its bot_token starts with")
     if found is None and given is None:
-        raise ConfigError(f"[[{SECTION}]] account {name!r}: key 'bot_token' is not a bot token as @BotFather "
-                          "gives it (<bot id>:<secret>); give the bot's numeric id as 'bot_id'")
+        raise base.ConfigError(f"[[{SECTION}]] account {name!r}: key 'bot_token' is not a bot token as @BotFather "
+                               "gives it (<bot id>:<secret>); give the bot's numeric id as 'bot_id'")
     return given or found.group(1)  # type: ignore[union-attr]
 
 
-def _result(account: Account, status: int, body: dict[str, Any], retry_header: str | None) -> DeliveryResult:
+def _result(account: Account, status: int, body: dict[str, Any], retry_header: str | None) -> base.DeliveryResult:
     """Telegram's answer, `{"ok": true, "result": Message}` or `{"ok": false, "error_code", "description",
     "parameters"}`, as a delivery result: flood control and server errors are retried, the rest is final."""
     if status == 200 and body.get("ok") is True:
-        result = obj(body.get("result"))
-        message_id, chat = result.get("message_id"), obj(result.get("chat")).get("id")
+        result = base.obj(body.get("result"))
+        message_id, chat = result.get("message_id"), base.obj(result.get("chat")).get("id")
         if message_id is None:
-            return DeliveryResult.failed("Telegram took the message but did not say its id")
+            return base.DeliveryResult.failed("Telegram took the message but did not say its id")
         # The same shape as the customers' message ids: a message id is only unique within its chat.
-        return DeliveryResult.sent(f"{chat}:{message_id}" if chat is not None else str(message_id))
+        return base.DeliveryResult.sent(f"{chat}:{message_id}" if chat is not None else str(message_id))
     code = body.get("error_code") if isinstance(body.get("error_code"), int) else status
-    description = safe_reason(str(body.get("description") or f"HTTP {status}"), account.bot_token)
+    description = base.safe_reason(str(body.get("description") or f"HTTP {status}"), account.bot_token)
     if code == 429 or status == 429:
-        wait = obj(body.get("parameters")).get("retry_after")
-        after = retry_after_seconds(str(wait)) if isinstance(wait, (int, float)) else retry_after_seconds(retry_header)
-        return DeliveryResult.retry(f"Telegram flood control: {description}", after)
+        wait = base.obj(body.get("parameters")).get("retry_after")
+        after = base.retry_after_seconds(str(wait) if isinstance(wait, (int, float)) else retry_header)
+        return base.DeliveryResult.retry(f"Telegram flood control: {description}", after)
     if status >= 500 or (isinstance(code, int) and code >= 500):
-        return DeliveryResult.retry(f"Telegram answered {description}", retry_after_seconds(retry_header))
+        return base.DeliveryResult.retry(f"Telegram answered {description}", base.retry_after_seconds(retry_header))
     if code == 401:
-        return DeliveryResult.failed("Telegram rejected the bot token (401 Unauthorized); check the bot's "
-                                     "bot_token, or whether it was revoked in @BotFather")
+        return base.DeliveryResult.failed("Telegram rejected the bot token (401 Unauthorized); check the bot's "
+                                          "bot_token, or whether it was revoked in @BotFather")
     if code == 403:
-        return DeliveryResult.failed(f"Telegram will not deliver it: {description} (the customer has to "
-                                     "start the bot again before it can write to them)")
-    return DeliveryResult.failed(f"Telegram refused the message: {description}")
+        return base.DeliveryResult.failed(f"Telegram will not deliver it: {description} (the customer has to "
+                                          "start the bot again before it can write to them)")
+    return base.DeliveryResult.failed(f"Telegram refused the message: {description}")
 
 
-def _message(bot_id: str, msg: Any, *, edited: bool) -> Parsed | None:
+def _message(bot_id: str, msg: Any, *, edited: bool) -> base.Parsed | None:
     kind = "edited_message" if edited else "message"
     if not isinstance(msg, dict):
-        return Skipped(f"Telegram {kind} that is not an object")
-    chat, sender = obj(msg.get("chat")), obj(msg.get("from"))
+        return base.Skipped(f"Telegram {kind} that is not an object")
+    chat, sender = base.obj(msg.get("chat")), base.obj(msg.get("from"))
     if chat.get("type") != "private":
         # Groups, supergroups and channels are not support conversations: a reply would reach everyone.
         log.info("Telegram %s from a %s chat: not a support conversation, nothing stored", kind,
@@ -337,11 +285,11 @@ def _message(bot_id: str, msg: Any, *, edited: bool) -> Parsed | None:
         message_id = f"{chat_id}:{int(msg['message_id'])}"  # the same on a redelivery: the dedupe key
         at = from_unix(msg["edit_date"] if edited else msg["date"])
     except (KeyError, TypeError, ValueError, OverflowError, OSError):
-        return Skipped(f"Telegram {kind} without its chat, id or date")
+        return base.Skipped(f"Telegram {kind} without its chat, id or date")
     try:
         text, attachments, phone = _content(msg, sender)
     except (KeyError, TypeError, ValueError, AttributeError):
-        return Skipped(f"Telegram {kind} with unreadable fields")
+        return base.Skipped(f"Telegram {kind} with unreadable fields")
     if edited:
         return MessageEdit(CHANNEL.name, bot_id, chat_id, message_id, f"{message_id}@{msg['edit_date']}", at,
                            text, attachments)
@@ -373,7 +321,7 @@ def _content(msg: dict[str, Any], sender: dict[str, Any]) -> tuple[str, tuple[At
     """A message's text, attachments, and the customer's phone when they shared their own contact."""
     text = str(msg.get("text") or msg.get("caption") or "")
     if isinstance(msg.get("photo"), list) and msg["photo"]:
-        largest = max((obj(p) for p in msg["photo"]), key=_area)
+        largest = max((base.obj(p) for p in msg["photo"]), key=_area)
         return text, (Attachment(type="image", media_id=str(largest["file_id"])),), None
     for key, kind in MEDIA_KINDS:
         if isinstance(msg.get(key), dict):
@@ -385,8 +333,8 @@ def _content(msg: dict[str, Any], sender: dict[str, Any]) -> tuple[str, tuple[At
         return text, (Attachment(type="sticker", media_id=str(sticker["file_id"]), title=sticker.get("set_name"),
                                  caption=sticker.get("emoji")),), None
     if isinstance(msg.get("venue"), dict) or isinstance(msg.get("location"), dict):
-        venue = obj(msg.get("venue"))
-        place = obj(venue.get("location")) or msg["location"]
+        venue = base.obj(msg.get("venue"))
+        place = base.obj(venue.get("location")) or msg["location"]
         return text, (Attachment(type="location", latitude=float(place["latitude"]),
                                  longitude=float(place["longitude"]), title=venue.get("title"),
                                  caption=venue.get("address")),), None
@@ -404,5 +352,5 @@ def _content(msg: dict[str, Any], sender: dict[str, Any]) -> tuple[str, tuple[At
     return f"sent an unsupported message (type: {kind[:40]})", (), None
 
 
-DESCRIPTION = Description(CHANNEL, Connector.from_config, route="account",
-                          simulation="socialdesk.fakes.telegram_api:TELEGRAM")
+DESCRIPTION = base.Description(CHANNEL, Connector.from_config, route="account",
+                               simulation="socialdesk.fakes.telegram_api:TELEGRAM")

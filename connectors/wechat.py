@@ -25,7 +25,7 @@ import secrets
 import time
 import xml.etree.ElementTree as ET
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -34,29 +34,7 @@ import defusedxml.ElementTree as DET
 from aiohttp import web
 from defusedxml import DefusedXmlException
 
-from connectors import wechat_crypto
-from connectors.base import (
-    SEND_TIMEOUT,
-    Accounts,
-    BadSignature,
-    ConfigError,
-    DeliveryResult,
-    Description,
-    HttpAnswer,
-    Incoming,
-    MalformedPayload,
-    Media,
-    OutboundReply,
-    Parsed,
-    UnknownAccount,
-    WithAccounts,
-    call_api,
-    check_table,
-    decode_once,
-    same,
-    text_value,
-    url_value,
-)
+from connectors import base, wechat_crypto
 from warehouse.channels import Channel, DemoProfile, DemoUserIds, Window
 from warehouse.model import Attachment, InboundMessage, from_unix
 
@@ -113,22 +91,27 @@ class Account:
     def aes_key(self) -> bytes | None:
         return wechat_crypto.aes_key(self.encoding_aes_key) if self.encoding_aes_key else None
 
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any]) -> Account:
+        base.check_table(table, SECTION, ("original_id", "app_id", "app_secret", "token"),
+                         ("encoding_aes_key", "api_url"))
+        name = base.text_value(table, "name", SECTION)
+        values = {key: base.text_value(table, key, SECTION) for key in ("original_id", "app_id", "app_secret", "token")}
+        if not values["original_id"].startswith("gh_"):
+            raise base.ConfigError(f"[[{SECTION}]] account {name!r}: key 'original_id' must be the gh_... original ID")
+        key = table.get("encoding_aes_key") or None
+        if key is not None:
+            try:
+                wechat_crypto.aes_key(str(key))
+            except ValueError as exc:
+                # The reason says what is wrong with the key, never the key itself.
+                raise base.ConfigError(f"[[{SECTION}]] account {name!r}: invalid key 'encoding_aes_key' "
+                                       f"({exc})") from None
+        return cls(name=name, encoding_aes_key=None if key is None else str(key),
+                   api_url=base.url_value(table, SECTION, DEFAULT_API_URL), **values)
 
-def _account_from_table(table: dict[str, Any]) -> Account:
-    check_table(table, SECTION, ("original_id", "app_id", "app_secret", "token"), ("encoding_aes_key", "api_url"))
-    name = text_value(table, "name", SECTION)
-    values = {key: text_value(table, key, SECTION) for key in ("original_id", "app_id", "app_secret", "token")}
-    if not values["original_id"].startswith("gh_"):
-        raise ConfigError(f"[[{SECTION}]] account {name!r}: key 'original_id' must be the gh_... original ID")
-    key = table.get("encoding_aes_key") or None
-    if key is not None:
-        try:
-            wechat_crypto.aes_key(str(key))
-        except ValueError as exc:
-            # The reason says what is wrong with the key, never the key itself.
-            raise ConfigError(f"[[{SECTION}]] account {name!r}: invalid key 'encoding_aes_key' ({exc})") from None
-    return Account(name=name, encoding_aes_key=None if key is None else str(key),
-                   api_url=url_value(table, SECTION, DEFAULT_API_URL), **values)
+    def public(self) -> dict[str, Any]:
+        return {"original_id": self.original_id, "app_id": self.app_id}
 
 
 def _text(root: ET.Element, tag: str) -> str:
@@ -140,9 +123,9 @@ def _xml(body: bytes) -> ET.Element:
     try:
         root = DET.fromstring(body, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except (ET.ParseError, DefusedXmlException, ValueError) as exc:
-        raise MalformedPayload(f"body is not acceptable XML: {type(exc).__name__}") from None
+        raise base.MalformedPayload(f"body is not acceptable XML: {type(exc).__name__}") from None
     if root.tag != "xml":
-        raise MalformedPayload("body is not a WeChat <xml> document")
+        raise base.MalformedPayload("body is not a WeChat <xml> document")
     return root
 
 
@@ -153,13 +136,14 @@ def _scrub(text: str, *secrets_: str) -> str:
     return text
 
 
-class Connector(WithAccounts[Account]):
+class Connector(base.WithAccounts[Account]):
     channel: ClassVar[str] = CHANNEL.name
+    account_type = Account
+    id_key: ClassVar[str] = "original_id"
 
     def __init__(self, accounts: list[Account], clock: Callable[[], float] = time.time) -> None:
         """`clock`: unix seconds now, for the freshness check (tests post WeChat's own samples at their time)."""
-        self.accounts = Accounts(SECTION, accounts, "original_id", lambda a: a.original_id,
-                                 "no WeChat account with original ID {!r} is configured")
+        super().__init__(accounts)
         self._tokens: dict[str, tuple[str, float]] = {}  # original_id -> (access_token, refresh after)
         self._locks = {a.original_id: asyncio.Lock() for a in accounts}
         self.clock = clock
@@ -168,69 +152,56 @@ class Connector(WithAccounts[Account]):
 
     @classmethod
     def from_config(cls, tables: list[dict[str, Any]], clock: Callable[[], float] = time.time) -> Connector:
-        return cls([_account_from_table(table) for table in tables], clock)
+        return cls([Account.from_table(table) for table in tables], clock)
 
     def warnings(self) -> list[str]:
         """What start-up should tell the operator about these accounts: each one in plain mode."""
         return [PLAIN_MODE_WARNING.format(name=a.name) for a in self.accounts.all() if a.encoding_aes_key is None]
 
-    # Accounts ---------------------------------------------------------------------------------
-
-    def account_info(self, account_id: str) -> dict[str, Any]:
-        account = self.account(account_id)
-        return {"channel": self.channel, "account_name": account.name, "original_id": account.original_id,
-                "app_id": account.app_id}
-
-    def _account_for(self, request: Incoming) -> Account:
-        account = self.accounts.by_name.get(request.name or "")
-        if account is None:
-            raise UnknownAccount(f"no WeChat account named {request.name!r} is configured")
-        return account
-
     # Webhooks ---------------------------------------------------------------------------------
 
-    def _query_signed(self, account: Account, request: Incoming) -> bool:
+    def _query_signed(self, account: Account, request: base.Incoming) -> bool:
         sig, ts, nonce = (request.query.get(k, "") for k in ("signature", "timestamp", "nonce"))
         if not (sig and ts and nonce):
-            raise BadSignature("WeChat request without signature, timestamp or nonce")
-        return same(wechat_crypto.signature(account.token, ts, nonce), sig)
+            raise base.BadSignature("WeChat request without signature, timestamp or nonce")
+        return base.same(wechat_crypto.signature(account.token, ts, nonce), sig)
 
-    def handshake(self, request: Incoming) -> web.Response | None:
+    def handshake(self, request: base.Incoming) -> web.Response | None:
         if "echostr" not in request.query:
             return None
-        account = self._account_for(request)
+        account = self.named(request)
         try:
             ok = self._query_signed(account, request)
-        except BadSignature:
+        except base.BadSignature:
             ok = False
         if not ok:
             log.warning("wechat: refused the handshake for account %r (bad signature)", account.name)
             return web.Response(status=403, text="forbidden")
         return web.Response(text=request.query["echostr"], content_type="text/plain")
 
-    def verify(self, request: Incoming) -> None:
-        account = self._account_for(request)
+    def verify(self, request: base.Incoming) -> None:
+        account = self.named(request)
         if not self._query_signed(account, request):
-            raise BadSignature(f"WeChat signature mismatch for account {account.name!r}")
+            raise base.BadSignature(f"WeChat signature mismatch for account {account.name!r}")
         now = self.clock()
         self._check_fresh(account, request, now)
         # msg_signature, decryption, appid and ToUserName; parse() reads the XML decrypted here
-        decode_once(request, "xml", lambda: self._open(account, request))
+        base.decode_once(request, "xml", lambda: self._open(account, request))
         self._check_nonce(account, request, now)
 
-    def _check_fresh(self, account: Account, request: Incoming, now: float) -> None:
+    def _check_fresh(self, account: Account, request: base.Incoming, now: float) -> None:
         """Refuse a signature made more than FRESHNESS_SECONDS away from now (a captured one, replayed)."""
         try:
             timestamp = int(request.query.get("timestamp", ""))
         except ValueError:
-            raise BadSignature("WeChat request timestamp is not a unix time") from None
+            raise base.BadSignature("WeChat request timestamp is not a unix time") from None
         age = int(now - timestamp)
         if abs(age) > FRESHNESS_SECONDS:
             when = f"{age} s ago" if age > 0 else f"{-age} s in the future"
-            raise BadSignature(f"WeChat request for account {account.name!r} was signed {when} (more than "
-                               f"{FRESHNESS_SECONDS} s from our clock): refused as a possible replay")
+            raise base.BadSignature(f"WeChat request for account {account.name!r} was signed {when} (more than "
+                                    f"{FRESHNESS_SECONDS} s from our clock): refused as a possible replay")
 
-    def _check_nonce(self, account: Account, request: Incoming, now: float) -> None:
+    def _check_nonce(self, account: Account, request: base.Incoming, now: float) -> None:
         """Refuse a (timestamp, nonce) already used for another body; remember this one.
 
         Called only once the request proved authentic, so forged requests never fill the memory.
@@ -243,52 +214,53 @@ class Connector(WithAccounts[Account]):
         key = (account.name, request.query.get("timestamp", ""), request.query.get("nonce", ""))
         digest = hashlib.sha256(request.body).digest()
         seen = self._nonces.get(key)
-        if seen is not None and not same(seen[1], digest):
-            raise BadSignature(f"WeChat nonce already used for another message to account {account.name!r}: "
-                               "refused as a replay")
+        if seen is not None and not base.same(seen[1], digest):
+            raise base.BadSignature(f"WeChat nonce already used for another message to account {account.name!r}: "
+                                    "refused as a replay")
         if seen is None:
             self._nonces[key] = (int(key[1]) + FRESHNESS_SECONDS, digest)
 
-    def _open(self, account: Account, request: Incoming) -> ET.Element:
+    def _open(self, account: Account, request: base.Incoming) -> ET.Element:
         """The message XML this request carries, decrypted when it came in safe mode."""
         safe = request.query.get("encrypt_type", "") == "aes"
         key = account.aes_key
         if safe and key is None:
-            raise MalformedPayload(f"account {account.name!r} has no encoding_aes_key but got an encrypted message")
+            raise base.MalformedPayload(f"account {account.name!r} has no encoding_aes_key but got an encrypted "
+                                        "message")
         if key is not None and not safe:
             # A keyed account only takes signed ciphertext: plain-mode signatures do not cover the body.
-            raise BadSignature(f"account {account.name!r} expects safe mode but the message is not encrypted")
+            raise base.BadSignature(f"account {account.name!r} expects safe mode but the message is not encrypted")
         root = _xml(request.body)
         if key is not None:
             encrypted = _text(root, "Encrypt")  # in compatibility mode the plaintext copy is ignored
             msg_sig = request.query.get("msg_signature", "")
             if not (encrypted and msg_sig):
-                raise BadSignature("WeChat safe-mode request without Encrypt or msg_signature")
+                raise base.BadSignature("WeChat safe-mode request without Encrypt or msg_signature")
             expected = wechat_crypto.signature(account.token, request.query.get("timestamp", ""),
                                                request.query.get("nonce", ""), encrypted)
-            if not same(expected, msg_sig):
-                raise BadSignature(f"WeChat msg_signature mismatch for account {account.name!r}")
+            if not base.same(expected, msg_sig):
+                raise base.BadSignature(f"WeChat msg_signature mismatch for account {account.name!r}")
             try:
                 root = _xml(wechat_crypto.decrypt(key, account.app_id, encrypted))
             except wechat_crypto.WrongAppId:
-                raise BadSignature(f"WeChat message for account {account.name!r} was sealed for another app"
-                                   ) from None
+                raise base.BadSignature(f"WeChat message for account {account.name!r} was sealed for another app"
+                                        ) from None
             except wechat_crypto.BadCiphertext as exc:
-                raise MalformedPayload(f"WeChat Encrypt field: {exc}") from None
+                raise base.MalformedPayload(f"WeChat Encrypt field: {exc}") from None
         if _text(root, "ToUserName") != account.original_id:
-            raise UnknownAccount(f"WeChat message is not addressed to account {account.name!r}")
+            raise base.UnknownAccount(f"WeChat message is not addressed to account {account.name!r}")
         return root
 
-    def parse(self, request: Incoming) -> list[Parsed]:
-        account = self._account_for(request)
-        root = decode_once(request, "xml", lambda: self._open(account, request))
+    def parse(self, request: base.Incoming) -> list[base.Parsed]:
+        account = self.named(request)
+        root = base.decode_once(request, "xml", lambda: self._open(account, request))
         msg_type, user, created = _text(root, "MsgType"), _text(root, "FromUserName"), _text(root, "CreateTime")
         if not (msg_type and user and created):
-            raise MalformedPayload("WeChat message without MsgType, FromUserName or CreateTime")
+            raise base.MalformedPayload("WeChat message without MsgType, FromUserName or CreateTime")
         try:
             sent_at = from_unix(created)
         except (ValueError, OverflowError, OSError):
-            raise MalformedPayload("WeChat CreateTime is not a unix time") from None
+            raise base.MalformedPayload("WeChat CreateTime is not a unix time") from None
         if msg_type == "event":
             log.info("wechat: skipped %s event for account %s", _text(root, "Event") or "?", account.original_id)
             return []
@@ -300,13 +272,13 @@ class Connector(WithAccounts[Account]):
                      account.original_id)
             text, attachments = unsupported(msg_type), []
         except ValueError:
-            raise MalformedPayload(f"WeChat {msg_type} message with unreadable fields") from None
+            raise base.MalformedPayload(f"WeChat {msg_type} message with unreadable fields") from None
         message_id = _text(root, "MsgId") or f"{user}:{created}"
         return [InboundMessage(channel=self.channel, account=account.original_id, user_id=user,
                                message_id=message_id, sent_at=sent_at, text=text,
                                attachments=tuple(attachments), profile={"openid": user})]
 
-    def acknowledge(self, request: Incoming) -> web.Response:
+    def acknowledge(self, request: base.Incoming) -> web.Response:
         # WeChat wants the literal `success`; anything else (even JSON) shows the user an error.
         return web.Response(text="success", content_type="text/plain")
 
@@ -334,24 +306,24 @@ class Connector(WithAccounts[Account]):
 
     # Sending ----------------------------------------------------------------------------------
 
-    async def _token(self, session: aiohttp.ClientSession, account: Account) -> str | DeliveryResult:
+    async def _token(self, session: aiohttp.ClientSession, account: Account) -> str | base.DeliveryResult:
         """A cached access token, fetched once however many sends ask at the same moment."""
         async with self._locks[account.original_id]:
             cached = self._tokens.get(account.original_id)
             if cached and time.monotonic() < cached[1]:
                 return cached[0]
             params = {"grant_type": "client_credential", "appid": account.app_id, "secret": account.app_secret}
-            answer = await call_api(session, "GET", f"{account.api_url}/cgi-bin/token", params=params)
-            if isinstance(answer, DeliveryResult):
+            answer = await base.call_api(session, "GET", f"{account.api_url}/cgi-bin/token", params=params)
+            if isinstance(answer, base.DeliveryResult):
                 return answer
             body = answer.body if isinstance(answer.body, dict) else {}
             token = body.get("access_token")
             if not isinstance(token, str) or not token:
                 code, errmsg = self._error(account, body)
                 if code == SYSTEM_BUSY:
-                    return DeliveryResult.retry("WeChat is busy (errcode -1)")
+                    return base.DeliveryResult.retry("WeChat is busy (errcode -1)")
                 detail = f"errcode {code}: {errmsg}" if code else f"HTTP {answer.status}, no access_token"
-                return DeliveryResult.failed(f"WeChat refused the app credentials of {account.name!r} ({detail})")
+                return base.DeliveryResult.failed(f"WeChat refused the app credentials of {account.name!r} ({detail})")
             try:
                 expires_in = float(body.get("expires_in", 7200))
             except (TypeError, ValueError):
@@ -367,15 +339,16 @@ class Connector(WithAccounts[Account]):
             del self._tokens[account.original_id]
 
     async def _call(self, session: aiohttp.ClientSession, account: Account, method: str, path: str,
-                    params: dict[str, str], make_kwargs: Callable[[], dict[str, Any]]) -> HttpAnswer | DeliveryResult:
+                    params: dict[str, str],
+                    make_kwargs: Callable[[], dict[str, Any]]) -> base.HttpAnswer | base.DeliveryResult:
         """One API call with the account's token; a rejected token is replaced and the call made once more."""
         for attempt in range(2):
             token = await self._token(session, account)
-            if isinstance(token, DeliveryResult):
+            if isinstance(token, base.DeliveryResult):
                 return token
-            answer = await call_api(session, method, f"{account.api_url}{path}",
-                                    params={**params, "access_token": token}, **make_kwargs())
-            if (attempt == 0 and isinstance(answer, HttpAnswer) and isinstance(answer.body, dict)
+            answer = await base.call_api(session, method, f"{account.api_url}{path}",
+                                         params={**params, "access_token": token}, **make_kwargs())
+            if (attempt == 0 and isinstance(answer, base.HttpAnswer) and isinstance(answer.body, dict)
                     and answer.body.get("errcode") in TOKEN_ERRORS):
                 self._drop_token(account, token)
                 continue
@@ -391,46 +364,46 @@ class Connector(WithAccounts[Account]):
         cached = self._tokens.get(account.original_id)
         return code, _scrub(str(body.get("errmsg", ""))[:200], account.app_secret, cached[0] if cached else "")
 
-    def _problem(self, account: Account, answer: HttpAnswer) -> DeliveryResult | None:
+    def _problem(self, account: Account, answer: base.HttpAnswer) -> base.DeliveryResult | None:
         """WeChat's error in an answer, as a delivery result; None when the call succeeded."""
         if not isinstance(answer.body, dict):
-            return DeliveryResult.failed(f"WeChat answered HTTP {answer.status} without a JSON body")
+            return base.DeliveryResult.failed(f"WeChat answered HTTP {answer.status} without a JSON body")
         code, errmsg = self._error(account, answer.body)
         if code == 0:
-            return None if answer.status == 200 else DeliveryResult.failed(f"WeChat answered HTTP {answer.status}")
+            return None if answer.status == 200 else base.DeliveryResult.failed(f"WeChat answered HTTP {answer.status}")
         if code == WINDOW_CLOSED:
-            return DeliveryResult.failed("WeChat refused: the customer last wrote more than 48 hours ago, or has "
-                                         "unfollowed the account (errcode 45015)", window_closed=True)
+            return base.DeliveryResult.failed("WeChat refused: the customer last wrote more than 48 hours ago, or has "
+                                              "unfollowed the account (errcode 45015)", window_closed=True)
         if code == TEXT_TOO_LONG:
-            return DeliveryResult.failed("WeChat refused the text as too long (errcode 45002): WeChat takes about "
-                                         "2,000 bytes a message (some 680 Chinese characters); shorten the reply "
-                                         "or send the rest as another reply")
+            return base.DeliveryResult.failed("WeChat refused the text as too long (errcode 45002): WeChat takes about "
+                                              "2,000 bytes a message (some 680 Chinese characters); shorten the reply "
+                                              "or send the rest as another reply")
         if code == INVALID_MEDIA:
-            return DeliveryResult.failed("WeChat does not know the media id, or it expired (errcode 40007; "
-                                         "temporary media last 3 days)")
+            return base.DeliveryResult.failed("WeChat does not know the media id, or it expired (errcode 40007; "
+                                              "temporary media last 3 days)")
         if code == QUOTA_REACHED:
-            return DeliveryResult.failed("WeChat refused: at most 5 replies are allowed per customer message within "
-                                         "48 hours; wait for the customer to write again (errcode 45047)")
+            return base.DeliveryResult.failed("WeChat refused: at most 5 replies are allowed per customer message "
+                                              "within 48 hours; wait for the customer to write again (errcode 45047)")
         if code == SYSTEM_BUSY:
-            return DeliveryResult.retry("WeChat is busy (errcode -1)")
+            return base.DeliveryResult.retry("WeChat is busy (errcode -1)")
         if code in TOKEN_ERRORS:
-            return DeliveryResult.failed(f"WeChat rejected the access token twice (errcode {code})")
-        return DeliveryResult.failed(f"WeChat error {code}: {errmsg}" if errmsg else f"WeChat error {code}")
+            return base.DeliveryResult.failed(f"WeChat rejected the access token twice (errcode {code})")
+        return base.DeliveryResult.failed(f"WeChat error {code}: {errmsg}" if errmsg else f"WeChat error {code}")
 
-    async def send(self, session: aiohttp.ClientSession, reply: OutboundReply) -> DeliveryResult:
+    async def send(self, session: aiohttp.ClientSession, reply: base.OutboundReply) -> base.DeliveryResult:
         account = self.accounts.by_id.get(reply.account)
         if account is None:
-            return DeliveryResult.failed(f"no WeChat account with original ID {reply.account!r} is configured")
+            return base.DeliveryResult.failed(f"no WeChat account with original ID {reply.account!r} is configured")
         if not reply.text and reply.file is None:
-            return DeliveryResult.failed("nothing to send: the reply has neither text nor a file")
+            return base.DeliveryResult.failed("nothing to send: the reply has neither text nor a file")
         if reply.file is not None:
             # Checked before anything leaves, so a refused file never follows a delivered text.
             if reply.file.mime_type.lower() not in IMAGE_TYPES:
-                return DeliveryResult.failed(
+                return base.DeliveryResult.failed(
                     f"WeChat customer-service messages can carry only JPEG, PNG or GIF images, not "
                     f"{reply.file.mime_type or 'this file type'}; share the file as a link in the text instead")
             if len(reply.file.data) > MAX_IMAGE_BYTES:
-                return DeliveryResult.failed("WeChat accepts images up to 10 MB; this one is larger")
+                return base.DeliveryResult.failed("WeChat accepts images up to 10 MB; this one is larger")
         sent_text = False
         if reply.text:
             result = await self._send_message(session, account, {"touser": reply.to, "msgtype": "text",
@@ -443,21 +416,22 @@ class Connector(WithAccounts[Account]):
             if result is not None:
                 if sent_text:
                     # Retrying would send the text again and spend another of the 5 allowed replies.
-                    return DeliveryResult.failed(f"the text was delivered but the image was not ({result.reason}); "
-                                                 f"send the image again", window_closed=result.window_closed)
+                    return base.DeliveryResult.failed(f"the text was delivered but the image was not "
+                                                      f"({result.reason}); send the image again",
+                                                      window_closed=result.window_closed)
                 return result
-        return DeliveryResult.sent(f"wechat:{reply.outbox_id}")
+        return base.DeliveryResult.sent(f"wechat:{reply.outbox_id}")
 
     async def _send_message(self, session: aiohttp.ClientSession, account: Account,
-                            payload: dict[str, Any]) -> DeliveryResult | None:
+                            payload: dict[str, Any]) -> base.DeliveryResult | None:
         data = json.dumps(payload, ensure_ascii=False).encode()  # WeChat shows \u escapes literally
         answer = await self._call(session, account, "POST", "/cgi-bin/message/custom/send", {},
                                   lambda: {"data": data,
                                            "headers": {"Content-Type": "application/json; charset=utf-8"}})
-        return answer if isinstance(answer, DeliveryResult) else self._problem(account, answer)
+        return answer if isinstance(answer, base.DeliveryResult) else self._problem(account, answer)
 
     async def _send_image(self, session: aiohttp.ClientSession, account: Account,
-                          reply: OutboundReply) -> DeliveryResult | None:
+                          reply: base.OutboundReply) -> base.DeliveryResult | None:
         file = reply.file
         assert file is not None
 
@@ -468,26 +442,26 @@ class Connector(WithAccounts[Account]):
             return {"data": data}
 
         answer = await self._call(session, account, "POST", "/cgi-bin/media/upload", {"type": "image"}, form)
-        if isinstance(answer, DeliveryResult):
+        if isinstance(answer, base.DeliveryResult):
             return answer
         problem = self._problem(account, answer)
         if problem is not None:
             return problem
         media_id = answer.body.get("media_id") if isinstance(answer.body, dict) else None
         if not media_id:
-            return DeliveryResult.failed("WeChat accepted the image upload but returned no media_id")
+            return base.DeliveryResult.failed("WeChat accepted the image upload but returned no media_id")
         return await self._send_message(session, account, {"touser": reply.to, "msgtype": "image",
                                                            "image": {"media_id": media_id}})
 
     # Media ------------------------------------------------------------------------------------
 
-    async def fetch_media(self, session: aiohttp.ClientSession, account_id: str, media_id: str) -> Media:
+    async def fetch_media(self, session: aiohttp.ClientSession, account_id: str, media_id: str) -> base.Media:
         account = self.accounts.by_id.get(account_id)
         if account is None:
             raise LookupError(f"no WeChat account with original ID {account_id!r} is configured")
         for attempt in range(2):
             token = await self._token(session, account)
-            if isinstance(token, DeliveryResult):
+            if isinstance(token, base.DeliveryResult):
                 raise LookupError(f"cannot download WeChat media: {token.reason}")
             media, error = await self._download(session, f"{account.api_url}/cgi-bin/media/get",
                                                 {"access_token": token, "media_id": media_id})
@@ -501,19 +475,19 @@ class Connector(WithAccounts[Account]):
                 # Video media answer with a download address instead of the bytes.
                 media, _ = await self._download(session, error["video_url"], {})
                 if media is not None:
-                    return Media(media.data, media.mime_type or "video/mp4", media.filename)
+                    return base.Media(media.data, media.mime_type or "video/mp4", media.filename)
                 raise LookupError("WeChat gave a video address that could not be downloaded")
-            answer = HttpAnswer(200, error)
+            answer = base.HttpAnswer(200, error)
             problem = self._problem(account, answer)
             reason = problem.reason if problem else "WeChat returned no media"
             raise LookupError(f"cannot download WeChat media {media_id!r}: {reason}")
         raise AssertionError("unreachable")
 
     async def _download(self, session: aiohttp.ClientSession, url: str,
-                        params: dict[str, str]) -> tuple[Media | None, dict[str, Any] | None]:
+                        params: dict[str, str]) -> tuple[base.Media | None, dict[str, Any] | None]:
         """The bytes at url, or the JSON WeChat answered instead. Errors never echo the URL (token)."""
         try:
-            async with session.get(url, params=params, timeout=SEND_TIMEOUT) as resp:
+            async with session.get(url, params=params, timeout=base.SEND_TIMEOUT) as resp:
                 data = await resp.read()
                 ctype = resp.content_type or "application/octet-stream"
                 if resp.status != 200:
@@ -526,7 +500,7 @@ class Connector(WithAccounts[Account]):
                     if isinstance(parsed, dict):
                         return None, parsed
                 filename = resp.content_disposition.filename if resp.content_disposition else None
-                return Media(data, ctype, filename), None
+                return base.Media(data, ctype, filename), None
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise LookupError(f"could not reach WeChat: {type(exc).__name__}") from None
 
@@ -566,6 +540,6 @@ def unsupported(msg_type: str) -> str:
 
 # WeChat's webhooks are verified in the store process: it refuses a nonce seen before, and only one
 # process can remember them all (its traffic is small).
-DESCRIPTION = Description(CHANNEL, lambda tables: Connector.from_config(tables), route="account",
-                          store_process_only=True,
-                          simulation="socialdesk.fakes.wechat_api:WECHAT")
+DESCRIPTION = base.Description(CHANNEL, lambda tables: Connector.from_config(tables), route="account",
+                               store_process_only=True,
+                               simulation="socialdesk.fakes.wechat_api:WECHAT")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
@@ -24,30 +24,7 @@ from typing import Any, ClassVar
 import aiohttp
 from aiohttp import web
 
-from connectors import meta
-from connectors.base import (
-    Accounts,
-    BadSignature,
-    DeliveryResult,
-    Description,
-    HttpAnswer,
-    Incoming,
-    MalformedPayload,
-    Media,
-    OutboundFile,
-    OutboundReply,
-    Parsed,
-    Skipped,
-    WithAccounts,
-    call_api,
-    check_table,
-    download,
-    obj,
-    safe_reason,
-    send_in_parts,
-    split_text,
-    text_value,
-)
+from connectors import base, meta
 from warehouse.channels import Channel, DemoProfile, DemoUserIds, Window
 from warehouse.model import Attachment, DeliveryState, InboundMessage, MessageEdit, MessageWithdrawn, StatusUpdate
 
@@ -112,54 +89,46 @@ class Account:
 
     @classmethod
     def from_table(cls, table: Mapping[str, Any]) -> Account:
-        check_table(table, SECTION, KEYS)
+        base.check_table(table, SECTION, KEYS)
         return cls(
-            name=text_value(table, "name", SECTION),
-            phone_number_id=text_value(table, "phone_number_id", SECTION, allow_int=True),
-            display_phone_number=text_value(table, "display_phone_number", SECTION, allow_int=True),
-            app_secret=text_value(table, "app_secret", SECTION),
-            verify_token=text_value(table, "verify_token", SECTION),
-            access_token=text_value(table, "access_token", SECTION),
+            name=base.text_value(table, "name", SECTION),
+            phone_number_id=base.text_value(table, "phone_number_id", SECTION, allow_int=True),
+            display_phone_number=base.text_value(table, "display_phone_number", SECTION, allow_int=True),
+            app_secret=base.text_value(table, "app_secret", SECTION),
+            verify_token=base.text_value(table, "verify_token", SECTION),
+            access_token=base.text_value(table, "access_token", SECTION),
             api_url=meta.api_url_value(table, SECTION),
         )
+
+    def public(self) -> dict[str, Any]:
+        return {"phone_number_id": self.phone_number_id, "display_phone_number": self.display_phone_number}
 
     @property
     def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.access_token}"}
 
 
-class Connector(WithAccounts[Account]):
+class Connector(base.WithAccounts[Account]):
     channel: ClassVar[str] = CHANNEL.name
-
-    def __init__(self, accounts: Iterable[Account]) -> None:
-        self.accounts = Accounts(SECTION, accounts, "phone_number_id", lambda a: a.phone_number_id,
-                                 "no whatsapp account with phone_number_id {!r}")
-
-    @classmethod
-    def from_config(cls, tables: list[dict[str, Any]]) -> Connector:
-        return cls(Account.from_table(table) for table in tables)
-
-    def account_info(self, account_id: str) -> dict[str, Any]:
-        account = self.account(account_id)
-        return {"channel": self.channel, "account_name": account.name,
-                "phone_number_id": account.phone_number_id, "display_phone_number": account.display_phone_number}
+    account_type = Account
+    id_key: ClassVar[str] = "phone_number_id"
 
     # Webhook ----------------------------------------------------------------------------------
 
-    def handshake(self, request: Incoming) -> web.Response | None:
+    def handshake(self, request: base.Incoming) -> web.Response | None:
         return meta.handshake(request, (a.verify_token for a in self.accounts.by_id.values()))
 
-    def verify(self, request: Incoming) -> None:
+    def verify(self, request: base.Incoming) -> None:
         matched = meta.matching_secrets(request, (a.app_secret for a in self.accounts.by_id.values()))
         for phone_number_id in _routing_ids(request):
             account = self.account(phone_number_id)
             # One app's secret must not vouch for another app's numbers.
             if account.app_secret not in matched:
-                raise BadSignature(f"signature is not from the app of account {account.name!r}")
+                raise base.BadSignature(f"signature is not from the app of account {account.name!r}")
 
-    def parse(self, request: Incoming) -> list[Parsed]:
+    def parse(self, request: base.Incoming) -> list[base.Parsed]:
         data = meta.load_json(request, OBJECT)
-        out: list[Parsed] = []
+        out: list[base.Parsed] = []
         for entry in data["entry"]:
             for change in meta.as_list(meta.as_dict(entry, "entry").get("changes"), "entry.changes"):
                 change = meta.as_dict(change, "change")
@@ -169,9 +138,6 @@ class Connector(WithAccounts[Account]):
                 out.extend(_parse_value(meta.as_dict(change.get("value"), "change value")))
         return out
 
-    def acknowledge(self, request: Incoming) -> web.Response:
-        return web.Response(text="OK")
-
     def simulate(self, account_id: str, body: bytes) -> tuple[dict[str, str], dict[str, str], bytes]:
         """The request Meta would send us with `body` for this number: JSON, signed with its app secret."""
         account = self.account(account_id)
@@ -180,10 +146,10 @@ class Connector(WithAccounts[Account]):
 
     # Send -------------------------------------------------------------------------------------
 
-    async def send(self, session: aiohttp.ClientSession, reply: OutboundReply) -> DeliveryResult:
+    async def send(self, session: aiohttp.ClientSession, reply: base.OutboundReply) -> base.DeliveryResult:
         account = self.accounts.by_id.get(reply.account)
         if account is None:
-            return DeliveryResult.failed(f"no whatsapp account with phone_number_id {reply.account!r} is configured")
+            return base.DeliveryResult.failed(self.accounts.unknown(reply.account) + " is configured")
         address = _address(reply.to)
         if reply.template is not None:
             template: dict[str, Any] = {"name": reply.template.name, "language": {"code": reply.template.language}}
@@ -193,13 +159,13 @@ class Connector(WithAccounts[Account]):
             return await self._post(session, account, {"messaging_product": "whatsapp", **address,
                                                        "type": "template", "template": template})
         if not reply.text and reply.file is None:
-            return DeliveryResult.failed("the reply has neither text nor a file")
-        texts = split_text(reply.text, TEXT_LIMIT) if reply.text else []
+            return base.DeliveryResult.failed("the reply has neither text nor a file")
+        texts = base.split_text(reply.text, TEXT_LIMIT) if reply.text else []
         messages = [_text_message(address, t) for t in texts]
         if reply.file is not None:
             # Upload before anything is sent, so a failed upload leaves the customer with nothing half-sent.
             media_id = await self._upload(session, account, reply.file)
-            if isinstance(media_id, DeliveryResult):
+            if isinstance(media_id, base.DeliveryResult):
                 return media_id
             caption = reply.text if len(reply.text) <= CAPTION_LIMIT else ""
             if caption:
@@ -212,40 +178,41 @@ class Connector(WithAccounts[Account]):
         messages[-1] = {**messages[-1], "biz_opaque_callback_data": f"{OPAQUE_PREFIX}{reply.outbox_id}"}
         names = [_part_name(n, len(texts)) for n in range(len(texts))][:len(messages)]
         names += ["the file"] * (len(messages) - len(names))
-        return await send_in_parts([(name, self._sender(session, account, m))
+        return await base.send_in_parts([(name, self._sender(session, account, m))
                                          for name, m in zip(names, messages, strict=True)])
 
     def _sender(self, session: aiohttp.ClientSession, account: Account, payload: dict[str, Any]) -> Any:
         return lambda: self._post(session, account, payload)
 
-    async def _post(self, session: aiohttp.ClientSession, account: Account, payload: dict[str, Any]) -> DeliveryResult:
-        answer = await call_api(session, "POST", f"{account.api_url}/{account.phone_number_id}/messages",
-                                json=payload, headers=account.auth)
-        if isinstance(answer, DeliveryResult):
+    async def _post(self, session: aiohttp.ClientSession, account: Account,
+                    payload: dict[str, Any]) -> base.DeliveryResult:
+        answer = await base.call_api(session, "POST", f"{account.api_url}/{account.phone_number_id}/messages",
+                                     json=payload, headers=account.auth)
+        if isinstance(answer, base.DeliveryResult):
             return answer
         if answer.status == 200 and isinstance(answer.body, dict):
             messages = answer.body.get("messages")
             if isinstance(messages, list) and messages and isinstance(messages[0], dict) and messages[0].get("id"):
-                return DeliveryResult.sent(str(messages[0]["id"]))
+                return base.DeliveryResult.sent(str(messages[0]["id"]))
         return _error(answer, account)
 
     async def _upload(self, session: aiohttp.ClientSession, account: Account,
-                      file: OutboundFile) -> str | DeliveryResult:
+                      file: base.OutboundFile) -> str | base.DeliveryResult:
         form = aiohttp.FormData()
         form.add_field("messaging_product", "whatsapp")
         form.add_field("type", file.mime_type)
         form.add_field("file", file.data, filename=file.filename, content_type=file.mime_type)
-        answer = await call_api(session, "POST", f"{account.api_url}/{account.phone_number_id}/media",
-                                data=form, headers=account.auth)
-        if isinstance(answer, DeliveryResult):
+        answer = await base.call_api(session, "POST", f"{account.api_url}/{account.phone_number_id}/media",
+                                     data=form, headers=account.auth)
+        if isinstance(answer, base.DeliveryResult):
             return answer
         if answer.status == 200 and isinstance(answer.body, dict) and answer.body.get("id"):
             return str(answer.body["id"])
         result = _error(answer, account)
-        return DeliveryResult(result.state, reason=f"uploading {file.filename}: {result.reason}",
-                              retry_after=result.retry_after)
+        return base.DeliveryResult(result.state, reason=f"uploading {file.filename}: {result.reason}",
+                                   retry_after=result.retry_after)
 
-    async def fetch_media(self, session: aiohttp.ClientSession, account_id: str, media_id: str) -> Media:
+    async def fetch_media(self, session: aiohttp.ClientSession, account_id: str, media_id: str) -> base.Media:
         """Media ids from webhooks last 7 days: look the id up for a short-lived URL, then GET it."""
         account = self.accounts.by_id.get(account_id)
         if account is None:
@@ -253,19 +220,19 @@ class Connector(WithAccounts[Account]):
         if not MEDIA_ID.fullmatch(media_id):
             raise LookupError(f"{media_id!r} is not a WhatsApp media id")
         what = f"WhatsApp media {media_id}"
-        answer = await call_api(session, "GET", f"{account.api_url}/{media_id}", headers=account.auth)
-        if isinstance(answer, DeliveryResult):
+        answer = await base.call_api(session, "GET", f"{account.api_url}/{media_id}", headers=account.auth)
+        if isinstance(answer, base.DeliveryResult):
             raise LookupError(f"{what}: {answer.reason}")
         body = answer.body if isinstance(answer.body, dict) else {}
         if answer.status != 200 or not isinstance(body.get("url"), str):
             raise LookupError(f"{what}: {_error(answer, account).reason}")
         mime_type = body.get("mime_type") if isinstance(body.get("mime_type"), str) else None
-        return await download(session, body["url"], headers=account.auth, what=what, mime_type=mime_type)
+        return await base.download(session, body["url"], headers=account.auth, what=what, mime_type=mime_type)
 
 
 # Parsing ----------------------------------------------------------------------------------------
 
-def _routing_ids(request: Incoming) -> set[str]:
+def _routing_ids(request: base.Incoming) -> set[str]:
     """The phone_number_ids a payload speaks for (changes without metadata name none)."""
     data = meta.load_json(request, OBJECT)
     ids: set[str] = set()
@@ -298,8 +265,8 @@ def _who(bsuid: str, phone: str, parent: str, contacts: list[dict[str, Any]]) ->
                     or (phone and str(c.get("wa_id") or "") == phone)), {})
     bsuid = bsuid or str(contact.get("user_id") or "")
     if not bsuid and not phone:
-        raise MalformedPayload("message has neither from nor from_user_id")
-    given = obj(contact.get("profile"))
+        raise base.MalformedPayload("message has neither from nor from_user_id")
+    given = base.obj(contact.get("profile"))
     profile: dict[str, Any] = {k: given[k] for k in ("name", "username") if given.get(k)}
     if phone and _digits(phone) == phone:
         profile["phone"] = f"+{phone}"
@@ -311,11 +278,11 @@ def _who(bsuid: str, phone: str, parent: str, contacts: list[dict[str, Any]]) ->
     return _Who(bsuid or phone, (), profile)
 
 
-def _parse_value(value: dict[str, Any]) -> list[Parsed]:
+def _parse_value(value: dict[str, Any]) -> list[base.Parsed]:
     metadata = meta.as_dict(value.get("metadata"), "value.metadata")
     account = meta.text_field(metadata, "phone_number_id", "metadata")
     contacts = [c for c in meta.as_list(value.get("contacts"), "value.contacts") if isinstance(c, dict)]
-    out: list[Parsed] = []
+    out: list[base.Parsed] = []
     for message in meta.as_list(value.get("messages"), "value.messages"):
         out.extend(_one(lambda m=message: _parse_message(account, meta.as_dict(m, "message"), contacts),
                         "message", message))
@@ -333,16 +300,16 @@ def _parse_value(value: dict[str, Any]) -> list[Parsed]:
     return out
 
 
-def _one(parse: Any, what: str, raw: Any) -> list[Parsed]:
+def _one(parse: Any, what: str, raw: Any) -> list[base.Parsed]:
     """One entry parsed alone: if it cannot be read, it is skipped and the others are kept."""
     try:
         return list(parse())
-    except MalformedPayload as exc:
-        kind = str(obj(raw).get("type") or "unknown")
-        return [Skipped(f"whatsapp {kind[:40]} {what}: {exc}"[:200])]  # logged: bounded, never content
+    except base.MalformedPayload as exc:
+        kind = str(base.obj(raw).get("type") or "unknown")
+        return [base.Skipped(f"whatsapp {kind[:40]} {what}: {exc}"[:200])]  # logged: bounded, never content
 
 
-def _parse_message(account: str, message: dict[str, Any], contacts: list[dict[str, Any]]) -> list[Parsed]:
+def _parse_message(account: str, message: dict[str, Any], contacts: list[dict[str, Any]]) -> list[base.Parsed]:
     kind = str(message.get("type") or "")
     message_id = meta.text_field(message, "id", "message")
     at = meta.timestamp(message.get("timestamp"), f"message {message_id}")
@@ -363,7 +330,7 @@ def _parse_message(account: str, message: dict[str, Any], contacts: list[dict[st
         revoke = meta.as_dict(message.get("revoke"), "revoke message")
         original = meta.text_field(revoke, "original_message_id", "revoke message")
         return [MessageWithdrawn("whatsapp", account, who.user_id, original, at)]
-    context = obj(message.get("context"))
+    context = base.obj(message.get("context"))
     referral = message.get("referral")
     info = {"referral": referral} if isinstance(referral, dict) and referral else {}
     if kind == "reaction":
@@ -377,7 +344,7 @@ def _parse_message(account: str, message: dict[str, Any], contacts: list[dict[st
 
 
 def _parse_echo(account: str, display_number: str, echo: dict[str, Any],
-                contacts: list[dict[str, Any]]) -> list[Parsed]:
+                contacts: list[dict[str, Any]]) -> list[base.Parsed]:
     """A message the business sent from the WhatsApp Business app (coexistence): the business's comment."""
     kind = str(echo.get("type") or "")
     message_id = meta.text_field(echo, "id", "message echo")
@@ -434,11 +401,11 @@ def _interactive(message: dict[str, Any]) -> str:
     interactive = message.get("interactive")
     if not isinstance(interactive, dict):
         # pywa's `interactive_message_with_err`: WhatsApp sent the type without its object.
-        raise MalformedPayload("interactive message without its content")
+        raise base.MalformedPayload("interactive message without its content")
     subtype = str(interactive.get("type") or "")
     chosen = interactive.get(subtype)
     if not isinstance(chosen, dict):
-        raise MalformedPayload(f"interactive {subtype or 'message'} without its content")
+        raise base.MalformedPayload(f"interactive {subtype or 'message'} without its content")
     if subtype == "nfm_reply":
         return _flow_reply(chosen)
     title = str(chosen.get("title") or "")
@@ -465,7 +432,7 @@ def _contacts(cards: list[Any]) -> str:
     for card in cards:
         if not isinstance(card, dict):
             continue
-        name = obj(card.get("name"))
+        name = base.obj(card.get("name"))
         full = str(name.get("formatted_name") or " ".join(
             str(name[k]) for k in ("first_name", "last_name") if name.get(k)) or "(no name)")
         numbers = [f"{p.get('phone') or p.get('wa_id')}" + (f" ({p['type']})" if p.get("type") else "")
@@ -505,7 +472,7 @@ def _unsupported(message: dict[str, Any]) -> str:
     return f"sent an unsupported message ({title})" if title else "sent an unsupported message"
 
 
-def _parse_status(account: str, status: dict[str, Any]) -> list[Parsed]:
+def _parse_status(account: str, status: dict[str, Any]) -> list[base.Parsed]:
     state = status.get("status")
     message_id = meta.text_field(status, "id", "status")
     if state not in STATUSES:
@@ -543,7 +510,7 @@ def _text_message(address: dict[str, str], text: str) -> dict[str, Any]:
     return {"messaging_product": "whatsapp", **address, "type": "text", "text": {"preview_url": False, "body": text}}
 
 
-def _media_message(address: dict[str, str], file: OutboundFile, media_id: str, caption: str) -> dict[str, Any]:
+def _media_message(address: dict[str, str], file: base.OutboundFile, media_id: str, caption: str) -> dict[str, Any]:
     kind = "image" if file.mime_type in IMAGE_TYPES else "document"
     media: dict[str, Any] = {"id": media_id}
     if kind == "document":
@@ -553,7 +520,7 @@ def _media_message(address: dict[str, str], file: OutboundFile, media_id: str, c
     return {"messaging_product": "whatsapp", **address, "type": kind, kind: media}
 
 
-def _error(answer: HttpAnswer, account: Account) -> DeliveryResult:
+def _error(answer: base.HttpAnswer, account: Account) -> base.DeliveryResult:
     error = meta.graph_error(answer)
     if error.code is None:
         reason = f"WhatsApp answered HTTP {answer.status} without a message id"
@@ -561,13 +528,13 @@ def _error(answer: HttpAnswer, account: Account) -> DeliveryResult:
         said = error.message + (f" ({error.details})" if error.details and error.details not in error.message else "")
         reason = f"WhatsApp error {error.code}: " + (f"{EXPLAINED[error.code]}. WhatsApp said: {said}"
                                                      if error.code in EXPLAINED else said)
-    reason = safe_reason(reason, account.access_token, account.app_secret)
+    reason = base.safe_reason(reason, account.access_token, account.app_secret)
     if error.code == WINDOW_CLOSED:
-        return DeliveryResult.failed(reason, window_closed=True)
+        return base.DeliveryResult.failed(reason, window_closed=True)
     if error.code in RATE_LIMITED:
-        return DeliveryResult.retry(reason)
-    return DeliveryResult.failed(reason)
+        return base.DeliveryResult.retry(reason)
+    return base.DeliveryResult.failed(reason)
 
 
-DESCRIPTION = Description(CHANNEL, Connector.from_config, route="app",
-                          simulation="socialdesk.fakes.meta_api:WHATSAPP")
+DESCRIPTION = base.Description(CHANNEL, Connector.from_config, route="app",
+                               simulation="socialdesk.fakes.meta_api:WHATSAPP")

@@ -25,6 +25,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -33,32 +34,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp import web
 
-from connectors.base import (
-    SEND_TIMEOUT,
-    Accounts,
-    BadSignature,
-    DeliveryResult,
-    Description,
-    HttpAnswer,
-    Incoming,
-    MalformedPayload,
-    Media,
-    OutboundReply,
-    Parsed,
-    Skipped,
-    UnknownAccount,
-    WithAccounts,
-    check_table,
-    decode_once,
-    download,
-    header,
-    hmac_sha256,
-    obj,
-    retry_after_seconds,
-    same,
-    text_value,
-    url_value,
-)
+from connectors import base
 from warehouse.channels import Channel, DemoProfile, DemoUserIds
 from warehouse.model import Attachment, InboundMessage, StatusUpdate, from_unix_ms
 
@@ -102,10 +78,24 @@ class Account:
     access_token: str = field(repr=False)
     api_url: str = API_URL
 
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any]) -> Account:
+        base.check_table(table, SECTION, KEYS, optional=())
+        return cls(
+            name=base.text_value(table, "name", SECTION),
+            user_id=base.text_value(table, "user_id", SECTION, allow_int=True),  # TOML may hold it unquoted
+            screen_name=base.text_value(table, "screen_name", SECTION).lstrip("@"),
+            consumer_secret=base.text_value(table, "consumer_secret", SECTION),
+            access_token=base.text_value(table, "access_token", SECTION),
+            api_url=base.url_value(table, SECTION, API_URL))
+
+    def public(self) -> dict[str, Any]:
+        return {"user_id": self.user_id, "screen_name": self.screen_name}
+
 
 def signature(consumer_secret: str, data: bytes) -> str:
     """X's `sha256=` + base64 HMAC-SHA256, used for webhook bodies and CRC tokens alike."""
-    return "sha256=" + base64.b64encode(hmac_sha256(consumer_secret, data)).decode()
+    return "sha256=" + base64.b64encode(base.hmac_sha256(consumer_secret, data)).decode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,26 +108,21 @@ class Envelope:
 
 
 def _load(body: bytes) -> Envelope:
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise MalformedPayload("X webhook body is not JSON") from None
-    if not isinstance(payload, dict):
-        raise MalformedPayload("X webhook body is not an object")
+    payload = base.json_object(body, "X webhook body")
     if isinstance(payload.get("for_user_id"), str):
         envelope = Envelope(payload["for_user_id"], payload)
     elif isinstance(payload.get("data"), dict) and "event_type" in payload["data"]:
         data = payload["data"]
         user = (data.get("filter") or {}).get("user_id") if isinstance(data.get("filter"), dict) else None
         if not isinstance(user, str | int) or isinstance(user, bool) or not str(user):
-            raise MalformedPayload("X Activity event without filter.user_id")
+            raise base.MalformedPayload("X Activity event without filter.user_id")
         inner = data.get("payload")
         envelope = Envelope(str(user), inner if isinstance(inner, dict) else {}, str(data.get("event_type")))
     else:
-        raise MalformedPayload("X webhook body has neither 'for_user_id' nor an X Activity 'data.event_type'")
+        raise base.MalformedPayload("X webhook body has neither 'for_user_id' nor an X Activity 'data.event_type'")
     for key in DM_EVENT_KEYS:
         if not isinstance(envelope.events.get(key, []), list):
-            raise MalformedPayload(f"X webhook {key!r} is not a list")
+            raise base.MalformedPayload(f"X webhook {key!r} is not a list")
     return envelope
 
 
@@ -156,25 +141,10 @@ def _profile(user: Any) -> dict[str, Any]:
     return {k: merged[k] for k in PROFILE_KEYS if merged.get(k) is not None}
 
 
-class Connector(WithAccounts[Account]):
+class Connector(base.WithAccounts[Account]):
     channel: ClassVar[str] = CHANNEL.name
-
-    def __init__(self, accounts: list[Account]) -> None:
-        self.accounts = Accounts(SECTION, accounts, "user_id", lambda a: a.user_id, "no X account with user id {!r}")
-
-    @classmethod
-    def from_config(cls, tables: list[dict[str, Any]]) -> Connector:
-        accounts = []
-        for table in tables:
-            check_table(table, SECTION, KEYS, optional=())
-            accounts.append(Account(
-                name=text_value(table, "name", SECTION),
-                user_id=text_value(table, "user_id", SECTION, allow_int=True),  # TOML may hold it unquoted
-                screen_name=text_value(table, "screen_name", SECTION).lstrip("@"),
-                consumer_secret=text_value(table, "consumer_secret", SECTION),
-                access_token=text_value(table, "access_token", SECTION),
-                api_url=url_value(table, SECTION, API_URL)))
-        return cls(accounts)
+    account_type = Account
+    id_key: ClassVar[str] = "user_id"
 
     def warnings(self) -> list[str]:
         """What start-up should tell the operator: accounts of a second X app, whose CRC cannot be answered."""
@@ -189,15 +159,9 @@ class Connector(WithAccounts[Account]):
                 f"answers it with {first.name!r}'s app: the other app's webhook will be marked invalid and stop "
                 f"receiving events. Run one SocialDesk per X app, or keep one app's accounts here."]
 
-    # -- accounts -------------------------------------------------------------------------------
-
-    def account_info(self, account_id: str) -> dict[str, Any]:
-        a = self.account(account_id)
-        return {"channel": self.channel, "account_name": a.name, "user_id": a.user_id, "screen_name": a.screen_name}
-
     # -- webhooks -------------------------------------------------------------------------------
 
-    def handshake(self, request: Incoming) -> web.Response | None:
+    def handshake(self, request: base.Incoming) -> web.Response | None:
         token = request.query.get("crc_token")
         if not token:
             return None
@@ -208,39 +172,37 @@ class Connector(WithAccounts[Account]):
             return web.Response(status=400, text="not an X CRC token")
         return web.json_response({"response_token": signature(self.accounts.all()[0].consumer_secret, token.encode())})
 
-    def verify(self, request: Incoming) -> None:
-        given = header(request, "x-twitter-webhooks-signature")
+    def verify(self, request: base.Incoming) -> None:
+        given = base.header(request, "x-twitter-webhooks-signature")
         if not given:
-            raise BadSignature("X webhook without x-twitter-webhooks-signature")
+            raise base.BadSignature("X webhook without x-twitter-webhooks-signature")
         # Check every secret (no early exit) so timing says nothing about which one matched.
         matched = {a.consumer_secret for a in self.accounts.all()
-                   if same(given, signature(a.consumer_secret, request.body))}
+                   if base.same(given, signature(a.consumer_secret, request.body))}
         if not matched:
-            raise BadSignature("X webhook signature matches no configured consumer secret")
-        for_user_id = decode_once(request, "json", lambda: _load(request.body)).me
-        account = self.accounts.by_id.get(for_user_id)
-        if account is None:
-            raise UnknownAccount(f"no X account with user id {for_user_id!r}")
+            raise base.BadSignature("X webhook signature matches no configured consumer secret")
+        for_user_id = base.decode_once(request, "json", lambda: _load(request.body)).me
+        account = self.account(for_user_id)
         if account.consumer_secret not in matched:
-            raise BadSignature(f"X webhook for account {account.name!r} signed by another app")
+            raise base.BadSignature(f"X webhook for account {account.name!r} signed by another app")
 
-    def parse(self, request: Incoming) -> list[Parsed]:
-        envelope = decode_once(request, "json", lambda: _load(request.body))
+    def parse(self, request: base.Incoming) -> list[base.Parsed]:
+        envelope = base.decode_once(request, "json", lambda: _load(request.body))
         me, payload = envelope.me, envelope.events
         if envelope.event_type is not None and envelope.event_type not in ("dm.received", "dm.sent"):
             if envelope.event_type == "chat.received":
                 return self._encrypted_chat(me, payload)
             log.info("X Activity %s event skipped", envelope.event_type[:40])
             return []
-        users = obj(payload.get("users"))
-        apps = obj(payload.get("apps"))
+        users = base.obj(payload.get("users"))
+        apps = base.obj(payload.get("apps"))
         # One event we cannot read is skipped alone (and counted); the body's other events are stored.
-        out: list[Parsed] = []
+        out: list[base.Parsed] = []
         for event in payload.get("direct_message_events", []):
             try:
                 message = self._message(me, users, apps, event)
             except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
-                message = Skipped("X direct message event with unreadable fields")
+                message = base.Skipped("X direct message event with unreadable fields")
             if message is not None:
                 out.append(message)
         for event in payload.get("direct_message_mark_read_events", []):
@@ -253,7 +215,7 @@ class Connector(WithAccounts[Account]):
             log.info("X %s skipped", ", ".join(skipped))
         return out
 
-    def _encrypted_chat(self, me: str, payload: dict[str, Any]) -> list[Parsed]:
+    def _encrypted_chat(self, me: str, payload: dict[str, Any]) -> list[base.Parsed]:
         """An XChat message is end-to-end encrypted: the agent is told one came, and to read it on X."""
         sender, chat_id = str(payload.get("sender_id") or ""), str(payload.get("id") or "")
         if not sender or not chat_id or sender == me:
@@ -261,14 +223,14 @@ class Connector(WithAccounts[Account]):
         try:
             sent_at = from_unix_ms(payload["created_at_msec"])
         except (KeyError, TypeError, ValueError):
-            return [Skipped("X chat event without created_at_msec")]
+            return [base.Skipped("X chat event without created_at_msec")]
         return [InboundMessage(channel=self.channel, account=me, user_id=sender, message_id=f"chat:{chat_id}",
                                sent_at=sent_at, text="sent an encrypted X Chat message, which SocialDesk cannot "
                                "read: open the conversation on X (type: chat.received)")]
 
-    def _message(self, me: str, users: dict[str, Any], apps: dict[str, Any], event: Any) -> Parsed | None:
+    def _message(self, me: str, users: dict[str, Any], apps: dict[str, Any], event: Any) -> base.Parsed | None:
         if not isinstance(event, dict):
-            return Skipped("X direct message event that is not an object")
+            return base.Skipped("X direct message event that is not an object")
         if event.get("type") != "message_create":
             log.info("X direct message event %s skipped", event.get("type"))
             return None
@@ -279,7 +241,7 @@ class Connector(WithAccounts[Account]):
             message_id = str(event["id"])
             sent_at = from_unix_ms(event["created_timestamp"])
         except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
-            return Skipped("X message_create event without its id, sender or time")
+            return base.Skipped("X message_create event without its id, sender or time")
         text = str(data.get("text") or "")
         attachments: tuple[Attachment, ...] = ()
         media = (data.get("attachment") or {}).get("media")
@@ -295,7 +257,7 @@ class Connector(WithAccounts[Account]):
             # sends the warehouse recognizes by this id). It joins the customer's ticket, never opens one.
             recipient = str((create.get("target") or {}).get("recipient_id") or "")
             if not recipient:
-                return Skipped("X message_create sent by the account without target.recipient_id")
+                return base.Skipped("X message_create sent by the account without target.recipient_id")
             app = apps.get(str(create.get("source_app_id"))) if create.get("source_app_id") else None
             origin = str(app["name"]) if isinstance(app, dict) and app.get("name") else "X"
             return InboundMessage(channel=self.channel, account=me, user_id=recipient, message_id=message_id,
@@ -303,9 +265,9 @@ class Connector(WithAccounts[Account]):
         return InboundMessage(channel=self.channel, account=me, user_id=sender, message_id=message_id,
                               sent_at=sent_at, text=text, attachments=attachments, profile=_profile(users.get(sender)))
 
-    def _read(self, me: str, event: Any) -> StatusUpdate | Skipped | None:
+    def _read(self, me: str, event: Any) -> StatusUpdate | base.Skipped | None:
         if not isinstance(event, dict) or not event.get("sender_id"):
-            return Skipped("X mark-read event without sender_id")
+            return base.Skipped("X mark-read event without sender_id")
         reader = str(event["sender_id"])
         if reader == me:
             return None  # we read the user's messages on another client
@@ -317,9 +279,6 @@ class Connector(WithAccounts[Account]):
         return StatusUpdate(channel=self.channel, account=me, user_id=reader, status="read", at=at,
                             message_id=str(last) if last else None, watermark=at)
 
-    def acknowledge(self, request: Incoming) -> web.Response:
-        return web.Response(text="OK")
-
     def simulate(self, account_id: str, body: bytes) -> tuple[dict[str, str], dict[str, str], bytes]:
         """What X would POST to /webhooks/x for this body."""
         account = self.account(account_id)
@@ -328,21 +287,21 @@ class Connector(WithAccounts[Account]):
 
     # -- sending --------------------------------------------------------------------------------
 
-    async def send(self, session: aiohttp.ClientSession, reply: OutboundReply) -> DeliveryResult:
+    async def send(self, session: aiohttp.ClientSession, reply: base.OutboundReply) -> base.DeliveryResult:
         account = self.accounts.by_id.get(reply.account)
         if account is None:
-            return DeliveryResult.failed(f"no X account with user id {reply.account!r} is configured")
+            return base.DeliveryResult.failed(f"no X account with user id {reply.account!r} is configured")
         if not reply.text and reply.file is None:
-            return DeliveryResult.failed("nothing to send: X direct messages need text or a file")
+            return base.DeliveryResult.failed("nothing to send: X direct messages need text or a file")
         if len(reply.text) > TEXT_LIMIT:
             # One reply is one DM: sent in parts, a failure half-way would leave the customer half an answer.
-            return DeliveryResult.failed(f"X direct messages take at most {TEXT_LIMIT:,} characters; this reply has "
-                                         f"{len(reply.text):,}: shorten it or send it as several replies")
+            return base.DeliveryResult.failed(f"X direct messages take at most {TEXT_LIMIT:,} characters; this reply "
+                                              f"has {len(reply.text):,}: shorten it or send it as several replies")
         auth = {"Authorization": f"Bearer {account.access_token}"}
         body: dict[str, Any] = {"text": reply.text} if reply.text else {}
         if reply.file is not None:
             if reply.file.mime_type not in UPLOADABLE:
-                return DeliveryResult.failed(
+                return base.DeliveryResult.failed(
                     f"X direct messages from SocialDesk can carry one image (JPEG, PNG, WebP, BMP or TIFF); "
                     f"{reply.file.filename} is {reply.file.mime_type}")
             form = aiohttp.FormData()
@@ -351,7 +310,7 @@ class Connector(WithAccounts[Account]):
             form.add_field("media_category", "dm_image")
             form.add_field("media_type", reply.file.mime_type)
             answer = await _call(session, "POST", f"{account.api_url}/2/media/upload", headers=auth, data=form)
-            if isinstance(answer, DeliveryResult):
+            if isinstance(answer, base.DeliveryResult):
                 return answer
             media_id = _data(answer).get("id")
             if answer.status not in (200, 201) or not media_id:
@@ -359,14 +318,14 @@ class Connector(WithAccounts[Account]):
             body["attachments"] = [{"media_id": str(media_id)}]
         answer = await _call(session, "POST", f"{account.api_url}/2/dm_conversations/with/{reply.to}/messages",
                              headers=auth, json=body)
-        if isinstance(answer, DeliveryResult):
+        if isinstance(answer, base.DeliveryResult):
             return answer
         event_id = _data(answer).get("dm_event_id")
         if answer.status in (200, 201) and event_id:
-            return DeliveryResult.sent(str(event_id))
+            return base.DeliveryResult.sent(str(event_id))
         return _refused(answer, "X refused the message")
 
-    async def fetch_media(self, session: aiohttp.ClientSession, account_id: str, media_id: str) -> Media:
+    async def fetch_media(self, session: aiohttp.ClientSession, account_id: str, media_id: str) -> base.Media:
         """Download DM media. X serves it by URL, so `media_id` is the attachment's `url`
         (media_url_https); the token is only ever sent to X's media hosts or the configured api_url."""
         account = self.account(account_id)
@@ -377,8 +336,8 @@ class Connector(WithAccounts[Account]):
             raise LookupError("X media is downloaded by its URL (the attachment's url from ton.twitter.com), "
                               f"not by id {media_id!r}")
         headers = {"Authorization": f"Bearer {account.access_token}"}
-        media = await download(session, media_id, headers=headers, what="X media")
-        return Media(media.data, media.mime_type, media.filename or parts.path.rsplit("/", 1)[-1] or None)
+        media = await base.download(session, media_id, headers=headers, what="X media")
+        return base.Media(media.data, media.mime_type, media.filename or parts.path.rsplit("/", 1)[-1] or None)
 
 
 def crc_token_ok(token: str) -> bool:
@@ -392,23 +351,24 @@ def crc_token_ok(token: str) -> bool:
     return False  # digits, true, null...: not X's random token, and nothing to sign
 
 
-async def _call(session: aiohttp.ClientSession, method: str, url: str, **kwargs: Any) -> HttpAnswer | DeliveryResult:
+async def _call(session: aiohttp.ClientSession, method: str, url: str,
+                **kwargs: Any) -> base.HttpAnswer | base.DeliveryResult:
     """`call_api`, except that X's 429 says when to come back in `x-rate-limit-reset` (epoch seconds),
     a header `call_api` does not hand back."""
     try:
-        async with session.request(method, url, timeout=SEND_TIMEOUT, **kwargs) as resp:
+        async with session.request(method, url, timeout=base.SEND_TIMEOUT, **kwargs) as resp:
             if resp.status == 429 or resp.status >= 500:
                 wait = _reset_in(resp.headers.get("x-rate-limit-reset")) if resp.status == 429 else None
                 if wait is None:
-                    wait = retry_after_seconds(resp.headers.get("Retry-After"))
-                return DeliveryResult.retry(f"HTTP {resp.status} from X", wait)
+                    wait = base.retry_after_seconds(resp.headers.get("Retry-After"))
+                return base.DeliveryResult.retry(f"HTTP {resp.status} from X", wait)
             try:
                 body: Any = await resp.json(content_type=None)
             except ValueError:
                 body = await resp.text()
-            return HttpAnswer(resp.status, body, resp.headers)
+            return base.HttpAnswer(resp.status, body, resp.headers)
     except (TimeoutError, aiohttp.ClientError) as exc:
-        return DeliveryResult.retry(f"could not reach X: {type(exc).__name__}")
+        return base.DeliveryResult.retry(f"could not reach X: {type(exc).__name__}")
 
 
 def _attachment(media: dict[str, Any]) -> Attachment:
@@ -426,31 +386,31 @@ def _attachment(media: dict[str, Any]) -> Attachment:
     return Attachment(type=kind, media_id=str(media_id) if media_id else None, url=url, mime_type=mime_type)
 
 
-def _data(answer: HttpAnswer) -> dict[str, Any]:
+def _data(answer: base.HttpAnswer) -> dict[str, Any]:
     body = answer.body if isinstance(answer.body, dict) else {}
     data = body.get("data")
     return data if isinstance(data, dict) else {}
 
 
-def _refused(answer: HttpAnswer, what: str) -> DeliveryResult:
+def _refused(answer: base.HttpAnswer, what: str) -> base.DeliveryResult:
     body = answer.body if isinstance(answer.body, dict) else {}
     errors = [str(e["message"]) for e in body.get("errors") or [] if isinstance(e, dict) and e.get("message")]
     # The errors name what was wrong; `detail` is X's generic sentence for the whole class of problem.
     detail = "; ".join(errors) or body.get("detail") or body.get("title") or f"HTTP {answer.status}"
     if answer.status == 401:
-        return DeliveryResult.failed(f"{what}: X rejected the account's access token (HTTP 401)")
+        return base.DeliveryResult.failed(f"{what}: X rejected the account's access token (HTTP 401)")
     if answer.status == 403:
-        return DeliveryResult.failed(f"{what}: the recipient's DM settings do not accept messages from this "
-                                     f"account, or it may not message them ({detail})")
-    return DeliveryResult.failed(f"{what}: {detail} (HTTP {answer.status})")
+        return base.DeliveryResult.failed(f"{what}: the recipient's DM settings do not accept messages from this "
+                                          f"account, or it may not message them ({detail})")
+    return base.DeliveryResult.failed(f"{what}: {detail} (HTTP {answer.status})")
 
 
 def _reset_in(value: str | None) -> float | None:
     """Seconds until `x-rate-limit-reset` (epoch seconds), clamped like any Retry-After."""
     try:
-        return retry_after_seconds(str(float(value) - time.time())) if value else None
+        return base.retry_after_seconds(str(float(value) - time.time())) if value else None
     except ValueError:
         return None
 
 
-DESCRIPTION = Description(CHANNEL, Connector.from_config, route="app", simulation="socialdesk.fakes.x_api:X")
+DESCRIPTION = base.Description(CHANNEL, Connector.from_config, route="app", simulation="socialdesk.fakes.x_api:X")
