@@ -3,18 +3,24 @@ other open-source desks (`../shared/conformance/`, with its SOURCES.md), read in
 through the real webhook routes of a running service, signed (and for WeChat's safe mode encrypted)
 as the platform does.
 
-Many sources reuse ids, so each file gets a business account of its own: only the routing id
-(WhatsApp `phone_number_id`, Messenger `entry[].id`, LINE `destination`, WeChat `ToUserName`, X
+The corpus channels are the registry's channels with a folder under `payloads/`; nothing here knows one
+from another. Many sources reuse ids, so each file gets a business account of its own: only the routing
+id (WhatsApp `phone_number_id`, Messenger `entry[].id`, LINE `destination`, WeChat `ToUserName`, X
 `for_user_id` or the X Activity API's `filter.user_id`) is replaced, wherever it occurs as a whole
-string, so the business's own echoes stay echoes. WeChat's files are posted twice over, on a
-plain-mode account and, encrypted, on a safe-mode one.
+string, so the business's own echoes stay echoes. Each channel's simulation (`socialdesk/fakes/`) knows
+where its platform writes that id (`routing_ids`), how to replace it (`readdress`), what one looks like
+(`fresh_routing_id`) and which configuration key holds it (`id_key`, `with_routing_id`), and on which
+account configurations a file is posted (`variants`): WeChat's files twice over, on a plain-mode account
+and, encrypted, on a safe-mode one. Whether the webhook URL names the account is the channel's
+description's `route`.
 
 `tests/test_conformance_<channel>.py` say what a faithful desk does with each file, e.g.:
 
-    world = corpus_fixture("line")
+    CHANNEL = ...  # the channel's name in the registry
+    world = corpus_fixture(CHANNEL)
 
     @in_corpus
-    @pytest.mark.parametrize("case", cases("line"), ids=lambda c: c.name)
+    @pytest.mark.parametrize("case", cases(CHANNEL), ids=lambda c: c.name)
     async def test_every_file_is_answered_200_twice_and_stored_once(world: Corpus, case: Case) -> None:
         first, second = await world.post_twice(case)
         assert (first.status, second.status) == (200, 200), first.text
@@ -25,7 +31,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,11 +42,11 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from connectors import registry as connector_registry
 from socialdesk.config import Config
-from socialdesk.sandbox import Sandbox
+from socialdesk.fakes.recorder import AS_CONFIGURED, AccountVariant
+from socialdesk.sandbox import SIMULATIONS, Sandbox
 from socialdesk.service import DESK, STORE, build_app
 from warehouse import queries
 
-CHANNELS = ("whatsapp", "messenger", "line", "wechat", "x")
 # The tables a webhook can change (`inbox` keeps a raw body once, when it brought something).
 TABLES = ("tickets", "comments", "events", "users", "identities", "outbox", "inbound_keys", "inbox")
 
@@ -56,6 +61,9 @@ def _corpus() -> Path | None:
 
 
 CORPUS = _corpus()
+# The channels the corpus has files for, in the registry's order.
+CHANNELS = tuple(name for name in connector_registry.names()
+                 if CORPUS is not None and (CORPUS / "payloads" / name).is_dir())
 needs_corpus = pytest.mark.skipif(CORPUS is None, reason="the conformance corpus (../shared/conformance) is not "
                                                         "here; set SOCIALDESK_CONFORMANCE to its folder")
 
@@ -64,11 +72,11 @@ needs_corpus = pytest.mark.skipif(CORPUS is None, reason="the conformance corpus
 class Case:
     channel: str
     path: Path
-    safe: bool = False  # WeChat: posted encrypted to a safe-mode account
+    variant: AccountVariant = AS_CONFIGURED  # the configuration of the account it is posted to
 
     @property
     def name(self) -> str:
-        return self.path.stem + ("_safe" if self.safe else "")
+        return self.path.stem + (f"_{self.variant.name}" if self.variant.name else "")
 
     def body(self) -> bytes:
         return self.path.read_bytes()
@@ -78,65 +86,18 @@ class Case:
 
 
 def cases(channel: str) -> list[Case]:
-    """Every file of the channel, in name order (WeChat's official safe-mode sample once, as it is)."""
+    """Every file of the channel, in name order, once for each account configuration its simulation posts
+    it on (`Simulation.variants`: WeChat's official safe-mode sample once, as it is, its other files twice)."""
     if CORPUS is None:
         return []
-    found = []
-    for path in sorted((CORPUS / "payloads" / channel).iterdir()):
-        if path.suffix not in (".json", ".xml"):
-            continue
-        found.append(Case(channel, path))
-        if channel == "wechat" and not path.stem.startswith("wc_official"):
-            found.append(Case(channel, path, safe=True))
-    return found
+    simulation = SIMULATIONS[channel]
+    return [Case(channel, path, variant)
+            for path in sorted((CORPUS / "payloads" / channel).iterdir()) if path.suffix in (".json", ".xml")
+            for variant in simulation.variants(path.read_bytes())]
 
 
 def case_ids(channel: str) -> list[str]:
     return [c.name for c in cases(channel)]
-
-
-# -- one business account per file ----------------------------------------------------------------------
-
-ID_KEY = {"whatsapp": "phone_number_id", "messenger": "page_id", "line": "bot_user_id", "wechat": "original_id",
-          "x": "user_id"}
-
-
-def routing_ids(channel: str, body: bytes) -> set[str]:
-    """The business account ids the platform routes this body by."""
-    if channel == "wechat":
-        return {m.decode() for m in re.findall(rb"<ToUserName><!\[CDATA\[(.*?)\]\]></ToUserName>", body)}
-    data = json.loads(body)
-    if channel == "whatsapp":
-        return {str(ch.get("value", {}).get("metadata", {}).get("phone_number_id"))
-                for e in data.get("entry") or [] for ch in e.get("changes") or []
-                if ch.get("value", {}).get("metadata", {}).get("phone_number_id")}
-    if channel == "messenger":
-        return {str(e["id"]) for e in data.get("entry") or [] if e.get("id")}
-    if channel == "line":
-        return {str(data["destination"])} if data.get("destination") else set()
-    if channel == "x":
-        found = {str(data["for_user_id"])} if data.get("for_user_id") else set()
-        user = ((data.get("data") or {}).get("filter") or {}).get("user_id")
-        return found | ({str(user)} if user else set())
-    raise ValueError(channel)
-
-
-def account_id(channel: str, index: int) -> str:
-    """A routing id of the platform's shape, unique to one case."""
-    return {"whatsapp": f"9{index:014d}", "messenger": f"8{index:014d}", "line": f"U{index:032x}",
-            "wechat": f"gh_{index:012x}", "x": f"7{index:017d}"}[channel]
-
-
-def readdress(channel: str, body: bytes, old: set[str], new: str) -> bytes:
-    """`body` with every whole-string occurrence of the old routing ids replaced by `new`."""
-    for value in old:
-        if channel == "wechat":
-            body = body.replace(f"<![CDATA[{value}]]>".encode(), f"<![CDATA[{new}]]>".encode())
-        else:
-            body = body.replace(json.dumps(value).encode(), json.dumps(new).encode())
-            # Ids written as JSON numbers (Messenger's entry id in some SDK fixtures).
-            body = re.sub(rb"(?<=[:\[,\s])" + re.escape(value.encode()) + rb"(?=[,\]\}\s])", new.encode(), body)
-    return body
 
 
 @dataclass
@@ -156,6 +117,7 @@ class Corpus:
         self.client = client
         self.channel = channel
         self.accounts = accounts  # case name -> account id
+        self.simulation = SIMULATIONS[channel]
         self.connector = connector_registry.build({channel: tables})[channel]
 
     @property
@@ -170,10 +132,9 @@ class Corpus:
 
     async def post(self, case: Case) -> Posted:
         account = self.accounts[case.name]
-        body = readdress(self.channel, case.body(), routing_ids(self.channel, case.body()), account)
-        headers, query, signed = self.connector.simulate(account, body)  # type: ignore[attr-defined]
+        headers, query, signed = self.connector.simulate(account, self.simulation.readdress(case.body(), account))
         path = f"/webhooks/{self.channel}"
-        if self.channel in ("line", "wechat"):
+        if connector_registry.description(self.channel).route == "account":
             path += "/" + self.connector.account_info(account)["account_name"]
         resp = await self.client.post(path, data=signed, headers=headers, params=query)
         return Posted(case, account, resp.status, await resp.text())
@@ -198,16 +159,16 @@ class Corpus:
 
 
 def _tables(sandbox: Sandbox, channel: str, all_cases: list[Case]) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """An account table per case, each a copy of the sandbox's first for the channel under a routing id of
+    its own and in the case's configuration; and case name -> routing id."""
+    simulation = SIMULATIONS[channel]
     template = sandbox.channels[channel][0]
     tables, accounts = [], {}
     for index, case in enumerate(all_cases, start=1):
-        table = copy.deepcopy(template)
-        table["name"] = f"corpus-{index}"
-        table[ID_KEY[channel]] = account_id(channel, index)
-        if channel == "wechat" and not case.safe:
-            table.pop("encoding_aes_key", None)
-        tables.append(table)
-        accounts[case.name] = table[ID_KEY[channel]]
+        routing_id = simulation.fresh_routing_id(index)
+        table = simulation.with_routing_id({**copy.deepcopy(template), "name": f"corpus-{index}"}, routing_id)
+        tables.append(case.variant.table(table))
+        accounts[case.name] = routing_id
     return tables, accounts
 
 
@@ -230,7 +191,7 @@ async def corpus(channel: str, tmp_path: Path) -> AsyncIterator[Corpus]:
 
 
 def corpus_fixture(channel: str) -> Any:
-    """A module-scoped fixture: `world = corpus_fixture("line")`; its tests carry `in_corpus`."""
+    """A module-scoped fixture: `world = corpus_fixture(<channel name>)`; its tests carry `in_corpus`."""
 
     @pytest_asyncio.fixture(scope="module", loop_scope="module")
     async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Corpus]:

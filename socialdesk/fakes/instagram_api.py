@@ -27,7 +27,7 @@ from typing import Any
 
 from aiohttp import web
 
-from socialdesk.fakes.meta_api import MetaGraphAPI, graph_error
+from socialdesk.fakes.meta_api import MetaGraphAPI, entry_ids, graph_error
 from socialdesk.fakes.recorder import DemoConversation, SentReply, Simulation
 
 TEXT_LIMIT = 1000
@@ -122,6 +122,7 @@ class InstagramSimulation(Simulation):
     api = InstagramAPI
     account_ids = (INSTAGRAM_ACCOUNT,)
     customer = "6543210987654321"
+    id_key = "account_id"
     demo = (
         DemoConversation(0, "6543210987654321", "Chloé M.", 40, "Hi! Is the linen shirt from your last post "
                          "still available in S?", claim=True),
@@ -148,6 +149,12 @@ class InstagramSimulation(Simulation):
         return [SentReply(r.path.split("/")[-2], str(r.json["recipient"]["id"]),
                           str((r.json.get("message") or {}).get("text") or ""))
                 for r in api.sent("/messages") if r.path.split("/")[-2] in api.page_tokens and r.body]
+
+    def routing_ids(self, body: bytes) -> set[str]:
+        return entry_ids(body)  # the professional account, as Messenger's entries name the Page
+
+    def fresh_routing_id(self, index: int) -> str:
+        return f"1784{index:013d}"  # an Instagram professional account id: 17 digits
 
 
 INSTAGRAM = InstagramSimulation()

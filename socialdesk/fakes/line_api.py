@@ -254,6 +254,7 @@ class LineSimulation(Simulation):
     api = LineAPI
     account_ids = (DEMO_BOT_USER_ID,)
     customer = "U206d25c2ea6bd87c17655609a1c37cb8"
+    id_key = "bot_user_id"
     demo = (
         DemoConversation(0, "U206d25c2ea6bd87c17655609a1c37cb8", "Sato Yui", 50, "注文をキャンセルできますか？",
                          reply="キャンセルを承りました。"),
@@ -276,6 +277,13 @@ class LineSimulation(Simulation):
             out += [SentReply(bot, str(r.json.get("to")), str(m.get("text") or ""))
                     for m in r.json.get("messages") or []]
         return out
+
+    def routing_ids(self, body: bytes) -> set[str]:
+        destination = json.loads(body).get("destination")  # the bot the events are for
+        return {str(destination)} if destination else set()
+
+    def fresh_routing_id(self, index: int) -> str:
+        return f"U{index:032x}"  # a user id: U and 32 hex digits
 
 
 LINE = LineSimulation()

@@ -574,11 +574,18 @@ def _sent_text(message: dict[str, Any]) -> str:
     return str(part.get("body") or part.get("caption") or part.get("name") or "")
 
 
+def entry_ids(body: bytes) -> set[str]:
+    """The `entry[].id`s of a Messenger or Instagram webhook body: the Page or the professional account
+    each entry is for, which Meta routes it by."""
+    return {str(entry["id"]) for entry in json.loads(body).get("entry") or [] if entry.get("id")}
+
+
 class WhatsAppSimulation(Simulation):
     channel = "whatsapp"
     api = MetaGraphAPI
     account_ids = (WHATSAPP_PARIS, WHATSAPP_LYON)
     customer = "33612345678"
+    id_key = "phone_number_id"
     templates = ({"name": "order_update", "language": "en_US", "parameters": ["order number"]},)
     demo = (
         DemoConversation(0, "33612345678", "Amélie Dupont", 95, "Bonjour, ma commande A-1042 n'est pas arrivée",
@@ -617,12 +624,22 @@ class WhatsAppSimulation(Simulation):
         return [SentReply(r.path.split("/")[-2], str(r.json.get("to") or r.json.get("recipient")), _sent_text(r.json))
                 for r in api.sent("/messages") if r.path.split("/")[-2] in api.whatsapp_tokens and r.body]
 
+    def routing_ids(self, body: bytes) -> set[str]:
+        # Each change names the business number it is for in its metadata.
+        return {str(change["value"]["metadata"]["phone_number_id"])
+                for entry in json.loads(body).get("entry") or [] for change in entry.get("changes") or []
+                if ((change.get("value") or {}).get("metadata") or {}).get("phone_number_id")}
+
+    def fresh_routing_id(self, index: int) -> str:
+        return f"9{index:014d}"  # a phone number id: 15 digits
+
 
 class MessengerSimulation(Simulation):
     channel = "messenger"
     api = MetaGraphAPI
     account_ids = (MESSENGER_PAGE,)
     customer = "1254459154682919"
+    id_key = "page_id"
     demo = (
         DemoConversation(0, "1254459154682919", "Amélie D.", 70, "Hi! I also wrote on WhatsApp", person="amelie"),
         DemoConversation(0, "2093847561029384", "Priya Nair", 55, "Is the store open on Sunday?"),
@@ -650,6 +667,12 @@ class MessengerSimulation(Simulation):
         return [SentReply(r.path.split("/")[-2], str(r.json["recipient"]["id"]),
                           str((r.json.get("message") or {}).get("text") or ""))
                 for r in api.sent("/messages") if r.path.split("/")[-2] in api.page_tokens and r.body]
+
+    def routing_ids(self, body: bytes) -> set[str]:
+        return entry_ids(body)
+
+    def fresh_routing_id(self, index: int) -> str:
+        return f"8{index:014d}"  # a Page id: 15 digits
 
 
 WHATSAPP = WhatsAppSimulation()

@@ -1,13 +1,15 @@
 """The base of every fake platform API: an aiohttp server on loopback that records each request
 and can be scripted to answer the next requests with the platform's own errors; and the base of the
-simulations, how the sandbox drives a channel through its fake (each channel's description names its
-simulation, so a new channel brings its own).
+simulations, how the sandbox drives a channel through its fake and where the platform's webhook bodies
+name the business account, so the conformance corpus (tests/conformance.py) can readdress recorded ones
+(each channel's description names its simulation, so a new channel brings its own).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable
@@ -149,6 +151,22 @@ class SentReply:
     text: str
 
 
+@dataclass(frozen=True, slots=True)
+class AccountVariant:
+    """One way to configure a business account that a recorded webhook body is posted on. Most platforms
+    have one; WeChat has two (plain and safe mode), and a body is worth checking on each, each posted to an
+    account of its own."""
+
+    name: str = ""  # added to the case's name (`<file>_<name>`) where a file is posted on several
+    without: tuple[str, ...] = ()  # configuration keys left out of the account's table
+
+    def table(self, table: dict[str, Any]) -> dict[str, Any]:
+        return {key: value for key, value in table.items() if key not in self.without}
+
+
+AS_CONFIGURED = AccountVariant()  # the account as the simulation's `accounts()` configures it
+
+
 class Simulation(ABC):
     """How the sandbox, the demo and the shared tests drive one channel through its fake.
 
@@ -165,6 +183,9 @@ class Simulation(ABC):
     # The platform signs the body: one changed after signing is refused. False where the platform proves
     # itself with a shared secret in a header instead, which a forger without the secret lacks just the same.
     signs_body: ClassVar[bool] = True
+    # The key of an account's configuration table that holds its routing id: the id the platform knows
+    # the business account by, and writes into the webhook bodies of the channels routed by payload.
+    id_key: ClassVar[str]
 
     @abstractmethod
     def accounts(self, api: Any, secret: Callable[[], str]) -> list[dict[str, Any]]:
@@ -183,3 +204,34 @@ class Simulation(ABC):
     @abstractmethod
     def replies(self, api: Any) -> list[SentReply]:
         """Every message the fake took from us, in order."""
+
+    # Recorded bodies (the conformance corpus) reuse the same few ids: to give each its own business
+    # account, the platform's routing id is found in it and replaced.
+
+    @abstractmethod
+    def routing_ids(self, body: bytes) -> set[str]:
+        """The business account ids the platform routes this webhook body by, wherever it writes them in the
+        body; none where the body does not name the account (its webhook URL does)."""
+
+    @abstractmethod
+    def fresh_routing_id(self, index: int) -> str:
+        """A routing id of the platform's shape, a different one for every `index`."""
+
+    def readdress(self, body: bytes, routing_id: str) -> bytes:
+        """`body` addressed to `routing_id`: each of its `routing_ids` replaced wherever it occurs as a whole
+        JSON string or number, and nowhere else, so the business's own echoes stay echoes. Platforms that do
+        not post JSON override this."""
+        for old in self.routing_ids(body):
+            body = body.replace(json.dumps(old).encode(), json.dumps(routing_id).encode())
+            # Ids also come written as JSON numbers (Messenger's entry id in some SDK fixtures).
+            body = re.sub(rb"(?<=[:\[,\s])" + re.escape(old.encode()) + rb"(?=[,\]\}\s])", routing_id.encode(), body)
+        return body
+
+    def with_routing_id(self, table: dict[str, Any], routing_id: str) -> dict[str, Any]:
+        """A copy of one of `accounts()`'s tables made into another business account, known by `routing_id`
+        (its name must change too: names are unique)."""
+        return {**table, self.id_key: routing_id}
+
+    def variants(self, body: bytes) -> tuple[AccountVariant, ...]:
+        """The account configurations a recorded webhook body is posted on, each to an account of its own."""
+        return (AS_CONFIGURED,)

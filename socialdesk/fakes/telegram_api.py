@@ -220,6 +220,7 @@ class TelegramSimulation(Simulation):
     account_ids = (DEMO_BOT_ID, SECOND_BOT_ID)
     customer = "482915377"
     signs_body = False  # Telegram proves itself with setWebhook's secret_token, in a header
+    id_key = "bot_id"  # optional in the configuration, where the token's prefix says it anyway
     demo = (
         DemoConversation(0, "482915377", "Olena Kovalenko", 40, "Hi! Can I change the delivery address?",
                          reply="Of course: reply with the new address and we will update it."),
@@ -244,6 +245,17 @@ class TelegramSimulation(Simulation):
     def replies(self, api: TelegramAPI) -> list[SentReply]:
         return [SentReply(bot_id, str(params.get("chat_id")), str(params.get("text") or params.get("caption") or ""))
                 for bot_id, params in api.messages()]
+
+    def routing_ids(self, body: bytes) -> set[str]:
+        return set()  # an update never names the bot it is for: each bot has its own webhook URL
+
+    def fresh_routing_id(self, index: int) -> str:
+        return f"6{index:09d}"  # a bot id: 10 digits
+
+    def with_routing_id(self, table: dict[str, Any], routing_id: str) -> dict[str, Any]:
+        # The bot's id is its token's prefix too, and the configuration refuses the two disagreeing.
+        secret = str(table["bot_token"]).partition(":")[2]
+        return {**table, self.id_key: routing_id, "bot_token": f"{routing_id}:{secret}"}
 
 
 TELEGRAM = TelegramSimulation()

@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -32,7 +33,15 @@ from xml.sax.saxutils import escape
 
 from aiohttp import web
 
-from socialdesk.fakes.recorder import DemoConversation, FakeAPI, Recorded, SentReply, Simulation
+from socialdesk.fakes.recorder import (
+    AS_CONFIGURED,
+    AccountVariant,
+    DemoConversation,
+    FakeAPI,
+    Recorded,
+    SentReply,
+    Simulation,
+)
 from warehouse import clock
 
 INVALID_TOKEN = {"errcode": 40001, "errmsg": "invalid credential, access_token is invalid or not latest"}
@@ -255,11 +264,19 @@ def event_payload(account_id: str, user_id: str, event: str = "subscribe", event
 
 # How the sandbox drives WeChat (socialdesk/sandbox.py) -------------------------------------------
 
+# An account without an EncodingAESKey is in plain mode (bodies in clear); with one, in safe mode
+# (bodies encrypted), as `WeChatSimulation.accounts` configures it, WeChat's recommendation.
+PLAIN_MODE = AccountVariant(without=("encoding_aes_key",))
+SAFE_MODE = AccountVariant("safe")
+TO_USER = re.compile(rb"<ToUserName><!\[CDATA\[(.*?)\]\]></ToUserName>")
+
+
 class WeChatSimulation(Simulation):
     channel = "wechat"
     api = FakeWeChatAPI
     account_ids = (DEMO_ACCOUNT,)
     customer = "o9AgO5Kd5ggOC-bXrbNODIiE3bGY"
+    id_key = "original_id"  # the official account's original ID, gh_...
     demo = (
         DemoConversation(0, "o9AgO5Kd5ggOC-bXrbNODIiE3bGY", "Li Wei", 40, "请问可以开发票吗？",
                          reply="可以，我们今天会把发票发到您的邮箱。"),
@@ -282,6 +299,25 @@ class WeChatSimulation(Simulation):
         return [SentReply(accounts.get(api.app_of(r) or "", ""), str(r.json.get("touser")),
                           str((r.json.get("text") or {}).get("content") or ""))
                 for r in api.sent("/cgi-bin/message/custom/send")]
+
+    def routing_ids(self, body: bytes) -> set[str]:
+        return {found.decode() for found in TO_USER.findall(body)}
+
+    def fresh_routing_id(self, index: int) -> str:
+        return f"gh_{index:012x}"  # an original ID: gh_ and 12 hex digits
+
+    def readdress(self, body: bytes, routing_id: str) -> bytes:
+        # WeChat posts XML, each value in its own CDATA section: a whole value is a whole section.
+        for old in self.routing_ids(body):
+            body = body.replace(f"<![CDATA[{old}]]>".encode(), f"<![CDATA[{routing_id}]]>".encode())
+        return body
+
+    def variants(self, body: bytes) -> tuple[AccountVariant, ...]:
+        # A body WeChat already encrypted (its own safe-mode sample) is readable on a safe-mode account
+        # only: one case, named as its file. Any other is worth checking in both modes.
+        if b"<Encrypt>" in body:
+            return (AS_CONFIGURED,)
+        return (PLAIN_MODE, SAFE_MODE)
 
 
 WECHAT = WeChatSimulation()

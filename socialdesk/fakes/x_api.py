@@ -212,6 +212,7 @@ class XSimulation(Simulation):
     api = XAPI
     account_ids = (DEMO_USER_ID,)
     customer = "272953809"
+    id_key = "user_id"
     demo = (
         DemoConversation(0, "272953809", "Nicolas Pottier", 30, "My discount code DEMO10 doesn't work"),
         DemoConversation(0, "272953809", "Nicolas Pottier", 29, "It says expired, but the email says today",
@@ -235,6 +236,17 @@ class XSimulation(Simulation):
         return [SentReply(api.tokens.get(r.headers.get("Authorization", "").removeprefix("Bearer "), ""),
                           r.path.split("/")[-2], str(r.json.get("text") or ""))
                 for r in api.sent("/dm_conversations/with/")]
+
+    def routing_ids(self, body: bytes) -> set[str]:
+        # The Account Activity API says whose subscription an event is for in `for_user_id`; the X
+        # Activity API in the filter the subscription was made with.
+        data = json.loads(body)
+        found = {str(data["for_user_id"])} if data.get("for_user_id") else set()
+        user = ((data.get("data") or {}).get("filter") or {}).get("user_id")
+        return found | ({str(user)} if user else set())
+
+    def fresh_routing_id(self, index: int) -> str:
+        return f"7{index:017d}"  # a user id (a snowflake): 18 digits
 
 
 X = XSimulation()
