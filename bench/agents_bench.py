@@ -24,9 +24,8 @@ from bench.common import free_port, rss_mib, start, table, toml, wait_up, write
 from bot.blocks.ids import HOME_TAB
 from socialdesk.fakes import slack_api
 from socialdesk.sandbox import ACCOUNTS, AGENT, BUSIEST, TRIAGE_CHANNEL, Sandbox
-from warehouse import open_store, queries
+from warehouse import open_store, queries, samples
 from warehouse.demo_data import generate_store
-from warehouse.rows import scalar
 
 
 def _timed(fn: Callable[[], Any], runs: int) -> dict[str, float]:
@@ -44,9 +43,8 @@ def _queries(path: Path, runs: int) -> dict[str, Any]:
     store = open_store(path)
     try:
         cur = store.connection.cursor()
-        agent = scalar(cur, "SELECT u.slack_user_id FROM tickets t JOIN users u ON u.id = t.assignee_id "
-                            "WHERE t.status IN ('new', 'open') GROUP BY 1 ORDER BY count(*) DESC LIMIT 1")
-        phone = scalar(cur, "SELECT phone FROM users WHERE phone IS NOT NULL LIMIT 1 OFFSET 12345")
+        agent = samples.busiest_agent(cur)
+        phone = samples.a_phone(cur, 12345)
         typed = f"{phone[:3]} {phone[3:4]} {phone[4:6]} {phone[6:8]} {phone[8:10]} {phone[10:]}"
         return {
             "notifier_assigned": _timed(lambda: queries.notifier(cur, agent, "assigned"), runs),

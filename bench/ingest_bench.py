@@ -40,9 +40,8 @@ import aiohttp
 
 from bench.common import free_port, rss_mib, start, table, toml, wait_up, write
 from socialdesk.sandbox import ACCOUNTS, BUSIEST, Sandbox
-from warehouse import owner
+from warehouse import owner, samples
 from warehouse.connect import connect
-from warehouse.rows import scalar
 
 LUA = r"""
 local requests = {}
@@ -230,8 +229,7 @@ class _Visibility:
 
     def _run(self) -> None:
         while not self._stop.wait(POLL_SECONDS):
-            rows = self.con.execute("SELECT id, platform_message_id FROM comments WHERE id > ?",
-                                    [self._last]).fetchall()
+            rows = samples.messages_after(self.con, self._last)
             now = time.perf_counter()
             for cid, mid in rows:
                 self.seen.setdefault(mid, now)
@@ -292,7 +290,7 @@ def _stored(db: Path) -> int:
     """Messages stored, read from the live store over Quack."""
     con = connect(path=db, live=True)
     try:
-        return int(scalar(con, "SELECT count(*) FROM comments"))
+        return samples.messages_stored(con)
     finally:
         con.close()
 

@@ -66,17 +66,12 @@ def _bucket(hours: pd.Series) -> pd.Series:
 def run_pandas(db: str, start: date, end: date) -> dict[str, int]:
     import duckdb
 
+    from warehouse import samples
+
     con = duckdb.connect(db, read_only=True, config={"memory_limit": "4GB", "threads": 2})
-    load = lambda sql: con.execute(sql).df()  # noqa: E731
-    tickets = load("SELECT id, status, requester_id, assignee_id, channel, account, tags, created_at, solved_at, "
-                   "first_reply_at FROM tickets")
-    events = load("SELECT id, ticket_id, user_id, kind, actor_type, actor_id, data::VARCHAR AS data, created_at "
-                  "FROM events")
-    outbox = load("SELECT id, ticket_id, agent_id, state, attempts, window_closed, template IS NOT NULL AS templ, "
-                  "created_at, sent_at, delivered_at, read_at FROM outbox")
-    users = load("SELECT id, role, name, phone, merged_into FROM users")
-    accounts = load("SELECT channel, account, name FROM accounts")
+    loaded = samples.frames(con)
     con.close()
+    tickets, events, outbox, users, accounts = (loaded[t] for t in ("tickets", "events", "outbox", "users", "accounts"))
     lo, hi = pd.Timestamp(start), pd.Timestamp(end) + pd.Timedelta(days=1)
     now = pd.Timestamp(datetime.now())
     out: dict[str, Any] = {}
