@@ -226,6 +226,9 @@ class Description:
     # Its webhooks are verified in the store process, never in a webhook worker (WeChat remembers
     # every nonce it saw, and only one process can).
     store_process_only: bool = False
+    # Where the platform serves customers' files beside its configured API (its CDNs): media links in
+    # payloads are followed to these domains, at public addresses only.
+    media_domains: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:

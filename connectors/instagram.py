@@ -98,4 +98,5 @@ class Connector(meta.MessagingConnector[Account]):
 
 
 DESCRIPTION = base.Description(CHANNEL, Connector.from_config, route="app",
-                               simulation="socialdesk.fakes.instagram_api:INSTAGRAM")
+                               simulation="socialdesk.fakes.instagram_api:INSTAGRAM",
+                               media_domains=("cdninstagram.com", "fbcdn.net", "fbsbx.com"))

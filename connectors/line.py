@@ -345,4 +345,5 @@ def _read_push(answer: base.HttpAnswer, retry_key: str) -> base.DeliveryResult:
 
 
 DESCRIPTION = base.Description(CHANNEL, Connector.from_config, route="account",
-                               simulation="socialdesk.fakes.line_api:LINE")
+                               simulation="socialdesk.fakes.line_api:LINE",
+                               media_domains=("line.me", "line-scdn.net"))

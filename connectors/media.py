@@ -29,15 +29,13 @@ from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
+from connectors import registry
 from connectors.base import Connector
 from warehouse import queries
 from warehouse.store import Store
 
 log = logging.getLogger(__name__)
 TTL = 7 * 24 * 3600  # WhatsApp media ids live 7 days: a link need not outlive them
-# Where the platforms serve customers' files (Meta's and X's CDNs, LINE's content host, WeChat's).
-PLATFORM_MEDIA_DOMAINS = ("fbcdn.net", "fbsbx.com", "facebook.com", "whatsapp.net", "cdninstagram.com",
-                          "twimg.com", "twitter.com", "x.com", "line.me", "line-scdn.net", "qq.com", "qpic.cn")
 MEDIA_ID = re.compile(r"^[A-Za-z0-9_.=:-]{1,512}$")
 HEADERS = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "default-src 'none'; sandbox",
            "Cache-Control": "private, no-store"}
@@ -64,6 +62,7 @@ class _Guard:
 
     def __init__(self, configured: Iterable[Origin]) -> None:
         self.configured = set(configured)
+        self.domains = registry.media_domains()
 
     def check(self, url: URL) -> None:
         origin = _origin(url)
@@ -71,7 +70,7 @@ class _Guard:
             return
         host = origin[0]
         if url.scheme not in ("http", "https") or not any(
-                host == d or host.endswith("." + d) for d in PLATFORM_MEDIA_DOMAINS):
+                host == d or host.endswith("." + d) for d in self.domains):
             raise RefusedHost(f"media is fetched from the platforms' hosts only, not {host or 'this URL'}")
         try:
             literal = ipaddress.ip_address(host.strip("[]"))

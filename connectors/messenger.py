@@ -121,4 +121,5 @@ def _kind(file: base.OutboundFile) -> str:
 
 
 DESCRIPTION = base.Description(CHANNEL, Connector.from_config, route="app",
-                               simulation="socialdesk.fakes.meta_api:MESSENGER")
+                               simulation="socialdesk.fakes.meta_api:MESSENGER",
+                               media_domains=("fbcdn.net", "fbsbx.com", "facebook.com"))

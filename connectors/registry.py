@@ -52,6 +52,11 @@ def build(channels_config: dict[str, list[dict[str, Any]]]) -> dict[str, Connect
     return built
 
 
+def media_domains() -> tuple[str, ...]:
+    """Where the platforms serve customers' files (their CDNs), every channel's."""
+    return tuple(dict.fromkeys(domain for d in DESCRIPTIONS.values() for domain in d.media_domains))
+
+
 def accounts(registry: dict[str, Connector]) -> list[dict[str, Any]]:
     """Every configured business account as the warehouse records it (R2, R8)."""
     rows = []

@@ -542,4 +542,5 @@ def unsupported(msg_type: str) -> str:
 # process can remember them all (its traffic is small).
 DESCRIPTION = base.Description(CHANNEL, lambda tables: Connector.from_config(tables), route="account",
                                store_process_only=True,
-                               simulation="socialdesk.fakes.wechat_api:WECHAT")
+                               simulation="socialdesk.fakes.wechat_api:WECHAT",
+                               media_domains=("qq.com", "qpic.cn"))

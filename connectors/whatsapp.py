@@ -537,4 +537,5 @@ def _error(answer: base.HttpAnswer, account: Account) -> base.DeliveryResult:
 
 
 DESCRIPTION = base.Description(CHANNEL, Connector.from_config, route="app",
-                               simulation="socialdesk.fakes.meta_api:WHATSAPP")
+                               simulation="socialdesk.fakes.meta_api:WHATSAPP",
+                               media_domains=("whatsapp.net", "fbsbx.com", "fbcdn.net"))

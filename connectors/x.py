@@ -413,4 +413,5 @@ def _reset_in(value: str | None) -> float | None:
         return None
 
 
-DESCRIPTION = base.Description(CHANNEL, Connector.from_config, route="app", simulation="socialdesk.fakes.x_api:X")
+DESCRIPTION = base.Description(CHANNEL, Connector.from_config, route="app", simulation="socialdesk.fakes.x_api:X",
+                               media_domains=("twimg.com", "twitter.com", "x.com"))
