@@ -12,7 +12,7 @@ from __future__ import annotations
 import html
 import json
 import re
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,49 +64,108 @@ def validate_action(action: Any, kind: str) -> list[tuple[str, str]]:
     """Problems with one action, as (field, message); empty when it is fine."""
     if not isinstance(action, Mapping) or "field" not in action:
         return [("actions", "an action is an object with field and value")]
-    name, value = action.get("field"), action.get("value")
-    name = str(name)
+    name = str(action.get("field"))
     if name.startswith(CUSTOM_PREFIX) and len(name) > len(CUSTOM_PREFIX):
-        if isinstance(value, dict | list):
-            return [(name, "a custom field takes a text, number or true/false value")]
-        return []
-    if name not in ACTION_FIELDS:
-        return [(name, "unsupported action field (supported: " + ", ".join(ACTION_FIELDS) + ", custom_fields_<id>)")]
-    if name == "status" and value not in STATUSES:
-        return [(name, f"status {value!r} is not one of {', '.join(STATUSES)}")]
-    if name == "priority" and value not in (*PRIORITIES, "", None):
-        return [(name, f"priority {value!r} is not one of {', '.join(PRIORITIES)}")]
-    if name == "assignee_id" and value not in ("current_user", "", None, ROUND_ROBIN):
+        problem = _custom_field_problem(action)
+    elif name not in ACTION_FIELDS:
+        problem = "unsupported action field (supported: " + ", ".join(ACTION_FIELDS) + ", custom_fields_<id>)"
+    else:
+        check = _ACTION_CHECKS.get(name)
+        problem = check(action, kind) if check else None
+    return [(name, problem)] if problem else []
+
+
+def _custom_field_problem(action: Mapping[str, Any]) -> str | None:
+    if isinstance(action.get("value"), dict | list):
+        return "a custom field takes a text, number or true/false value"
+    return None
+
+
+def _status_problem(action: Mapping[str, Any], kind: str) -> str | None:
+    value = action.get("value")
+    if value not in STATUSES:
+        return f"status {value!r} is not one of {', '.join(STATUSES)}"
+    return None
+
+
+def _priority_problem(action: Mapping[str, Any], kind: str) -> str | None:
+    value = action.get("value")
+    if value not in (*PRIORITIES, "", None):
+        return f"priority {value!r} is not one of {', '.join(PRIORITIES)}"
+    return None
+
+
+def _assignee_problem(action: Mapping[str, Any], kind: str) -> str | None:
+    value = action.get("value")
+    if value not in ("current_user", "", None, ROUND_ROBIN):
         try:
             int(value)
         except (TypeError, ValueError):
-            return [(name, f"assignee_id is a user id, current_user, round_robin or empty, not {value!r}")]
-    if name == "assignee_id" and value == "current_user" and kind == "automation":
-        return [(name, "automations run on a clock: there is no current user to assign")]
-    if name in ("current_tags", "remove_tags") and not tags_of(value):
-        return [(name, "needs at least one tag")]
-    if name in ("current_tags", "remove_tags", "set_tags") and any(
-            any(c.isspace() for c in t) for t in tags_of(value) if isinstance(value, list)):
-        return [(name, "a tag is one word")]
-    if name == "comment_mode_is_public" and str(value).lower() not in ("true", "false"):
-        return [(name, "comment_mode_is_public is true or false")]
-    texts: list[str] = []
-    if name in TEXT_ACTIONS:
-        texts = [comment_text(action)]
-        if not texts[0].strip():
-            return [(name, "the comment has no text")]
-    if name == "notification_slack":
-        if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value)):
-            return [(name, 'notification_slack takes ["#channel" | "triage" | "assignee", "text"]')]
-        if not value[0].strip() or not value[1].strip():
-            return [(name, "notification_slack needs a target and a text")]
-        texts = [value[1]]
-    if name == "subject":
-        texts = [str(value or "")]
-    unknown = [p for t in texts for p in unknown_placeholders(t)]
-    if unknown:
-        return [(name, f"unknown placeholder {{{{{unknown[0]}}}}}")]
-    return []
+            return f"assignee_id is a user id, current_user, round_robin or empty, not {value!r}"
+    if value == "current_user" and kind == "automation":
+        return "automations run on a clock: there is no current user to assign"
+    return None
+
+
+def _tags_to_change_problem(action: Mapping[str, Any], kind: str) -> str | None:
+    """current_tags and remove_tags: some tags, each one word."""
+    if not tags_of(action.get("value")):
+        return "needs at least one tag"
+    return _tag_words_problem(action, kind)
+
+
+def _tag_words_problem(action: Mapping[str, Any], kind: str) -> str | None:
+    """A tag is one word: in a list, where a space is not a separator."""
+    value = action.get("value")
+    if any(any(c.isspace() for c in t) for t in tags_of(value) if isinstance(value, list)):
+        return "a tag is one word"
+    return None
+
+
+def _comment_mode_problem(action: Mapping[str, Any], kind: str) -> str | None:
+    if str(action.get("value")).lower() not in ("true", "false"):
+        return "comment_mode_is_public is true or false"
+    return None
+
+
+def _comment_problem(action: Mapping[str, Any], kind: str) -> str | None:
+    text = comment_text(action)
+    if not text.strip():
+        return "the comment has no text"
+    return _placeholder_problem(text)
+
+
+def _slack_notification_problem(action: Mapping[str, Any], kind: str) -> str | None:
+    value = action.get("value")
+    if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value)):
+        return 'notification_slack takes ["#channel" | "triage" | "assignee", "text"]'
+    if not value[0].strip() or not value[1].strip():
+        return "notification_slack needs a target and a text"
+    return _placeholder_problem(value[1])
+
+
+def _subject_problem(action: Mapping[str, Any], kind: str) -> str | None:
+    return _placeholder_problem(str(action.get("value") or ""))
+
+
+def _placeholder_problem(text: str) -> str | None:
+    unknown = unknown_placeholders(text)
+    return f"unknown placeholder {{{{{unknown[0]}}}}}" if unknown else None
+
+
+# The check of each action field (given the action and the kind of rule); group_id has none: any value goes.
+_ACTION_CHECKS: dict[str, Callable[[Mapping[str, Any], str], str | None]] = {
+    "status": _status_problem,
+    "priority": _priority_problem,
+    "assignee_id": _assignee_problem,
+    "current_tags": _tags_to_change_problem,
+    "remove_tags": _tags_to_change_problem,
+    "set_tags": _tag_words_problem,
+    "comment_mode_is_public": _comment_mode_problem,
+    **dict.fromkeys(TEXT_ACTIONS, _comment_problem),
+    "notification_slack": _slack_notification_problem,
+    "subject": _subject_problem,
+}
 
 
 # -- automations: the condition their own actions make false -------------------------------------
