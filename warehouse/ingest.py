@@ -129,6 +129,9 @@ def _naive(dt: datetime) -> datetime:
     return clock.naive_utc(dt)
 
 
+Key = tuple[str, str, str]  # (channel, business account, platform user id)
+
+
 def _identity_key(m: InboundMessage) -> tuple[str, str, str]:
     return (m.channel, m.account, m.user_id)
 
@@ -155,21 +158,52 @@ def _changes(stored: str | None, profile: dict[str, Any]) -> bool:
 
 def _store_messages(con: duckdb.DuckDBPyConnection, stored: list[tuple[int, InboundMessage]],
                     results: list[IngestResult], now: datetime) -> None:
-    messages = [m for _, m in stored]
+    """Customers' messages into users (R4), tickets (R1, R2) and comments, in a fixed number of statements."""
     events: list[dict[str, Any]] = []
+    known, new_users = _store_senders(con, [m for _, m in stored], now, events)
+    comments = _store_tickets(con, stored, known, new_users, results, now, events)
+    _store_comments(con, comments, now, events)
+    record_events(con, events)
 
-    # End users: one per (channel, business account, platform user) (R4).
+
+def _store_senders(con: duckdb.DuckDBPyConnection, messages: list[InboundMessage], now: datetime,
+                   events: list[dict[str, Any]]) -> tuple[dict[Key, int], list[Key]]:
+    """End users: one per (channel, business account, platform user) (R4), created on first sight.
+
+    Returns each sender's user id and the senders new to the store; their events go into `events`.
+    """
     idents = sorted({_identity_key(m) for m in messages})
     wanted = set(idents)
     aliases = {(m.channel, m.account, a): _identity_key(m) for m in messages for a in m.aliases}
-    known: dict[tuple[str, str, str], int] = {}
-    stored_profiles: dict[tuple[str, str, str], str] = {}
+    known, stored_profiles = _known_senders(con, idents, wanted, aliases)
+    _link_new_ids(con, aliases, known, stored_profiles, now)
+    latest: dict[Key, InboundMessage] = {}
+    for m in sorted(messages, key=lambda m: m.sent_at):
+        latest[_identity_key(m)] = m
+    missing = [k for k in idents if k not in known]
+    _create_users(con, missing, latest, wanted, known, now, events)
+    _update_profiles(con, latest, known, missing, stored_profiles, now)
+    return known, missing
+
+
+def _known_senders(con: duckdb.DuckDBPyConnection, idents: list[Key], wanted: set[Key],
+                   aliases: Mapping[Key, Key]) -> tuple[dict[Key, int], dict[Key, str]]:
+    """The user id and stored profile of the senders known by the id they write from."""
+    known: dict[Key, int] = {}
+    stored_profiles: dict[Key, str] = {}
     for c, a, u, uid, profile in con.execute(
             "SELECT channel, account, platform_user_id, user_id, profile FROM identities "
             f"WHERE platform_user_id IN {sql_list({k[2] for k in idents} | {k[2] for k in aliases})}").fetchall():
         if (c, a, u) in wanted:
             known[(c, a, u)] = uid
             stored_profiles[(c, a, u)] = profile
+    return known, stored_profiles
+
+
+def _link_new_ids(con: duckdb.DuckDBPyConnection, aliases: Mapping[Key, Key], known: dict[Key, int],
+                  stored_profiles: dict[Key, str], now: datetime) -> None:
+    """Senders known by another id of theirs (`aliases`) get the id they write from as an identity too, and
+    join `known`."""
     # A user first known by one id who now writes with another (a WhatsApp phone number, then the
     # business-scoped user id beside it) is the same user: the new id becomes another identity of theirs.
     linked: list[dict[str, Any]] = []
@@ -183,11 +217,14 @@ def _store_messages(con: duckdb.DuckDBPyConnection, stored: list[tuple[int, Inbo
                            "profile": "{}", "created_at": now})
             stored_profiles[key] = "{}"
     insert(con, "identities", linked)
-    latest: dict[tuple[str, str, str], InboundMessage] = {}
-    for m in sorted(messages, key=lambda m: m.sent_at):
-        latest[_identity_key(m)] = m
-    missing = [k for k in idents if k not in known]
-    new_users, new_idents = [], []
+
+
+def _create_users(con: duckdb.DuckDBPyConnection, missing: list[Key], latest: Mapping[Key, InboundMessage],
+                  wanted: set[Key], known: dict[Key, int], now: datetime, events: list[dict[str, Any]]) -> None:
+    """A user with their identities for each sender never seen (`missing`), from their latest message; they
+    join `known`."""
+    new_users: list[dict[str, Any]] = []
+    new_idents: list[dict[str, Any]] = []
     for uid, key in zip(next_ids(con, "user_ids", len(missing)), missing, strict=True):
         m = latest[key]
         known[key] = uid
@@ -204,6 +241,11 @@ def _store_messages(con: duckdb.DuckDBPyConnection, stored: list[tuple[int, Inbo
         events.append(event(None, "user_created", "system", user_id=uid, at=now, channel=key[0], account=key[1]))
     insert(con, "users", new_users)
     insert(con, "identities", new_idents)
+
+
+def _update_profiles(con: duckdb.DuckDBPyConnection, latest: Mapping[Key, InboundMessage], known: Mapping[Key, int],
+                     missing: list[Key], stored_profiles: Mapping[Key, str], now: datetime) -> None:
+    """Returning senders' users and identities take the profile of their latest message."""
     # Returning users mostly send the same profile again: only a changed one is written.
     updates: list[dict[str, Any]] = [
         {"id": known[k], "patch": dumps(_social_info(m)), "phone": to_e164(m.profile.get("phone")),
@@ -222,73 +264,115 @@ def _store_messages(con: duckdb.DuckDBPyConnection, stored: list[tuple[int, Inbo
                     f"AND identities.platform_user_id = u.platform_user_id "
                     f"AND identities.platform_user_id IN {sql_list(u['platform_user_id'] for u in updates)}")
 
-    # Tickets: the end user's unsolved ticket on that business account, else a new one (R1, R2).
-    groups: dict[tuple[str, str, str], list[tuple[int, InboundMessage]]] = defaultdict(list)
-    for n, m in sorted(stored, key=lambda nm: nm[1].sent_at):
-        groups[_identity_key(m)].append((n, m))
-    open_tickets = _open_tickets(con, groups, known, set(missing))
+
+def _store_tickets(con: duckdb.DuckDBPyConnection, stored: list[tuple[int, InboundMessage]],
+                   known: Mapping[Key, int], new_users: list[Key], results: list[IngestResult], now: datetime,
+                   events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Tickets: the end user's unsolved ticket on that business account, else a new one (R1, R2).
+
+    `results` learn the tickets created and continued, `events` their events. Returns the comment rows of the
+    messages, ids to be given.
+    """
+    groups = _conversations(stored)
+    open_tickets = _open_tickets(con, groups, known, set(new_users))
     account_info = {(c, a): json.loads(info) for c, a, info in con.execute(
         "SELECT channel, account, info FROM accounts").fetchall()}
 
-    quotes = _quoted(con, [m for m in messages if m.reaction is not None and m.reply_to])
+    quotes = _quoted(con, [m for _, m in stored if m.reaction is not None and m.reply_to])
     to_create = [k for k in groups if k not in open_tickets]
     new_ids = dict(zip(to_create, next_ids(con, "ticket_ids", len(to_create)), strict=True))
     new_tickets: list[dict[str, Any]] = []
     ticket_updates: list[dict[str, Any]] = []
     comments: list[dict[str, Any]] = []
     for key, items in groups.items():
-        channel, account, recipient = key
-        first, last = _naive(items[0][1].sent_at), _naive(items[-1][1].sent_at)
         if key in new_ids:
             tid = new_ids[key]
-            status = "new" if len(items) == 1 else "open"
-            info = account_info.get((channel, account)) or {"channel": channel, "account": account}
-            for _, m in items:
-                info = {**info, **m.channel_info}
-            name = _display_name(items[0][1])
-            new_tickets.append({
-                "id": tid, "status": status, "requester_id": known[key], "channel": channel, "account": account,
-                "recipient": recipient, "subject": f"{channels.label(channel)} conversation with {name}",
-                "tags": [tag := channels.get(channel).tag, SOCIAL_TAG], "tag_text": tag_text([tag, SOCIAL_TAG]),
-                "channel_info": dumps(info), "custom_fields": "{}",
-                "end_user_messages": len(items), "created_at": first, "updated_at": now,
-                "status_changed_at": now, "last_end_user_message_at": last,
-                "last_end_user_text": _preview(items[-1][1], quotes)})
-            events.append(event(tid, "ticket_created", "end-user", known[key], at=now, channel=channel,
-                                account=account, status="new"))
-            if status == "open":
-                events.append(event(tid, "status_changed", "end-user", known[key], at=now, previous="new",
-                                    status="open"))
+            new_tickets.append(_new_ticket(tid, key, items, known[key], account_info, quotes, now, events))
             results[items[0][0]].created_tickets.append(tid)
         else:
             tid, status = open_tickets[key]
-            info_patch: dict[str, Any] = {}
-            for _, m in items:
-                info_patch.update(m.channel_info)
-            ticket_updates.append({"id": tid, "count": len(items), "first": first, "last": last,
-                                   "text": _preview(items[-1][1], quotes),
-                                   "info": dumps(info_patch) if info_patch else None})
-            if status != "open":
-                events.append(event(tid, "status_changed", "end-user", known[key], at=now, previous=status,
-                                    status="open"))
+            ticket_updates.append(_continued_ticket(tid, status, items, known[key], quotes, now, events))
             results[items[0][0]].updated_tickets.append(tid)
-        for _, m in items:
-            text, redacted = redact_cards(_body(m, quotes))
-            caption_redactions = 0
-            attachments = []
-            for a in m.attachments:
-                d = a.to_dict()
-                if a.caption:
-                    d["caption"], c = redact_cards(a.caption)
-                    caption_redactions += c
-                attachments.append(d)
-            comments.append({"ticket_id": tid, "author_id": known[key], "public": True, "body": text,
-                             "attachments": dumps(attachments), "platform_message_id": m.message_id,
-                             "created_at": _naive(m.sent_at)})
-            if redacted or caption_redactions:
-                events.append(event(tid, "card_number_redacted", "system", at=now, message_id=m.message_id,
-                                    count=redacted + caption_redactions))
+        _add_comments(tid, known[key], items, quotes, now, comments, events)
     insert(con, "tickets", new_tickets)
+    _update_continued_tickets(con, ticket_updates, now)
+    return comments
+
+
+def _conversations(stored: list[tuple[int, InboundMessage]]) -> dict[Key, list[tuple[int, InboundMessage]]]:
+    """Each sender's messages, oldest first, with the number of the delivery that brought each."""
+    groups: dict[Key, list[tuple[int, InboundMessage]]] = defaultdict(list)
+    for n, m in sorted(stored, key=lambda nm: nm[1].sent_at):
+        groups[_identity_key(m)].append((n, m))
+    return groups
+
+
+def _new_ticket(tid: int, key: Key, items: list[tuple[int, InboundMessage]], requester: int,
+                account_info: Mapping[tuple[str, str], Any], quotes: dict[Key, str], now: datetime,
+                events: list[dict[str, Any]]) -> dict[str, Any]:
+    """The row of the ticket a sender's messages open; its events go into `events`."""
+    channel, account, recipient = key
+    first, last = _naive(items[0][1].sent_at), _naive(items[-1][1].sent_at)
+    status = "new" if len(items) == 1 else "open"
+    info = account_info.get((channel, account)) or {"channel": channel, "account": account}
+    for _, m in items:
+        info = {**info, **m.channel_info}
+    name = _display_name(items[0][1])
+    row = {
+        "id": tid, "status": status, "requester_id": requester, "channel": channel, "account": account,
+        "recipient": recipient, "subject": f"{channels.label(channel)} conversation with {name}",
+        "tags": [tag := channels.get(channel).tag, SOCIAL_TAG], "tag_text": tag_text([tag, SOCIAL_TAG]),
+        "channel_info": dumps(info), "custom_fields": "{}",
+        "end_user_messages": len(items), "created_at": first, "updated_at": now,
+        "status_changed_at": now, "last_end_user_message_at": last,
+        "last_end_user_text": _preview(items[-1][1], quotes)}
+    events.append(event(tid, "ticket_created", "end-user", requester, at=now, channel=channel,
+                        account=account, status="new"))
+    if status == "open":
+        events.append(event(tid, "status_changed", "end-user", requester, at=now, previous="new",
+                            status="open"))
+    return row
+
+
+def _continued_ticket(tid: int, status: str, items: list[tuple[int, InboundMessage]], requester: int,
+                      quotes: dict[Key, str], now: datetime, events: list[dict[str, Any]]) -> dict[str, Any]:
+    """What a sender's messages change on the unsolved ticket they continue (it opens again); its events go
+    into `events`."""
+    info_patch: dict[str, Any] = {}
+    for _, m in items:
+        info_patch.update(m.channel_info)
+    if status != "open":
+        events.append(event(tid, "status_changed", "end-user", requester, at=now, previous=status,
+                            status="open"))
+    return {"id": tid, "count": len(items), "first": _naive(items[0][1].sent_at),
+            "last": _naive(items[-1][1].sent_at), "text": _preview(items[-1][1], quotes),
+            "info": dumps(info_patch) if info_patch else None}
+
+
+def _add_comments(tid: int, author: int, items: list[tuple[int, InboundMessage]], quotes: dict[Key, str],
+                  now: datetime, comments: list[dict[str, Any]], events: list[dict[str, Any]]) -> None:
+    """A public comment per message onto `comments`, card numbers redacted from its text and captions."""
+    for _, m in items:
+        text, redacted = redact_cards(_body(m, quotes))
+        caption_redactions = 0
+        attachments = []
+        for a in m.attachments:
+            d = a.to_dict()
+            if a.caption:
+                d["caption"], c = redact_cards(a.caption)
+                caption_redactions += c
+            attachments.append(d)
+        comments.append({"ticket_id": tid, "author_id": author, "public": True, "body": text,
+                         "attachments": dumps(attachments), "platform_message_id": m.message_id,
+                         "created_at": _naive(m.sent_at)})
+        if redacted or caption_redactions:
+            events.append(event(tid, "card_number_redacted", "system", at=now, message_id=m.message_id,
+                                count=redacted + caption_redactions))
+
+
+def _update_continued_tickets(con: duckdb.DuckDBPyConnection, ticket_updates: list[dict[str, Any]],
+                              now: datetime) -> None:
+    """The tickets the messages continue, in one statement: open, with the new messages counted."""
     if ticket_updates:
         _ticket_updates = arrow(ticket_updates)  # noqa: F841
         con.execute(
@@ -304,16 +388,17 @@ def _store_messages(con: duckdb.DuckDBPyConnection, stored: list[tuple[int, Inbo
             f"ELSE json_merge_patch(tickets.channel_info, u.info::JSON) END "
             f"FROM _ticket_updates u WHERE tickets.id = u.id "
             f"AND tickets.id IN {sql_list(u['id'] for u in ticket_updates)}", [now, now])
+
+
+def _store_comments(con: duckdb.DuckDBPyConnection, comments: list[dict[str, Any]], now: datetime,
+                    events: list[dict[str, Any]]) -> None:
+    """The comments, with their ids and comment_added events."""
     comment_ids = next_ids(con, "comment_ids", len(comments))
     for cid, c in zip(comment_ids, comments, strict=True):
         c["id"] = cid
         events.append(event(c["ticket_id"], "comment_added", "end-user", c["author_id"], at=now, comment_id=cid,
                             public=True))
     insert(con, "comments", comments, _COMMENT_SCHEMA)
-    record_events(con, events)
-
-
-Key = tuple[str, str, str]  # (channel, business account, platform user id)
 
 
 def _open_tickets(con: duckdb.DuckDBPyConnection, groups: Mapping[Key, Any], users: Mapping[Key, int],
