@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import duckdb
@@ -222,21 +222,41 @@ def reply(con: duckdb.DuckDBPyConnection, ticket_id: int, agent: int, text: str,
     """
     t = load_ticket(con, ticket_id)
     actor = actor or Actor.agent(agent)
+    _check_reply(t, ticket_id, text, file, template)
+    now = clock.now()
+    window = window_state(t, now)
+    refused = _window_refusal(t, window) if not window["open"] and template is None else None
+    cid, oid = _write_reply(con, t, ticket_id, agent, text, file, template, refused, now)
+    _record_reply(con, t, ticket_id, cid, oid, template, refused, actor, now)
+    _after_reply(con, t, ticket_id, agent, status, refused, actor, now)
+    return {"ticket_id": ticket_id, "comment_id": cid, "outbox_id": oid, "state": "failed" if refused else "queued",
+            "reason": refused, "window": window}
+
+
+def _check_reply(t: dict[str, Any], ticket_id: int, text: str, file: tuple[str, str, bytes] | None,
+                 template: dict[str, Any] | None) -> None:
+    """Refuse a reply with nothing in it, a template where the channel has none, a reply on a closed ticket."""
     if not text.strip() and file is None and template is None:
         raise OperationError("a reply needs text, a file or a template")
     if template is not None and not templates_allowed(t["channel"]):
         raise OperationError(f"message templates exist on {_template_channels()} only")
     if t["status"] == "closed":
         raise OperationError(f"ticket {ticket_id} is closed; the customer's next message opens a new ticket")
-    now = clock.now()
-    window = window_state(t, now)
-    refused = None
-    if not window["open"] and template is None:
-        hours = window.get("window_hours")
-        refused = (f"The {hours}-hour messaging window closed: the customer's last message is older than {hours} "
-                   f"hours, so the channel will not deliver a free-form reply."
-                   + (f" Send an approved {channels.label(t['channel'])} template instead."
-                      if templates_allowed(t["channel"]) else ""))
+
+
+def _window_refusal(t: dict[str, Any], window: dict[str, Any]) -> str:
+    """The plain reason a free-form reply fails when the messaging window is closed (R22, B1)."""
+    hours = window.get("window_hours")
+    return (f"The {hours}-hour messaging window closed: the customer's last message is older than {hours} "
+            f"hours, so the channel will not deliver a free-form reply."
+            + (f" Send an approved {channels.label(t['channel'])} template instead."
+               if templates_allowed(t["channel"]) else ""))
+
+
+def _write_reply(con: duckdb.DuckDBPyConnection, t: dict[str, Any], ticket_id: int, agent: int, text: str,
+                 file: tuple[str, str, bytes] | None, template: dict[str, Any] | None, refused: str | None,
+                 now: datetime) -> tuple[int, int]:
+    """The reply's public comment and its outbox row (failed at once when refused); returns their ids."""
     attachments = [{"type": "image" if file[1].startswith("image/") else "file", "filename": file[0],
                     "mime_type": file[1], "size": len(file[2])}] if file else []
     body = text or (f"[template {template['name']}]" if template else "")
@@ -252,6 +272,12 @@ def reply(con: duckdb.DuckDBPyConnection, ticket_id: int, agent: int, text: str,
         "state": "failed" if refused else "queued", "attempts": 0, "next_attempt_at": None if refused else now,
         "last_error": refused, "window_closed": refused is not None, "retry_key": str(uuid.uuid4()),
         "created_at": now, "updated_at": now}])
+    return cid, oid
+
+
+def _record_reply(con: duckdb.DuckDBPyConnection, t: dict[str, Any], ticket_id: int, cid: int, oid: int,
+                  template: dict[str, Any] | None, refused: str | None, actor: Actor, now: datetime) -> None:
+    """The reply's events: comment added, sent to the channel, and failed when the window refused it."""
     events = [event(ticket_id, "comment_added", actor.type, actor.id, at=now, comment_id=cid, public=True),
               event(ticket_id, "sent_to_channel", actor.type, actor.id, at=now, outbox_id=oid, channel=t["channel"],
                     account=t["account"], template=template["name"] if template else None)]
@@ -259,6 +285,12 @@ def reply(con: duckdb.DuckDBPyConnection, ticket_id: int, agent: int, text: str,
         events.append(event(ticket_id, "reply_failed", "system", at=now, outbox_id=oid, reason=refused,
                             window_closed=True))
     record_events(con, events)
+
+
+def _after_reply(con: duckdb.DuckDBPyConnection, t: dict[str, Any], ticket_id: int, agent: int, status: str | None,
+                 refused: str | None, actor: Actor, now: datetime) -> None:
+    """What a reply does to its ticket (`t` as it was before): the first reply time, an assignee if it had none,
+    the status."""
     if not refused:  # a reply the window refused never reached the customer: it is no first reply
         con.execute("UPDATE tickets SET first_reply_at = coalesce(first_reply_at, ?) WHERE id = ?", [now, ticket_id])
     if t["assignee_id"] is None and actor.type == "agent":
@@ -267,8 +299,6 @@ def reply(con: duckdb.DuckDBPyConnection, ticket_id: int, agent: int, text: str,
     if new_status and new_status != load_ticket(con, ticket_id)["status"]:
         set_status(con, ticket_id, new_status, actor)
     _touch(con, ticket_id, actor, now)
-    return {"ticket_id": ticket_id, "comment_id": cid, "outbox_id": oid, "state": "failed" if refused else "queued",
-            "reason": refused, "window": window}
 
 
 # -- end users: merging (R5) ------------------------------------------------------------------------
