@@ -14,6 +14,7 @@ store whatever the thread count. Ids come from the store's sequences, reserved i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -62,28 +63,84 @@ def _reserve(con: duckdb.DuckDBPyConnection, sequence: str, n: int) -> int:
 
 def generate(con: duckdb.DuckDBPyConnection, tickets: int, seed: int = 1, *, days: int = 90,
              now: datetime | None = None) -> dict[str, int]:
-    """Fill the store with `tickets` social tickets spread over the last `days` days; returns row counts."""
+    """Fill the store with `tickets` social tickets spread over the last `days` days; returns row counts.
+
+    `_draw_*` steps only prepare a work table (`_g_...`) for the steps after; `_generate_*` steps write
+    the store's rows. They run in this order: each reads the work tables of the ones before, and takes
+    its ids from the sequences after theirs.
+    """
     if tickets <= 0:
         raise ValueError("tickets must be positive")
     now = (now or clock.now()).replace(microsecond=0)
     # The last day is today: tickets drawn later than now move a day back.
     start = now.replace(hour=0, minute=0, second=0) - timedelta(days=days - 1)
     seed = int(seed)
-
-    def rnd(row: str, purpose: int) -> str:
-        # Uniform in [0, 1), a pure function of (row, purpose, seed).
-        return f"((hash({row}, {purpose}, {seed}) % 1000003) / 1000003.0)"
-
-    def x(sql: str, params: dict[str, Any] | None = None) -> duckdb.DuckDBPyConnection:
-        return con.execute(sql, {k: v for k, v in (params or {}).items() if f"${k}" in sql})
-
     n_users = max(8, tickets * 3 // 5)
-    p = {"now": now, "start": start}
+    period = {"now": now, "start": start}
 
-    # Business accounts, with cumulative weights for picking one per end user.
+    _generate_accounts(con)
+    n_agents = _generate_agents(con, tickets, period)
+    _draw_end_users(con, n_users, seed)
+    _draw_ticket_lives(con, tickets, days, n_users, n_agents, seed, period)
+    n_comments = _generate_comments(con, seed, period)
+    n_out, o0 = _generate_outbox(con, period)
+    _generate_end_users(con, period)
+    _generate_tickets(con)
+    n_events = _generate_events(con, o0, n_agents, period)
+    for table in ("_g_acc", "_g_agents", "_g_users", "_g_tickets", "_g_comments2", "_g_outbox", "_g_user_first",
+                  "_g_events"):
+        _sql(con, f"DROP TABLE {table}")
+    return {"tickets": tickets, "users": n_users + n_agents, "agents": n_agents, "comments": n_comments,
+            "outbox": n_out, "events": n_events}
+
+
+def _uniform(seed: int) -> Callable[[str, int], str]:
+    """`rnd(row, purpose)`: SQL for a number uniform in [0, 1), a pure function of (row, purpose, seed)."""
+    def rnd(row: str, purpose: int) -> str:
+        return f"((hash({row}, {purpose}, {seed}) % 1000003) / 1000003.0)"
+    return rnd
+
+
+def _sql(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any] | None = None) -> duckdb.DuckDBPyConnection:
+    """Execute `sql` with those of `params` it names (`$now`, `$start`)."""
+    return con.execute(sql, {k: v for k, v in (params or {}).items() if f"${k}" in sql})
+
+
+def _profiles_by_channel() -> dict[str, DemoProfile]:
+    """The demo profile of each channel, by its name."""
+    return dict((c.name, p) for c, p in _profiled())
+
+
+def _generate_accounts(con: duckdb.DuckDBPyConnection) -> None:
+    """Business accounts (and `_g_acc`), with cumulative weights for picking one per end user."""
     demo_accounts = accounts()
     total = sum(w for *_, w in demo_accounts)
     acc_values = ", ".join(f"({k}, '{c}', '{a}', '{n}', {w / total})" for k, (c, a, n, w) in enumerate(demo_accounts))
+    _sql(con, f"CREATE OR REPLACE TEMP TABLE _g_acc AS SELECT k, channel, account, name, "
+              f"sum(w) OVER (ORDER BY k) - w AS lo, sum(w) OVER (ORDER BY k) AS hi "
+              f"FROM (VALUES {acc_values}) v(k, channel, account, name, w)")
+    _sql(con, "INSERT INTO accounts SELECT channel, account, name, json_object('channel', channel, "
+              "'account', account, 'account_name', name) FROM _g_acc ON CONFLICT DO NOTHING")
+
+
+def _generate_agents(con: duckdb.DuckDBPyConnection, tickets: int, period: dict[str, datetime]) -> int:
+    """Agents (and `_g_agents`); returns how many."""
+    # A support team grows with its volume: the named dozen, and up to 50 agents from half a million tickets.
+    roster = AGENTS + tuple(f"Agent {k + 1}" for k in range(len(AGENTS), 50 if tickets >= 500_000 else 0))
+    a0 = _reserve(con, "user_ids", len(roster))
+    names = ", ".join(f"({k}, '{n}')" for k, n in enumerate(roster))
+    _sql(con, f"CREATE OR REPLACE TEMP TABLE _g_agents AS SELECT k, {a0} + k AS id, name, "
+              f"'UDEMO' || lpad(k::VARCHAR, 4, '0') AS slack FROM (VALUES {names}) v(k, name)")
+    _sql(con, "INSERT INTO users (id, role, name, social_messaging_info, slack_user_id, created_at, updated_at) "
+              "SELECT id, 'agent', name, '{}', slack, $start, $start FROM _g_agents", period)
+    return len(roster)
+
+
+def _twins() -> tuple[DemoProfile | None, list[tuple[str, str]], float]:
+    """The demo profile of the channel twins write on, its two accounts (id, name), and where the first
+    account begins on the accounts' cumulative weights."""
+    demo_accounts = accounts()
+    total = sum(w for *_, w in demo_accounts)
     # Twins (one person writing from a second account sharing the first's phone, R4, B5) use the first
     # channel with phone numbers and two business accounts: one account each.
     twin_channel = next((p for _, p in _profiled() if p.phones and len(p.accounts) >= 2), None)
@@ -93,31 +150,20 @@ def generate(con: duckdb.DuckDBPyConnection, tickets: int, seed: int = 1, *, day
         if twin_accounts and a == twin_accounts[0][0]:
             break
         twin_lo += w / total
-    profiles = dict((c.name, p) for c, p in _profiled())
+    return twin_channel, twin_accounts, twin_lo
+
+
+def _draw_end_users(con: duckdb.DuckDBPyConnection, n_users: int, seed: int) -> None:
+    """`_g_users`, the end users: one per (channel, account, platform user). Some people write twice, to another
+    WhatsApp number: a second account sharing the first's phone (R4, B5); some of those get merged."""
+    rnd = _uniform(seed)
+    twin_channel, twin_accounts, twin_lo = _twins()
+    profiles = _profiles_by_channel()
     user_ids = _case("a.channel", {c: _user_id(p.user_ids, "b.j", seed) for c, p in profiles.items()},
                      "(7000000000000000 + b.j)::VARCHAR")
     phones = _channels_where(lambda c: c.demo is not None and c.demo.phones)
-    x(f"CREATE OR REPLACE TEMP TABLE _g_acc AS SELECT k, channel, account, name, "
-      f"sum(w) OVER (ORDER BY k) - w AS lo, sum(w) OVER (ORDER BY k) AS hi "
-      f"FROM (VALUES {acc_values}) v(k, channel, account, name, w)")
-    x("INSERT INTO accounts SELECT channel, account, name, json_object('channel', channel, 'account', account, "
-      "'account_name', name) FROM _g_acc ON CONFLICT DO NOTHING")
-
-    # Agents.
-    # A support team grows with its volume: the named dozen, and up to 50 agents from half a million tickets.
-    roster = AGENTS + tuple(f"Agent {k + 1}" for k in range(len(AGENTS), 50 if tickets >= 500_000 else 0))
-    a0 = _reserve(con, "user_ids", len(roster))
-    names = ", ".join(f"({k}, '{n}')" for k, n in enumerate(roster))
-    x(f"CREATE OR REPLACE TEMP TABLE _g_agents AS SELECT k, {a0} + k AS id, name, 'UDEMO' || lpad(k::VARCHAR, 4, '0') "
-      f"AS slack FROM (VALUES {names}) v(k, name)")
-    x("INSERT INTO users (id, role, name, social_messaging_info, slack_user_id, created_at, updated_at) "
-      "SELECT id, 'agent', name, '{}', slack, $start, $start FROM _g_agents", p)
-    n_agents = len(roster)
-
-    # End users: one per (channel, account, platform user). Some people write twice, to another
-    # WhatsApp number: a second account sharing the first's phone (R4, B5); some of those get merged.
     u0 = _reserve(con, "user_ids", n_users)
-    x(f"""CREATE OR REPLACE TEMP TABLE _g_users AS
+    _sql(con, f"""CREATE OR REPLACE TEMP TABLE _g_users AS
     WITH draw AS (
         SELECT j, {u0} + j AS id, j > 0 AND {rnd('j', 1)} < 0.06 AS twin0, {rnd('j', 2)} AS r_acc,
                {rnd('j', 3)} AS r_merge
@@ -142,14 +188,20 @@ def generate(con: duckdb.DuckDBPyConnection, tickets: int, seed: int = 1, *, day
         # A twin writes to the other account than the person's first one, from the same phone.
         (first, first_name), (second, second_name) = twin_accounts
         twin_pid = _user_id(twin_channel.user_ids, "_g_users.j - 1", seed)
-        x(f"UPDATE _g_users SET account = CASE WHEN f.account = '{second}' THEN '{first}' ELSE '{second}' END, "
-          f"account_name = CASE WHEN f.account = '{second}' THEN '{first_name}' ELSE '{second_name}' END, "
-          f"pid = {twin_pid} FROM _g_users f WHERE _g_users.twin AND f.j = _g_users.j - 1")
+        _sql(con, f"UPDATE _g_users SET account = CASE WHEN f.account = '{second}' THEN '{first}' "
+                  f"ELSE '{second}' END, "
+                  f"account_name = CASE WHEN f.account = '{second}' THEN '{first_name}' ELSE '{second_name}' END, "
+                  f"pid = {twin_pid} FROM _g_users f WHERE _g_users.twin AND f.j = _g_users.j - 1")
 
-    # Tickets: a lifecycle per ticket (claim, first reply, solve, close) read against `now`.
+
+def _draw_ticket_lives(con: duckdb.DuckDBPyConnection, tickets: int, days: int, n_users: int, n_agents: int,
+                           seed: int, period: dict[str, datetime]) -> None:
+    """`_g_tickets`: a lifecycle per ticket (claim, first reply, solve, close) read against `now`."""
+    rnd = _uniform(seed)
+    profiles = _profiles_by_channel()
     t0 = _reserve(con, "ticket_ids", tickets)
     reply_hours = _case("u.channel", {c: str(p.reply_hours) for c, p in profiles.items()}, "2.0")
-    x(f"""CREATE OR REPLACE TEMP TABLE _g_tickets AS
+    _sql(con, f"""CREATE OR REPLACE TEMP TABLE _g_tickets AS
     WITH base AS (
         SELECT i, {t0} + i AS id,
                -- more traffic in the day than at night, and a little growth over the period
@@ -187,11 +239,17 @@ def generate(con: duckdb.DuckDBPyConnection, tickets: int, seed: int = 1, *, day
              WHEN $now < close_at THEN 'solved' ELSE 'closed' END AS status,
         CASE WHEN r_tag < 0.006 THEN 'channel' WHEN r_tag < 0.01 THEN 'social' END AS tag_removed
     FROM times
-    """, p)
-    x("""UPDATE _g_tickets SET tag_removed = NULL WHERE status = 'new'""")
+    """, period)
+    _sql(con, """UPDATE _g_tickets SET tag_removed = NULL WHERE status = 'new'""")
 
-    # Comments: the customer's first message, then replies and messages alternating until solved or now.
-    x("""CREATE OR REPLACE TEMP TABLE _g_comments AS
+
+def _generate_comments(con: duckdb.DuckDBPyConnection, seed: int, period: dict[str, datetime]) -> int:
+    """Comments: the customer's first message, then replies and messages alternating until solved or now.
+
+    Returns how many (`_g_comments2` keeps them for the steps after)."""
+    rnd = _uniform(seed)
+    profiles = _profiles_by_channel()
+    _sql(con, """CREATE OR REPLACE TEMP TABLE _g_comments AS
     SELECT t.id AS ticket_id, t.i, m.m, t.channel, t.account, t.pid,
            m.m % 2 = 1 AS from_agent,
            CASE WHEN m.m = 0 THEN t.created
@@ -201,30 +259,34 @@ def generate(con: duckdb.DuckDBPyConnection, tickets: int, seed: int = 1, *, day
     FROM _g_tickets t, range(t.messages) m(m)
     WHERE m.m = 0 OR (t.status <> 'new' AND t.reply_at + to_seconds(((m.m - 1) * least(t.resolve_h, 48) / t.messages
           * 3600)::BIGINT) <= CASE WHEN t.status IN ('solved', 'closed') THEN t.solve_at ELSE $now END)
-    """, p)
+    """, period)
     n_comments = scalar(con, "SELECT count(*) FROM _g_comments")
     c0 = _reserve(con, "comment_ids", n_comments)
-    x(f"""CREATE OR REPLACE TEMP TABLE _g_comments2 AS
+    _sql(con, f"""CREATE OR REPLACE TEMP TABLE _g_comments2 AS
     SELECT *, {c0} - 1 + row_number() OVER (ORDER BY ticket_id, m) AS id,
            CASE WHEN NOT from_agent THEN
                {_case("channel", {c: f"'{p.message_id_prefix}'" for c, p in profiles.items()}, "'mid.demo'")}
                || ticket_id || '.' || m END AS platform_message_id,
            {rnd('ticket_id * 16 + m', 30)} AS r_out, {rnd('ticket_id * 16 + m', 31)} AS r_out2
     FROM _g_comments""")
-    x("DROP TABLE _g_comments")
-    x(f"""INSERT INTO comments (id, ticket_id, author_id, public, body, attachments, platform_message_id, created_at)
+    _sql(con, "DROP TABLE _g_comments")
+    _sql(con, f"""INSERT INTO comments (id, ticket_id, author_id, public, body, attachments, platform_message_id,
+                                       created_at)
          SELECT id, ticket_id, author_id, true,
             CASE WHEN from_agent THEN 'Thanks for your message, we are looking into it.'
                  ELSE '{CUSTOMER_TEXT}' END, '[]', platform_message_id, ts
          FROM _g_comments2""")
-    x("INSERT INTO inbound_keys SELECT channel, account, platform_message_id FROM _g_comments2 "
-      "WHERE NOT from_agent ON CONFLICT DO NOTHING")
+    _sql(con, "INSERT INTO inbound_keys SELECT channel, account, platform_message_id FROM _g_comments2 "
+              "WHERE NOT from_agent ON CONFLICT DO NOTHING")
+    return int(n_comments)
 
-    # Replies in the outbox: most delivered and read; some refused because the window closed, a
-    # WhatsApp template sent instead; some retried, a few failed.
+
+def _generate_outbox(con: duckdb.DuckDBPyConnection, period: dict[str, datetime]) -> tuple[int, int]:
+    """Replies in the outbox: most delivered and read; some refused because the window closed, a
+    WhatsApp template sent instead; some retried, a few failed. Returns how many, and the first id."""
     windows = _channels_where(lambda c: c.window is not None)
     templates = _channels_where(lambda c: c.window is not None and c.window.templates)
-    x(f"""CREATE OR REPLACE TEMP TABLE _g_outbox AS
+    _sql(con, f"""CREATE OR REPLACE TEMP TABLE _g_outbox AS
     SELECT c.id AS comment_id, c.ticket_id, c.author_id AS agent_id, c.channel, c.account, c.pid, c.ts,
            CASE WHEN has_window AND c.r_out < 0.04 THEN 'refused'
                 WHEN c.channel IN {templates} AND c.r_out < 0.06 THEN 'template'
@@ -234,12 +296,12 @@ def generate(con: duckdb.DuckDBPyConnection, tickets: int, seed: int = 1, *, day
                 WHEN c.r_out2 < 0.12 THEN 'sent' WHEN c.r_out2 < 0.45 THEN 'delivered' ELSE 'read' END AS fate,
            CASE WHEN c.r_out2 > 0.97 THEN 3 WHEN c.r_out2 > 0.94 THEN 2 ELSE 1 END AS tries
     FROM (SELECT *, channel IN {windows} AS has_window FROM _g_comments2 WHERE from_agent) c
-    """, p)
+    """, period)
     n_out = scalar(con, "SELECT count(*) FROM _g_outbox")
     o0 = _reserve(con, "outbox_ids", n_out)
-    x(f"""INSERT INTO outbox (id, ticket_id, comment_id, agent_id, channel, account, recipient, body, template, state,
-            attempts, next_attempt_at, last_error, window_closed, platform_message_id, retry_key, created_at, sent_at,
-            delivered_at, read_at, updated_at)
+    _sql(con, f"""INSERT INTO outbox (id, ticket_id, comment_id, agent_id, channel, account, recipient, body, template,
+            state, attempts, next_attempt_at, last_error, window_closed, platform_message_id, retry_key, created_at,
+            sent_at, delivered_at, read_at, updated_at)
     SELECT id, ticket_id, comment_id, agent_id, channel, account, pid,
            CASE WHEN fate = 'template' THEN '' ELSE 'Thanks for your message, we are looking into it.' END,
            CASE WHEN fate = 'template' THEN '{{"name":"order_update","language":"en"}}' END::JSON,
@@ -257,27 +319,37 @@ def generate(con: duckdb.DuckDBPyConnection, tickets: int, seed: int = 1, *, day
            CASE WHEN fate IN ('delivered', 'read', 'template') THEN ts + to_seconds(2 * tries + 3) END,
            CASE WHEN fate = 'read' THEN ts + to_seconds(2 * tries + 300) END, ts
     FROM (SELECT *, {o0} - 1 + row_number() OVER (ORDER BY comment_id) AS id FROM _g_outbox)""")
+    return int(n_out), o0
 
-    # Users, with the first contact as creation time; merged twins point at their first account (R5).
-    x("""CREATE OR REPLACE TEMP TABLE _g_user_first AS
+
+def _generate_end_users(con: duckdb.DuckDBPyConnection, period: dict[str, datetime]) -> None:
+    """End users, with the first contact as creation time; merged twins point at their first account (R5)."""
+    _sql(con, """CREATE OR REPLACE TEMP TABLE _g_user_first AS
          SELECT u.*, coalesce(f.first, $start) AS created_at
          FROM _g_users u LEFT JOIN (SELECT requester_id, min(created) AS first FROM _g_tickets GROUP BY 1) f
-           ON f.requester_id = u.id""", p)
-    x("""INSERT INTO users (id, role, name, phone, social_messaging_info, merged_into, created_at, updated_at)
+           ON f.requester_id = u.id""", period)
+    _sql(con, """INSERT INTO users (id, role, name, phone, social_messaging_info, merged_into, created_at, updated_at)
          SELECT id, 'end-user', name, phone,
                 json_object(channel || ':' || account, json_object('name', name, 'phone', phone,
                             'platform_user_id', pid)),
                 CASE WHEN NOT unmerged THEN merge_target END, created_at, created_at
          FROM _g_user_first""")
-    x("""INSERT INTO identities SELECT channel, account, pid,
+    _sql(con, """INSERT INTO identities SELECT channel, account, pid,
             CASE WHEN merge_target IS NOT NULL AND NOT unmerged THEN merge_target ELSE id END,
             json_object('name', name, 'phone', phone), created_at FROM _g_user_first""")
 
-    # Tickets, with their tags (a few with a social tag removed, R9).
-    channel_tag = _case("t.channel", {c.name: f"'{c.tag}'" for c in channels.every()})
-    x(f"""INSERT INTO tickets (id, status, requester_id, assignee_id, group_id, priority, channel, account, recipient,
-                         subject, tags, channel_info, custom_fields, end_user_messages, created_at, updated_at,
-                         status_changed_at, solved_at, last_end_user_message_at, last_agent_update_at,
+
+def _channel_tag() -> str:
+    """SQL: the tag of the channel `t.channel`."""
+    return _case("t.channel", {c.name: f"'{c.tag}'" for c in channels.every()})
+
+
+def _generate_tickets(con: duckdb.DuckDBPyConnection) -> None:
+    """Tickets, with their tags (a few with a social tag removed, R9)."""
+    channel_tag = _channel_tag()
+    _sql(con, f"""INSERT INTO tickets (id, status, requester_id, assignee_id, group_id, priority, channel, account,
+                         recipient, subject, tags, channel_info, custom_fields, end_user_messages, created_at,
+                         updated_at, status_changed_at, solved_at, last_end_user_message_at, last_agent_update_at,
                          first_reply_at, last_end_user_text, tag_text)
     SELECT t.id, t.status,
            CASE WHEN u.merge_target IS NOT NULL AND NOT u.unmerged THEN u.merge_target ELSE t.requester_id END,
@@ -300,8 +372,11 @@ def generate(con: duckdb.DuckDBPyConnection, tickets: int, seed: int = 1, *, day
                       min(ts) FILTER (from_agent) AS first_reply_at
                FROM _g_comments2 GROUP BY 1) c ON c.ticket_id = t.id""")
 
-    # Events: every change with its actor, in one insert.
-    x(f"""CREATE OR REPLACE TEMP TABLE _g_events AS
+
+def _generate_events(con: duckdb.DuckDBPyConnection, o0: int, n_agents: int, period: dict[str, datetime]) -> int:
+    """Events: every change with its actor, in one insert; returns how many."""
+    channel_tag = _channel_tag()
+    _sql(con, f"""CREATE OR REPLACE TEMP TABLE _g_events AS
     SELECT id AS ticket_id, NULL::BIGINT AS user_id, 'ticket_created' AS kind, 'end-user' AS actor_type,
            requester_id::VARCHAR AS actor_id,
            json_object('channel', channel, 'account', account, 'status', 'new') AS data, created AS ts
@@ -377,16 +452,12 @@ def generate(con: duckdb.DuckDBPyConnection, tickets: int, seed: int = 1, *, day
     SELECT NULL, u.id, 'user_unmerged', 'agent', (SELECT id FROM _g_agents WHERE k = u.j % {n_agents})::VARCHAR,
            json_object('target_id', u.merge_target), u.created_at + INTERVAL 5 hour
     FROM _g_user_first u WHERE u.unmerged
-    """, p)
+    """, period)
     n_events = scalar(con, "SELECT count(*) FROM _g_events")
     e0 = _reserve(con, "event_ids", n_events)
-    x(f"""INSERT INTO events SELECT {e0} - 1 + row_number() OVER (ORDER BY ts, ticket_id, kind), ticket_id, user_id,
-            kind, actor_type, actor_id, data, least(ts, $now) FROM _g_events""", p)
-    for table in ("_g_acc", "_g_agents", "_g_users", "_g_tickets", "_g_comments2", "_g_outbox", "_g_user_first",
-                  "_g_events"):
-        x(f"DROP TABLE {table}")
-    return {"tickets": tickets, "users": n_users + n_agents, "agents": n_agents, "comments": int(n_comments),
-            "outbox": int(n_out), "events": int(n_events)}
+    _sql(con, f"""INSERT INTO events SELECT {e0} - 1 + row_number() OVER (ORDER BY ts, ticket_id, kind), ticket_id,
+            user_id, kind, actor_type, actor_id, data, least(ts, $now) FROM _g_events""", period)
+    return int(n_events)
 
 
 GENERATION_MEMORY = "6GB"  # one transaction builds millions of rows: 1 GB is too little past a million tickets
