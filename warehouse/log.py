@@ -22,12 +22,14 @@ reply, entries we could not read, a dead letter): a replayed body (a platform's 
 body resent a hundred times) is logged, found to bring nothing, and its row deleted in the same
 transaction. Deliveries without a raw body (`socialdesk ingest`) leave nothing in the inbox either.
 
-Reads wait for the log (`wait_processed`): a read that starts after a webhook was acknowledged sees
-its ticket, as long as the desk keeps up; behind a large backlog, reads do not wait.
+Reads wait for the log (`wait_processed`, and `caught_up` on the event loop, which holds no thread
+while it waits): a read that starts after a webhook was acknowledged sees its ticket, as long as the
+desk keeps up; behind a large backlog, reads do not wait.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import threading
@@ -203,6 +205,8 @@ class IngestLog:
         self._default: ProcessFn | None = None
         self._others: dict[int, ProcessFn] = {}  # entries another desk appended, processed by it
         self._waiters: dict[int, Future[IngestResult]] = {}
+        # Readers on event loops waiting for the log to reach an id: (id, their loop, what wakes them).
+        self._readers: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._uncommitted: list[int] = []
         self.lanes: set[threading.Thread] = set()  # threads that must never wait for the log
         self.processed_total = 0
@@ -292,8 +296,39 @@ class IngestLog:
             if self._default is None:
                 return
             target = self.logged
-            self._cond.wait_for(lambda: self.processed >= target or target - self.processed > READ_WAIT_BACKLOG
-                                or self._default is None, timeout)
+            self._cond.wait_for(lambda: self._done_waiting(target), timeout)
+
+    async def caught_up(self, timeout: float | None = None) -> None:
+        """`wait_processed` for the event loop. It waits without a thread: the threads blocking calls run
+        on are few and shared, and reads waiting in them would hold up the reads that need not wait
+        (under a burst the notifier's passes and the App Home queued seconds behind agents' requests)."""
+        with self._cond:
+            target = self.logged
+            if self._done_waiting(target):
+                return
+            loop = asyncio.get_running_loop()
+            woken: asyncio.Future[None] = loop.create_future()
+            self._readers.append((target, loop, woken))
+        try:
+            await asyncio.wait_for(woken, READ_WAIT_SECONDS if timeout is None else timeout)
+        except TimeoutError:
+            with self._cond:
+                self._readers = [r for r in self._readers if r[2] is not woken]
+
+    def _done_waiting(self, target: int) -> bool:
+        """Whether a reader waiting for `target` may go (call holding `_cond`)."""
+        return self._default is None or self.processed >= target or target - self.processed > READ_WAIT_BACKLOG
+
+    def _wake_readers(self) -> None:
+        """Wake the readers on event loops that may go now (call holding `_cond`)."""
+        waiting = []
+        for target, loop, woken in self._readers:
+            if not self._done_waiting(target):
+                waiting.append((target, loop, woken))
+                continue
+            with suppress(RuntimeError):  # its loop has closed: nobody is waiting any more
+                loop.call_soon_threadsafe(_wake, woken)
+        self._readers = waiting
 
     # -- processing: the writer thread -------------------------------------------------------------
 
@@ -435,6 +470,7 @@ class IngestLog:
             for p in group:
                 self._others.pop(p.id, None)
             self._cond.notify_all()
+            self._wake_readers()
         self.observe_lag([(now - p.received_at).total_seconds() for p in group])
         for listener in self._listeners:
             try:
@@ -456,6 +492,12 @@ class IngestLog:
         with self._cond:
             self._default = None  # nobody processes any more: readers stop waiting
             self._cond.notify_all()
+            self._wake_readers()
+
+
+def _wake(woken: asyncio.Future[None]) -> None:
+    if not woken.done():  # a reader that stopped waiting (timed out) cancelled it
+        woken.set_result(None)
 
 
 def _merge(total: IngestResult, r: IngestResult) -> None:

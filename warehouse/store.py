@@ -320,7 +320,7 @@ class Store:
 
     async def awrite(self, fn: Callable[[duckdb.DuckDBPyConnection], T], *, fresh: bool = True) -> T:
         if fresh and self.log.behind():
-            await asyncio.to_thread(self.log.wait_processed)
+            await self.log.caught_up()
         return await self._writer.run_async(_Job(fn))
 
     async def abatch(self, batch_fn: Callable[[duckdb.DuckDBPyConnection, list[Any]], list[Any]],
@@ -377,7 +377,9 @@ class Store:
             return fn(cur)
 
     async def aread(self, fn: Callable[[duckdb.DuckDBPyConnection], T], *, fresh: bool = True) -> T:
-        return await asyncio.to_thread(self.read, fn, fresh=fresh)
+        if fresh and self.log.behind():
+            await self.log.caught_up()  # on the loop, not in the thread the read then runs in
+        return await asyncio.to_thread(self.read, fn, fresh=False)
 
     @property
     def connection(self) -> duckdb.DuckDBPyConnection:
