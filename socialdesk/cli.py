@@ -83,6 +83,15 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("ticket", type=int, metavar="TICKET_ID")
     s.add_argument("action", choices=["add", "remove"])
     s.add_argument("tag", metavar="TAG")
+    s = command("field", "set a ticket's priority, group, subject or custom fields",
+                "Set the fields given, through the same operation as rules and Slack (triggers run after it); an "
+                "unchanged value records nothing. An empty --priority or --group clears it.")
+    s.add_argument("ticket", type=int, metavar="TICKET_ID")
+    s.add_argument("--priority", metavar="PRIORITY", help="low, normal, high or urgent (\"\" clears it)")
+    s.add_argument("--group", metavar="GROUP_ID", help="the group's id or name (\"\" clears it)")
+    s.add_argument("--subject", metavar="TEXT")
+    s.add_argument("--custom", action="append", default=[], metavar="KEY=VALUE",
+                   help="a custom field, set as text; repeat for several")
     s = command("reply", "reply on the ticket's channel, from its business account (R20)",
                 "Queue a public reply; the running service sends it through the channel's API from the ticket's "
                 "business account. Outside the channel's messaging window it fails at once with the reason.")
@@ -191,6 +200,8 @@ def _kwargs(args: argparse.Namespace) -> dict[str, Any]:
         return {"ticket": args.ticket, "status": args.status}
     if c == "tag":
         return {"ticket": args.ticket, "action": args.action, "tag": args.tag}
+    if c == "field":
+        return {"ticket": args.ticket, "changes": _field_changes(args)}
     if c == "reply":
         return {"ticket": args.ticket, "agent": args.agent, "text": args.text, "status": args.status,
                 "file": file_argument(args.file) if args.file else None}
@@ -199,6 +210,23 @@ def _kwargs(args: argparse.Namespace) -> dict[str, Any]:
     if c == "unmerge":
         return {"source": args.source}
     raise CommandError(f"unknown command {c}")
+
+
+def _field_changes(args: argparse.Namespace) -> dict[str, Any]:
+    """The options given, as `set_fields` takes them (it checks the values)."""
+    changes: dict[str, Any] = {name: value for name, value in (
+        ("priority", args.priority), ("group_id", args.group), ("subject", args.subject)) if value is not None}
+    custom = {}
+    for item in args.custom:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise CommandError(f"--custom takes KEY=VALUE, not {item!r}")
+        custom[key.strip()] = value
+    if custom:
+        changes["custom_fields"] = custom
+    if not changes:
+        raise CommandError("field takes at least one of --priority, --group, --subject, --custom")
+    return changes
 
 
 def _dead_letters(cfg: config_module.Config, action: str, letter: int | None, resolved: bool) -> dict[str, Any]:

@@ -57,6 +57,10 @@ async def tag(desk: Desk, ticket: int, action: str, tag: str) -> dict[str, Any]:
     return await desk.change_tags(ticket, add, remove, CLI)
 
 
+async def field(desk: Desk, ticket: int, changes: dict[str, Any]) -> dict[str, Any]:
+    return _done(await desk.set_fields(ticket, changes, CLI))
+
+
 def _done(result: dict[str, Any] | None) -> dict[str, Any]:
     """What the desk did; None only where a once-key was acted on already, which the CLI never sends."""
     assert result is not None
@@ -111,8 +115,8 @@ async def log_status(desk: Desk) -> dict[str, Any]:
 
 OPERATIONS: dict[str, Operation] = {
     "notifier": notifier, "view": view, "search": search, "ticket": ticket, "user": user, "claim": claim,
-    "status": status, "tag": tag, "reply": reply, "merge": merge, "unmerge": unmerge, "ingest": ingest,
-    "rules_test": rules_test, "dead_letters": dead_letters, "dead_letters_retry": dead_letters_retry,
+    "status": status, "tag": tag, "field": field, "reply": reply, "merge": merge, "unmerge": unmerge,
+    "ingest": ingest, "rules_test": rules_test, "dead_letters": dead_letters, "dead_letters_retry": dead_letters_retry,
     "log_status": log_status,
 }
 

@@ -29,16 +29,16 @@ async def test_one_card_per_ticket_though_both_the_event_and_the_triage_trigger_
 
 
 async def test_the_card_shows_status_account_requester_tags_window_and_actions(world: World, frozen: Any) -> None:
-    """R20 (the business account), R6, R7, B1 and the six actions."""
+    """R20 (the business account), R6, R7, B1, the priority and the seven actions."""
     await new_ticket(world)
     [card] = world.posts(thread=False)
     shown = text_of(card["blocks"])
     for expected in ("New", "WhatsApp", "Paris support · +33 1 23 45 67 89", "Amélie Dupont", "📞 +33612345678",
-                     "`messaging_support`", "`whatsapp`", "left in the 24-hour window"):
+                     "`messaging_support`", "`whatsapp`", "left in the 24-hour window", "*Priority*\\nNone"):
         assert expected in shown, expected
     [buttons] = [b for b in card["blocks"] if b["type"] == "actions"]
     assert [e.get("action_id") for e in buttons["elements"]] == ["claim", "reply", "note", "merge", "status",
-                                                                 "events"]
+                                                                 "fields", "events"]
 
 
 async def test_the_card_is_updated_on_every_change(world: World) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from typing import Any, Protocol, TypeVar
 
@@ -148,6 +148,14 @@ class Desk:
     async def change_tags(self, ticket_id: int, add: list[str], remove: list[str], actor: Actor) -> dict[str, Any]:
         return await self.write(self._change(ticket_id, actor,
                                              lambda con: tickets.change_tags(con, ticket_id, add, remove, actor)))
+
+    async def set_fields(self, ticket_id: int, changes: Mapping[str, Any], actor: Actor, *,
+                         once: str | None = None) -> dict[str, Any] | None:
+        """Priority, group, subject, custom fields (`tickets.set_fields`); with `once`, None if that key
+        was acted on already (a submission delivered twice)."""
+        return await self.write(self._once(ticket_id, actor,
+                                           lambda con: tickets.set_fields(con, ticket_id, changes, actor), None,
+                                           once, None))
 
     def _once(self, ticket_id: int, actor: Actor, op: Callable[[Con], dict[str, Any]], public: bool | None,
               once: str | None, then: Callable[[Con, dict[str, Any]], Any] | None

@@ -3,9 +3,10 @@
 The card shows what the customer wrote before it went out (often several messages), the status, the
 channel and the business account replies leave from (R20), the requester with their social messaging
 info (R6), the tags (R7, R9), the time left in the messaging window (B1), a failed last reply (R22),
-and the actions: Claim (or, once someone has it, Reassign to me and Unassign), Reply with social
-messaging, Internal note, Merge user, Status, Events. The thread carries the rest of the conversation:
-end-user messages (several waiting ones in one post), replies with their delivery state, notes.
+the priority, and the actions: Claim (or, once someone has it, Reassign to me and Unassign), Reply
+with social messaging, Internal note, Merge user, Status, Edit fields (priority and subject), Events.
+The thread carries the rest of the conversation: end-user messages (several waiting ones in one
+post), replies with their delivery state, notes.
 
 Long texts are split across sections and, past a message's 50 blocks, across posts: nothing is cut.
 """
@@ -25,6 +26,7 @@ from bot.blocks.common import (
     first_words,
     message,
     posts,
+    priority_label,
     section,
     status_badge,
     status_select,
@@ -107,7 +109,8 @@ def card_blocks(ticket: dict[str, Any], requester: dict[str, Any], *, messages: 
                                       f"*Business account*\n{escape(account_label(ticket))}",
                                       f"*Assignee*\n{who_has_it(assignee)}",
                                       f"*Requester*\n{escape(requester.get('name') or '')}",
-                                      f"*Messaging window*\n{window_text(ticket['window'])}"]))
+                                      f"*Messaging window*\n{window_text(ticket['window'])}",
+                                      f"*Priority*\n{escape(priority_label(ticket.get('priority')))}"]))
     info = social_info_lines(requester)
     if info:
         blocks.append(context(truncate("\n".join(info), 3000)))
@@ -126,6 +129,7 @@ def card_blocks(ticket: dict[str, Any], requester: dict[str, Any], *, messages: 
         button("Internal note", ids.NOTE, tid),
         button("Merge user", ids.MERGE, tid),
         status_select(ids.STATUS, ticket["status"] if ticket["status"] != "closed" else None),
+        button("Edit fields", ids.FIELDS, tid),
         button("Events", ids.EVENTS, tid),
         block_id=f"card-{tid}"))
     return blocks

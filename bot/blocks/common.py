@@ -82,6 +82,11 @@ def status_badge(status: str) -> str:
     return f"{STATUS_ICONS.get(status, '❔')} {STATUS_LABELS.get(status, status)}"
 
 
+def priority_label(priority: str | None) -> str:
+    """Zendesk's words for a priority (Low, Normal, High, Urgent); a ticket may have none."""
+    return priority.capitalize() if priority else "None"
+
+
 def channel_badge(channel: str) -> str:
     found = channels.find(channel)
     return f"{found.icon} {found.label}" if found else f"💬 {channel}"

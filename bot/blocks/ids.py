@@ -22,6 +22,7 @@ REPLY = "reply"
 NOTE = "note"
 MERGE = "merge"
 STATUS = "status"
+FIELDS = "fields"  # priority and subject
 EVENTS = "events"
 EVENTS_PAGE = "events_page"  # events_page_older, events_page_newer
 
@@ -39,6 +40,7 @@ CB_REPLY = "reply_submit"
 CB_NOTE = "note_submit"
 CB_MERGE_SEARCH = "merge_search"
 CB_MERGE = "merge_submit"
+CB_FIELDS = "fields_submit"
 
 # Input block ids of the reply and note modals (a version suffix forces Slack to redraw a field).
 REPLY_TEXT = "text"
@@ -47,6 +49,12 @@ REPLY_STATUS = "status"
 REPLY_TEMPLATE = "template"
 REPLY_PARAMS = "params"
 NOTE_TEXT = "note"
+# Input block ids and action ids of the fields modal.
+FIELDS_PRIORITY = "priority"
+FIELDS_SUBJECT = "subject"
+PRIORITY_SELECT = "fields_priority"
+SUBJECT_INPUT = "fields_subject"
+NO_PRIORITY = "none"  # the option that clears the priority (an option's value cannot be empty)
 
 
 def prefixed(prefix: str) -> re.Pattern[str]:

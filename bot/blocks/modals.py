@@ -1,14 +1,22 @@
-"""The modals: ticket, reply (R20-R24, B1), internal note, merge (R5, B5), events (R23), and the
-answers of `/social` (search R25-R27, help).
+"""The modals: ticket, reply (R20-R24, B1), internal note, fields (priority and subject), merge (R5,
+B5), events (R23), and the answers of `/social` (search R25-R27, help).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import Any
 
 from bot.blocks import ids
-from bot.blocks.card import DELIVERY_LABELS, account_label, card_blocks, comment_blocks, social_info_lines
+from bot.blocks.card import (
+    DELIVERY_LABELS,
+    account_label,
+    card_blocks,
+    comment_blocks,
+    headline,
+    social_info_lines,
+)
 from bot.blocks.common import (
     SUBMIT_STATUSES,
     TEXT_INPUT_MAX,
@@ -25,6 +33,7 @@ from bot.blocks.common import (
     meta,
     modal,
     option,
+    priority_label,
     section,
     static_select,
     status_badge,
@@ -36,6 +45,8 @@ from bot.blocks.common import (
 )
 from bot.blocks.home import ticket_row
 from warehouse import channels
+from warehouse.conditions import PRIORITIES
+from warehouse.tickets import SUBJECT_MAX
 
 # Room a modal keeps for the conversation: Slack allows 100 blocks and about 250 kB a view.
 MODAL_CONVERSATION_BLOCKS = 60
@@ -168,6 +179,26 @@ def note_modal(ticket: dict[str, Any]) -> dict[str, Any]:
               input_block(ids.NOTE_TEXT, "Note", text_input("note_text", multiline=True, max_length=TEXT_INPUT_MAX))]
     return modal("Internal note", blocks, callback_id=ids.CB_NOTE, submit="Add note",
                  private_metadata=meta(ticket=ticket["id"]))
+
+
+def digest(text: str) -> str:
+    """A short fingerprint of a field's text, for the metadata (the text itself may not fit there)."""
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def fields_modal(ticket: dict[str, Any]) -> dict[str, Any]:
+    """The ticket's priority and subject, as they are now. The metadata keeps what the modal showed, so
+    that saving writes only what the agent changed, not over a rule's change made meanwhile."""
+    priority = ticket.get("priority") or ids.NO_PRIORITY
+    priorities = [option(priority_label(None), ids.NO_PRIORITY), *(option(priority_label(p), p) for p in PRIORITIES)]
+    subject = text_input(ids.SUBJECT_INPUT, initial=ticket.get("subject"), max_length=SUBJECT_MAX)
+    blocks = [section(f"*#{ticket['id']} · {escape(headline(ticket))}*"),
+              input_block(ids.FIELDS_PRIORITY, "Priority", static_select(
+                  ids.PRIORITY_SELECT, "Priority", priorities, priority)),
+              input_block(ids.FIELDS_SUBJECT, "Subject", subject)]
+    return modal(f"Fields of #{ticket['id']}", blocks, callback_id=ids.CB_FIELDS, submit="Save",
+                 private_metadata=meta(ticket=ticket["id"], priority=priority,
+                                       subject=digest(subject.get("initial_value") or "")))
 
 
 def _user_line(u: dict[str, Any]) -> str:

@@ -1,6 +1,6 @@
 """Block actions: home tabs, opening tickets and views (R16, R17), the card's buttons (claim, reassign,
-unassign, reply, note, merge, status, events), a macro picked in the reply modal, the merge search (R5),
-and paging (views, the event log).
+unassign, reply, note, merge, status, fields, events), a macro picked in the reply modal, the merge
+search (R5), and paging (views, the event log).
 """
 
 from __future__ import annotations
@@ -16,7 +16,15 @@ from bot.blocks import ids
 from bot.blocks.card import claim_refusal
 from bot.blocks.common import read_meta
 from bot.blocks.home import TAB_VIEWS, view_modal
-from bot.blocks.modals import events_modal, merge_confirm_modal, merge_modal, note_modal, reply_modal, ticket_modal
+from bot.blocks.modals import (
+    events_modal,
+    fields_modal,
+    merge_confirm_modal,
+    merge_modal,
+    note_modal,
+    reply_modal,
+    ticket_modal,
+)
 from warehouse import slack_state
 from warehouse.tickets import Actor, AssignedElsewhere, OperationError
 
@@ -239,6 +247,14 @@ def register(bot: Bot) -> None:
         found = await ticket_action(body)
         if found:
             await show(bot, body, note_modal(await bot.desk.ticket(found[0], history=False)))
+
+    @app.action(ids.FIELDS)
+    async def fields(ack: Any, body: dict[str, Any]) -> None:
+        bot.track()
+        await ack()
+        found = await ticket_action(body)
+        if found:
+            await show(bot, body, fields_modal(await bot.desk.ticket(found[0], history=False)))
 
     @app.action(ids.EVENTS)
     async def events(ack: Any, body: dict[str, Any]) -> None:

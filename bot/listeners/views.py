@@ -1,10 +1,12 @@
-"""View submissions: the reply (R20-R23, B1), the internal note, and the merge (R5).
+"""View submissions: the reply (R20-R23, B1), the internal note, the fields (priority, subject), and
+the merge (R5).
 
 What the desk would refuse is decided before the ack, within Slack's 3 seconds, and answered with
 `response_action: errors` on the field concerned, so the modal stays open with the agent's text
-(R22: no text or file, a closed window, a status the ticket cannot take, a closed ticket). Then each
+(R22: no text or file, a closed window, a status the ticket cannot take, a closed ticket; a field
+value `tickets.set_fields` would refuse, checked by the same function it uses). Then each
 acks (closing the modal) and works after. A submission Slack delivers twice (a retry, a replay) is
-acted on once: its view, hash and values make a key the reply, note or merge commits with.
+acted on once: its view, hash and values make a key the reply, note, fields or merge commits with.
 A reply the channel refuses after the modal closed reaches the agent by DM from the notifier (R22).
 """
 
@@ -21,8 +23,8 @@ from bot import macros
 from bot.app import Bot
 from bot.blocks import ids
 from bot.blocks.common import STATUS_LABELS, SUBMIT_STATUSES, read_meta
-from bot.blocks.modals import merge_modal
-from warehouse.tickets import Actor, OperationError
+from bot.blocks.modals import digest, merge_modal
+from warehouse.tickets import Actor, OperationError, checked_fields
 
 log = logging.getLogger(__name__)
 MAX_FILE = 100 * 1024 * 1024
@@ -51,6 +53,33 @@ def submitted_files(view: dict[str, Any]) -> list[Any]:
     """The file_input's files: a list of ids or file objects (the exact shape is not documented)."""
     state = value_of(view, ids.REPLY_FILE, "reply_file")
     return list(state.get("files") or state.get("file_ids") or [])
+
+
+def changed_fields(view: dict[str, Any]) -> dict[str, Any]:
+    """The fields the agent changed in the fields modal, as `tickets.set_fields` takes them: what the
+    modal showed (its metadata) and left alone is not written back."""
+    shown = read_meta(view)
+    priority = (value_of(view, ids.FIELDS_PRIORITY, ids.PRIORITY_SELECT).get("selected_option") or {}).get("value")
+    subject = value_of(view, ids.FIELDS_SUBJECT, ids.SUBJECT_INPUT).get("value")
+    changes: dict[str, Any] = {}
+    if priority is not None and priority != shown.get("priority"):
+        changes["priority"] = "" if priority == ids.NO_PRIORITY else priority
+    if subject is not None and digest(subject) != shown.get("subject"):
+        changes["subject"] = subject.strip()
+    return changes
+
+
+def field_errors(changes: dict[str, Any]) -> dict[str, str]:
+    """Each refused field's reason, on its input block."""
+    errors = {}
+    for name, block in (("priority", ids.FIELDS_PRIORITY), ("subject", ids.FIELDS_SUBJECT)):
+        if name in changes:
+            try:
+                checked_fields({name: changes[name]})
+            except OperationError as exc:
+                reason = str(exc)
+                errors[block] = reason[:1].upper() + reason[1:]
+    return errors
 
 
 def window_refusal(ticket: dict[str, Any]) -> str:
@@ -165,6 +194,31 @@ def register(bot: Bot) -> None:
             await bot.desk.note(ticket_id, agent, text, once=submission_key(view))
         except OperationError as exc:
             await bot.tell(body["user"]["id"], f"⚠️ {exc}", await bot.card_channel(ticket_id))
+
+    @app.view(ids.CB_FIELDS)
+    async def fields_submit(ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
+        """Priority and subject, through the desk's one operation for ticket fields (triggers follow)."""
+        bot.track()
+        user = body["user"]["id"]
+        if not await bot.access.is_agent(user):
+            await ack()
+            await bot.agent(user)  # says why
+            return
+        changes = changed_fields(view)
+        errors = field_errors(changes)
+        if errors:
+            await ack(response_action="errors", errors=errors)
+            return
+        await ack()
+        agent = await bot.agent(user)
+        if agent is None or not changes:
+            return
+        ticket_id = int(read_meta(view)["ticket"])
+        try:
+            await bot.desk.set_fields(ticket_id, changes, Actor.agent(agent), once=submission_key(view))
+        except OperationError as exc:
+            await bot.tell(user, f"⚠️ Fields not saved on ticket #{ticket_id}: {exc}",
+                           await bot.card_channel(ticket_id))
 
     @app.view(ids.CB_MERGE_SEARCH)
     async def merge_search(ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:

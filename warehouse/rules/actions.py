@@ -1,10 +1,10 @@
 """Rule actions (`[{"field", "value"}]`, Zendesk's shape): validating, applying, and reasoning about them.
 
 Actions apply through the ticket operations of `warehouse.tickets`, with the rule as the actor, so
-every change is an event naming the rule (R3). Fields those operations do not cover (group,
-priority, subject, custom fields) are updated here, with an event each. An action the ticket
-refuses (reopening a closed ticket, ...) is recorded as `rule_action_failed` and the others still
-apply: a rule must never make an incoming message fail to store.
+every change is an event naming the rule (R3); the ticket's fields (group, priority, subject,
+custom fields) through `set_fields`, the one operation Slack and the CLI use too. An action the
+ticket refuses (reopening a closed ticket, a blank subject, ...) is recorded as `rule_action_failed`
+and the others still apply: a rule must never make an incoming message fail to store.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import duckdb
 
 from warehouse import clock, tickets
 from warehouse.conditions import PRIORITIES, TIME_FIELDS
-from warehouse.model import STATUSES, dumps
+from warehouse.model import STATUSES
 from warehouse.rows import event, one, record_events
 from warehouse.rules.placeholders import render, unknown_placeholders, values, values_many
 from warehouse.tickets import Actor, OperationError
@@ -269,27 +269,13 @@ class Applying:
 ticket_row = tickets.load_ticket
 
 
-def _set_column(run: Applying, column: str, value: Any, kind: str) -> dict[str, Any]:
-    t = ticket_row(run.con, run.ticket_id)
-    value = None if value in ("", None) else str(value)
-    if t[column] != value:
-        now = clock.now()
-        run.con.execute(f"UPDATE tickets SET {column} = ?, updated_at = ? WHERE id = ?", [value, now, run.ticket_id])
-        record_events(run.con, [event(run.ticket_id, kind, run.actor.type, run.actor.id, at=now,
-                                      previous=t[column], **{column: value})])
-    return {column: value}
+def _set_column(run: Applying, column: str, value: Any) -> dict[str, Any]:
+    result = tickets.set_fields(run.con, run.ticket_id, {column: value}, run.actor)
+    return {column: result[column]}
 
 
 def _set_custom_field(run: Applying, key: str, value: Any) -> dict[str, Any]:
-    t = ticket_row(run.con, run.ticket_id)
-    fields = json.loads(t["custom_fields"] or "{}")
-    if fields.get(key) != value:
-        previous, fields[key] = fields.get(key), value
-        now = clock.now()
-        run.con.execute("UPDATE tickets SET custom_fields = ?::JSON, updated_at = ? WHERE id = ?",
-                        [dumps(fields), now, run.ticket_id])
-        record_events(run.con, [event(run.ticket_id, "custom_field_changed", run.actor.type, run.actor.id, at=now,
-                                      field=key, previous=previous, value=value)])
+    tickets.set_fields(run.con, run.ticket_id, {"custom_fields": {key: value}}, run.actor)
     return {"custom_field": key, "value": value}
 
 
@@ -382,7 +368,7 @@ def apply_one(run: Applying, action: Mapping[str, Any], public_comments: bool) -
         return _assign(run, value)
     if name in ("group_id", "priority", "subject"):
         text = render(str(value or ""), values(con, tid, run.current_user)) if name == "subject" else value
-        return _set_column(run, name, text, f"{'group' if name == 'group_id' else name}_changed")
+        return _set_column(run, name, text)
     if name == "current_tags":
         return tickets.change_tags(con, tid, tags_of(value), [], actor)
     if name == "remove_tags":
