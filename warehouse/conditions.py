@@ -8,10 +8,20 @@ Hours are elapsed time as a fraction (`greater_than 20` is "more than 20 hours a
 time field means "N whole hours", which Zendesk uses for conditions that are true only once.
 Trigger-only conditions (update_type, comment_is_public, role, and the `changed` family of
 operators) read the update from the `Context`; elsewhere they are refused.
+
+The subject is matched by `subject_includes_word`: `includes` / `not_includes` at least one / none of
+the value's words (whole words, any case), `is` / `is_not` contains / does not contain the value as a
+string (in views and automations too: it reads the ticket, not the update); `subject` itself takes
+only the `changed` family. Custom fields are Zendesk's `custom_fields_<id>`, the id being the field's
+key in `tickets.custom_fields`: `is`, `is_not`, `present`, `not_present`, `includes` / `not_includes`
+(one of the words of its value, as Zendesk's multi-select fields), and the `changed` family. Their
+values compare as text (`true`, `5`, `A-1`); an unset field counts as `false`, as Zendesk's unchecked
+checkbox does.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,12 +41,24 @@ TIME_FIELDS = ("hours_since_created", "hours_since_open", "hours_since_pending",
 # Fields that describe the update being made, not the ticket: meaningful in triggers only.
 UPDATE_FIELDS = ("update_type", "comment_is_public", "role")
 FIELDS = ("status", "assignee_id", "requester_id", "group_id", "priority", "current_tags", "via", "via_id",
-          "business_account", "requester_role", "last_message_from", *UPDATE_FIELDS, *TIME_FIELDS)
+          "business_account", "requester_role", "last_message_from", "subject_includes_word", "subject",
+          *UPDATE_FIELDS, *TIME_FIELDS)
+SUBJECT_OPERATORS = ("includes", "not_includes", "is", "is_not")
+CUSTOM_PREFIX = "custom_fields_"  # Zendesk's name for a custom field: custom_fields_<id>
+CUSTOM_OPERATORS = ("is", "is_not", "present", "not_present", "includes", "not_includes", *CHANGE_OPERATORS)
+# A custom field's key sits in a JSON path literal: word characters and hyphens only, so neither a
+# quote nor `$` or `/` (which would make DuckDB read the key as a path) can reach it.
+_CUSTOM_KEY = re.compile(r"[\w-]+")
 PRIORITIES = ("low", "normal", "high", "urgent")
 ROLES = ("end_user", "agent", "admin")
 # The events that record a change of each field, for `changed` and friends: (event kind, data key).
 CHANGE_EVENTS = {"status": ("status_changed", "status"), "assignee_id": ("assignee_changed", "assignee_id"),
-                 "group_id": ("group_changed", "group_id"), "priority": ("priority_changed", "priority")}
+                 "group_id": ("group_changed", "group_id"), "priority": ("priority_changed", "priority"),
+                 "subject": ("subject_changed", "subject")}
+# Every custom field's change is this one kind; the event's `field` names which one changed.
+CUSTOM_FIELD_EVENT = ("custom_field_changed", "value")
+# The subject as its words, lower case, one space apart: a word is matched whole, not inside another.
+_SUBJECT_WORDS = r"(' ' || regexp_replace(lower(t.subject), '[^\pL\pN]+', ' ', 'g') || ' ')"
 # Events after this id belong to the update being evaluated (the mark moves when triggers finish).
 _MARK = "coalesce((SELECT m.event_id FROM trigger_marks m WHERE m.ticket_id = t.id), 0)"
 # A person answered after the end user's last message: an agent's reply or a macro they applied.
@@ -130,6 +152,40 @@ def _truthy(value: Any) -> bool:
     return str(value).lower() in ("true", "1", "public")
 
 
+def custom_field_key(name: Any) -> str | None:
+    """The key of a `custom_fields_<key>` condition or action field; None for any other field."""
+    if isinstance(name, str) and name.startswith(CUSTOM_PREFIX) and len(name) > len(CUSTOM_PREFIX):
+        return name.removeprefix(CUSTOM_PREFIX)
+    return None
+
+
+def custom_text(value: Any) -> str | None:
+    """A custom field's value as its condition compares it: the text DuckDB's `->>` gives for it
+    (`true`, `5`, `1.5`, `A-1`); None for no value (unset, null or empty)."""
+    if value is None or value == "":
+        return None
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def subject_words(text: str) -> str:
+    """A text as `_SUBJECT_WORDS` reads a subject: its words, lower case, between single spaces."""
+    return " " + " ".join(re.findall(r"[^\W_]+", text.lower())) + " "
+
+
+def subject_phrases(value: Any) -> list[str]:
+    """The words of a `subject_includes_word` value, each as found in `subject_words` (" e mail " for
+    e-mail: punctuation inside a word separates its parts, as it does in the subject)."""
+    phrases = (subject_words(word) for word in str(value).split())
+    return [p for p in phrases if p.strip()]
+
+
+def _scalar(name: str, value: Any, where: str) -> None:
+    # Zendesk's condition value is one string; a list or an object here is a mistake in the rule file.
+    if isinstance(value, Mapping | list | tuple | set):
+        raise ConditionError(f"{where}: {name} takes a text, number or true/false value, not "
+                             f"{type(value).__name__} {value!r}")
+
+
 def _update_condition(name: str, op: str, value: Any, ctx: Context, where: str) -> Compiled:
     if not ctx.trigger:
         raise ConditionError(f"{where}: {name} describes an update; only triggers can use it")
@@ -161,19 +217,27 @@ def _update_condition(name: str, op: str, value: Any, ctx: Context, where: str) 
 def _change_condition(name: str, op: str, value: Any, ctx: Context, where: str) -> Compiled:
     if not ctx.trigger:
         raise ConditionError(f"{where}: {op!r} looks at the update being made; only triggers can use it")
-    if name not in CHANGE_EVENTS:
+    custom = custom_field_key(name)
+    if name not in CHANGE_EVENTS and custom is None:
         raise ConditionError(f"{where}: {name} does not take {op!r}")
-    kind, key = CHANGE_EVENTS[name]
+    kind, key = CHANGE_EVENTS[name] if custom is None else CUSTOM_FIELD_EVENT
     if name == "assignee_id" and value == "current_user":
         value = ctx.current_user
     base = f"FROM events e WHERE e.ticket_id = t.id AND e.kind = '{kind}' AND e.id > {_MARK}"
+    params: list[Any] = []
+    if custom is not None:
+        base += " AND json_extract_string(e.data, '$.field') = ?"
+        params.append(custom)
     if op in ("changed", "not_changed"):
         test = f"EXISTS (SELECT 1 {base})"
-        return Compiled(test if op == "changed" else f"NOT {test}")
+        return Compiled(test if op == "changed" else f"NOT {test}", params)
     column = f"json_extract_string(e.data, '$.{key if op in ('value', 'not_value') else 'previous'}')"
-    wanted = None if value in (None, "") else str(value)
-    match = f"{column} IS NULL" if wanted is None else f"{column} = ?"
-    params = [] if wanted is None else [wanted]
+    if custom is not None:
+        match, more = _custom_equals(f"nullif({column}, '')", custom_text(value))
+    else:
+        wanted = None if value in (None, "") else str(value)
+        match, more = (f"{column} IS NULL", []) if wanted is None else (f"{column} = ?", [wanted])
+    params += more
     if op in ("value", "value_previous"):  # changed to / changed from
         return Compiled(f"EXISTS (SELECT 1 {base} AND {match})", params)
     return Compiled(f"EXISTS (SELECT 1 {base} AND NOT coalesce({match}, FALSE))", params)
@@ -213,6 +277,60 @@ def _status_condition(op: str, value: Any, where: str) -> Compiled:
     raise ConditionError(f"{where}: status does not take {op!r}")
 
 
+def _subject_condition(op: str, value: Any, where: str) -> Compiled:
+    if op not in SUBJECT_OPERATORS:
+        hint = " (a change of the subject is the field subject)" if op in CHANGE_OPERATORS else ""
+        raise ConditionError(f"{where}: subject_includes_word takes {', '.join(SUBJECT_OPERATORS)}, "
+                             f"not {op!r}{hint}")
+    _scalar("subject_includes_word", value, where)
+    if op in ("is", "is_not"):  # Zendesk: "contains the following string" / "does not contain ..."
+        text = "" if value is None else str(value).lower()
+        if not text.strip():
+            raise ConditionError(f"{where}: subject_includes_word {op} needs a text to look for")
+        test = f"contains(lower(t.subject), {_literal(text)})"
+    else:  # Zendesk: "contains at least one of the words" / "contains none of the words"
+        phrases = subject_phrases("" if value is None else value)
+        if not phrases:
+            raise ConditionError(f"{where}: subject_includes_word {op} needs at least one word, not {value!r}")
+        test = "(" + " OR ".join(f"contains({_SUBJECT_WORDS}, {_literal(p)})" for p in phrases) + ")"
+    return Compiled(test if op in ("is", "includes") else f"NOT {test}")
+
+
+def _custom_equals(expr: str, wanted: str | None) -> tuple[str, list[Any]]:
+    """SQL for "`expr` (a custom field's text, NULL when it has none) is `wanted`", and its parameters."""
+    if wanted is None:
+        return f"{expr} IS NULL", []
+    if wanted == "false":  # an unchecked checkbox: Zendesk stores nothing until it is first checked
+        return f"coalesce({expr}, 'false') = 'false'", []
+    return f"{expr} = ?", [wanted]
+
+
+def _custom_condition(key: str, op: str, value: Any, ctx: Context, where: str) -> Compiled:
+    name = CUSTOM_PREFIX + key
+    if not _CUSTOM_KEY.fullmatch(key):
+        raise ConditionError(f"{where}: {name}: a custom field's id is letters, digits, _ and - only")
+    if op not in CUSTOM_OPERATORS:
+        raise ConditionError(f"{where}: {name} takes {', '.join(CUSTOM_OPERATORS[:6])} (and in triggers "
+                             f"{', '.join(CHANGE_OPERATORS)}), not {op!r}")
+    _scalar(name, value, where)
+    if op in CHANGE_OPERATORS:
+        return _change_condition(name, op, value, ctx, where)
+    # Empty text is no value: Slack's and the CLI's cleared field holds "".
+    expr = f"nullif(t.custom_fields->>{_literal(key)}, '')"
+    if op in ("present", "not_present"):
+        return Compiled(f"{expr} IS {'NOT ' if op == 'present' else ''}NULL")
+    wanted = custom_text(value)
+    if op in ("includes", "not_includes"):  # a multi-select's value: its options, a space apart
+        words = (wanted or "").split()
+        if not words:
+            raise ConditionError(f"{where}: {name} {op} needs at least one word")
+        spaced = f"(' ' || regexp_replace({expr}, '\\s+', ' ', 'g') || ' ')"
+        test = "coalesce(" + " OR ".join(f"contains({spaced}, {_literal(f' {w} ')})" for w in words) + ", FALSE)"
+        return Compiled(test if op == "includes" else f"NOT {test}")
+    test, params = _custom_equals(expr, wanted)
+    return Compiled(test if op == "is" else f"NOT coalesce({test}, FALSE)", params)
+
+
 def _checked_value(name: str, op: str, value: Any, where: str) -> Any:
     """The value of an `is` / `is_not` condition on a field with a closed set of values, refused (with
     what it may be) when it is none of them; Zendesk's `end-user` spelled as ours."""
@@ -235,10 +353,20 @@ def compile_condition(cond: Mapping[str, Any], ctx: Context, where: str = "condi
     if not isinstance(cond, Mapping):
         raise ConditionError(f"{where}: a condition is an object with field, operator and value")
     name, op, value = cond.get("field"), cond.get("operator", "is"), cond.get("value")
+    custom = custom_field_key(name)
+    if custom is not None:  # any key may name one: it has operators of its own
+        return _custom_condition(custom, op, value, ctx, where)
     if name not in FIELDS:
         raise ConditionError(f"{where}: unsupported field {name!r}")
     if op not in OPERATORS:
         raise ConditionError(f"{where}: unsupported operator {op!r} for {name}")
+    if name == "subject_includes_word":
+        return _subject_condition(op, value, where)
+    if name == "subject":  # its text is subject_includes_word's; `subject` is for its changes
+        if op not in CHANGE_OPERATORS:
+            raise ConditionError(f"{where}: subject takes only {', '.join(CHANGE_OPERATORS)} (triggers); "
+                                 f"to match its words use subject_includes_word")
+        _scalar(name, value, where)
     if name == "via_id":  # Zendesk's numbers and via types, as its exports write them
         if op not in ("is", "is_not"):
             raise ConditionError(f"{where}: via_id takes is or is_not, not {op!r}")

@@ -19,7 +19,15 @@ from typing import Any
 import duckdb
 
 from warehouse import clock, tickets
-from warehouse.conditions import PRIORITIES, TIME_FIELDS
+from warehouse.conditions import (
+    CUSTOM_PREFIX,
+    PRIORITIES,
+    TIME_FIELDS,
+    custom_field_key,
+    custom_text,
+    subject_phrases,
+    subject_words,
+)
 from warehouse.model import STATUSES
 from warehouse.rows import event, one, record_events
 from warehouse.rules.placeholders import render, unknown_placeholders, values, values_many
@@ -28,7 +36,6 @@ from warehouse.tickets import Actor, OperationError
 TEXT_ACTIONS = ("comment_value", "comment_value_html", "comment_value_internal")
 ACTION_FIELDS = ("status", "assignee_id", "group_id", "priority", "current_tags", "remove_tags", "set_tags",
                  *TEXT_ACTIONS, "comment_mode_is_public", "notification_slack", "subject")
-CUSTOM_PREFIX = "custom_fields_"
 RULES_AGENT = "socialdesk-rules"  # the author of rule comments on tickets nobody is assigned to
 ROUND_ROBIN = "round_robin"
 
@@ -203,7 +210,43 @@ def makes_false(cond: Mapping[str, Any], actions: Sequence[Mapping[str, Any]]) -
             return str(after or "") != str(value or "")
         if op == "is_not":
             return str(after or "") == str(value or "")
+    if name == "subject_includes_word" and "subject" in sets:
+        return _subject_made_false(op, value, sets["subject"])
+    if custom_field_key(name) is not None and name in sets:
+        return _custom_field_made_false(op, value, sets[name])
     return False
+
+
+def _subject_made_false(op: str, value: Any, after: Any) -> bool:
+    """Whether setting the subject to `after` leaves `subject_includes_word <op> <value>` false."""
+    text = str(after or "")
+    if "{{" in text or not _valid_subject(text):
+        return False  # rendered per ticket (not known here), or refused (the subject stays as it is)
+    words = subject_words(text)
+    if op in ("includes", "not_includes"):
+        found = any(p in words for p in subject_phrases(value))
+        return not found if op == "includes" else found
+    contains = str(value or "").lower() in text.lower()
+    return {"is": not contains, "is_not": contains}.get(op, False)
+
+
+def _custom_field_made_false(op: str, value: Any, after: Any) -> bool:
+    """Whether setting a custom field to `after` leaves `custom_fields_<id> <op> <value>` false; the
+    comparisons are the compiled condition's (text, an unset field counting as false)."""
+    try:
+        tickets.checked_fields({"custom_fields": {"field": after}})  # the value's check, whatever the key
+    except OperationError:
+        return False  # the action would be refused and the field keep its value
+    now, wanted = custom_text(after), custom_text(value)
+    if op == "present":
+        return now is None
+    if op == "not_present":
+        return now is not None
+    if op in ("includes", "not_includes"):
+        found = bool(set((now or "").split()) & set((wanted or "").split()))
+        return not found if op == "includes" else found
+    same = (now or "false") == wanted if wanted == "false" else now == wanted
+    return {"is": not same, "is_not": same}.get(op, False)
 
 
 def has_time_condition(conditions: Mapping[str, Any]) -> bool:
@@ -220,8 +263,9 @@ def once_only(conditions: Mapping[str, Any]) -> bool:
 # -- what a rule would change --------------------------------------------------------------------
 
 def would_change(ticket: Mapping[str, Any], actions: Sequence[Mapping[str, Any]],
-                 current_user: int | None = None) -> bool:
-    """Whether the ticket-changing actions would change this ticket now (comments and notices aside)."""
+                 current_user: int | None = None, con: duckdb.DuckDBPyConnection | None = None) -> bool:
+    """Whether the ticket-changing actions would change this ticket now (comments and notices aside).
+    With `con`, a subject with placeholders is rendered as the action would; without, it counts as a change."""
     tags = list(ticket["tags"])
     for a in actions:
         name, value = str(a.get("field")), a.get("value")
@@ -234,7 +278,9 @@ def would_change(ticket: Mapping[str, Any], actions: Sequence[Mapping[str, Any]]
                     return True
             elif (None if target in ("", None) else int(target)) != ticket["assignee_id"]:
                 return True
-        if name in ("group_id", "priority", "subject") and (value or None) != (ticket[name] or None):
+        if name in ("group_id", "priority") and (value or None) != (ticket[name] or None):
+            return True
+        if name == "subject" and _subject_changes(ticket, value, current_user, con):
             return True
         if name == "current_tags" and any(t not in tags for t in tags_of(value)):
             return True
@@ -247,6 +293,25 @@ def would_change(ticket: Mapping[str, Any], actions: Sequence[Mapping[str, Any]]
             if current != value:
                 return True
     return False
+
+
+def _subject_changes(ticket: Mapping[str, Any], value: Any, current_user: int | None,
+                     con: duckdb.DuckDBPyConnection | None) -> bool:
+    # The template is not the subject it renders ("{{ticket.id}} refund" is never "42 refund"): compared
+    # unrendered, a trigger that renamed a ticket would look undone by the next one and be "stopped".
+    text = str(value or "")
+    if con is not None and "{{" in text:
+        text = render(text, values(con, ticket["id"], current_user))
+    return _valid_subject(text) and text != ticket["subject"]  # a refused subject leaves the ticket's
+
+
+def _valid_subject(text: str) -> bool:
+    """Whether `set_fields` takes this subject (not blank, not too long)."""
+    try:
+        tickets.checked_fields({"subject": text})
+    except OperationError:
+        return False
+    return True
 
 
 # -- applying ------------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ def rules_affecting(con: duckdb.DuckDBPyConnection, rules: RuleSet, ticket_id: i
     for rule in rules.triggers:
         if not rule.active:
             continue
-        changes = would_change(t, rule.actions, agent_id)
+        changes = would_change(t, rule.actions, agent_id, con)
         acts = changes or any(a.get("field") in _ACTING for a in rule.actions)
         if acts and matching(con, compile_conditions(rule.conditions, ctx), [ticket_id]):
             triggers.append(_entry(rule, changes))
@@ -47,6 +47,6 @@ def rules_affecting(con: duckdb.DuckDBPyConnection, rules: RuleSet, ticket_id: i
         if rule.active:
             q = automation_query(rule, now, ticket_id)
             if con.execute(q.sql, q.params).fetchone():
-                automations.append(_entry(rule, would_change(t, rule.actions)))
+                automations.append(_entry(rule, would_change(t, rule.actions, con=con)))
     return {"ticket_id": ticket_id, "triggers": triggers, "automations": automations,
             "assumes": "triggers: an agent's public reply to this ticket now; automations: their next run"}

@@ -120,7 +120,8 @@ def _stop_loops(con: duckdb.DuckDBPyConnection, rules: RuleSet, active: list[Any
             rule = active[i]
             if all(a.get("field") == "notification_slack" for a in rule.actions):
                 continue  # a notification changes nothing another trigger could undo
-            if would_change(ticket_row(con, t), rule.actions, ctx.current_user) and matching(con, compiled[i], [t]):
+            changes = would_change(ticket_row(con, t), rule.actions, ctx.current_user, con)
+            if changes and matching(con, compiled[i], [t]):
                 stopped.append(event(t, "trigger_loop_stopped", rule.actor.type, rule.actor.id, rule=rule.title,
                                      reason="another trigger undid this trigger's changes; each trigger fires at "
                                             "most once per update"))
