@@ -73,10 +73,15 @@ def touch(tid: int | None, kind: str, data: dict[str, Any], touched: dict[int, s
     if kind == "assignee_changed" and data.get("previous") is not None:
         touched[tid].add(f"previous:{data['previous']}")
 
+# An agent's home tab is refreshed at most this often. views.publish's own budget (Tier 4, shared by
+# every agent, kept by the pacer) is the real limit; this only spares a tab the events of one burst
+# one by one. Longer, and the one agent watching a busy desk sees new tickets a second late.
+DEBOUNCE = 0.2
+
 
 class Notifier:
     def __init__(self, desk: Desk, client: AsyncWebClient, cfg: SlackConfig, access: Access, *,
-                 interval: float = 0.5, debounce: float = 0.5, batch: int = 500, homes_per_pass: int = 20,
+                 interval: float = 0.5, debounce: float = DEBOUNCE, batch: int = 500, homes_per_pass: int = 20,
                  clock: Clock | None = None, monotonic: Callable[[], float] | None = None,
                  media_link: Callable[[int, int], str] | None = None, wake_on_tickets: bool = True) -> None:
         self.wake_on_tickets = wake_on_tickets  # tests that drive the passes themselves turn it off
@@ -99,6 +104,7 @@ class Notifier:
         self._pending_homes: set[str] = set()
         self._published_at: dict[str, float] = {}
         self._homes_task: asyncio.Task[None] | None = None
+        self._saving: asyncio.Task[None] | None = None
         self._unreachable: set[str] = set()  # Slack refused their home tab for good
         self._homes_seen = 0  # the home tabs were refreshed for the events up to here
         self._cursor: int | None = None  # saved: everything up to it reached Slack
@@ -172,9 +178,11 @@ class Notifier:
             await self.mirror.stop()
             if self._homes_task is not None:
                 self._homes_task.cancel()
+            if self._saving is not None:
+                self._saving.cancel()
 
     async def run_once(self) -> int:
-        """One pass: plan the events after the last planned one, start the lanes, save the cursor, start
+        """One pass: plan the events after the last planned one, start the lanes, start saving the cursor and
         publishing the home tabs due. Returns the events read."""
         async with self.lock:
             if self._planned is None:
@@ -198,11 +206,24 @@ class Notifier:
                 self.plan(eid, tid, kind, actor, data)
                 self._planned = eid
             self.mirror.kick()
-            await self.save_cursor()
             if touched:
                 await self._homes_for(touched)
-        self.kick_homes()
+            self.kick_homes()
+            self._save_cursor_soon()
         return len(rows)
+
+    def _save_cursor_soon(self) -> None:
+        """Save the cursor beside the passes, not in them: it is a write, which waits for the writer's
+        round (up to a second or two under a burst), and neither the next pass nor the home tabs depend
+        on it. A save still running covers this one; the next pass starts another."""
+        if self._saving is None or self._saving.done():
+            self._saving = asyncio.create_task(self._save_in_background(), name="slack-cursor")
+
+    async def _save_in_background(self) -> None:
+        try:
+            await self.save_cursor()
+        except Exception:  # the next pass saves it again; the events after it are replayed at worst
+            log.exception("saving the Slack notifier's cursor failed")
 
     async def settle(self) -> None:
         """Wait until every lane is empty or resting and the home tabs due are published, then save the
@@ -210,6 +231,8 @@ class Notifier:
         await self.mirror.drain()
         if self._homes_task is not None:
             await self._homes_task
+        if self._saving is not None:
+            await self._saving
         async with self.lock:
             await self.save_cursor()
 
