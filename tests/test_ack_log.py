@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from socialdesk.fakes.meta_api import WHATSAPP_PARIS
 from socialdesk.operations import OPERATIONS
 from socialdesk.sandbox import Sandbox
 from socialdesk.service import DESK, STORE, build_app
-from tests.conftest import msg
+from tests.conftest import later, msg
 from warehouse import open_store
 from warehouse.desk import Desk
 from warehouse.ingest import Delivery
@@ -146,6 +147,30 @@ def test_a_failing_delivery_fails_alone_and_everything_after_it_carries_on_in_lo
     assert asyncio.run(desk.dead_letters()) == []
     [resolved] = asyncio.run(desk.dead_letters(resolved=True))
     assert resolved["resolved_at"] is not None and resolved["attempts"] == 2
+
+
+def test_two_new_ids_naming_the_same_phone_in_one_round_are_both_stored_and_none_is_dead_lettered(
+        store: Store) -> None:
+    """Two webhooks processed as one round whose senders (WhatsApp business-scoped ids) both name the same phone:
+    both messages are stored, on the one customer's ticket, as if they had come one round each."""
+    desk = Desk(store)
+    deliveries = [Delivery([replace(msg(user=u, message_id=f"m-{u}", text=f"from {u}", at=later(n), name="Ana"),
+                                    aliases=(CUSTOMER,))], "whatsapp", b"{}")
+                  for n, u in enumerate(["US.1111", "US.2222"])]
+    gate = threading.Event()
+    held = store.submit(lambda con: gate.wait(30))  # so that the two are processed as one round
+
+    async def receive() -> list[int]:
+        return [await desk.receive(d) for d in deliveries]
+    asyncio.run(receive())
+    gate.set()
+    held.result(30)
+    assert asyncio.run(desk.dead_letters()) == [] and store.log.backlog == 0
+    assert sql(store, "SELECT t.recipient, t.end_user_messages, list(c.body ORDER BY c.id) FROM tickets t "
+                      "JOIN comments c ON c.ticket_id = t.id GROUP BY ALL") == [("US.2222", 2, ["from US.1111",
+                                                                                       "from US.2222"])]
+    assert sql(store, "SELECT platform_user_id FROM identities ORDER BY ALL") == [(CUSTOMER,), ("US.1111",),
+                                                                                  ("US.2222",)]
 
 
 def test_a_retry_that_fails_again_keeps_the_dead_letter_with_its_new_error(store: Store) -> None:

@@ -13,13 +13,17 @@ from typing import Any
 import pytest
 
 from tests.conftest import T0, ingest, later, msg
+from warehouse import open_store, queries, register_accounts
 from warehouse import outbox as box
-from warehouse import queries
-from warehouse.model import MessageEdit, MessageWithdrawn, StatusUpdate
+from warehouse.ingest import Delivery, IngestResult, ingest_batch
+from warehouse.model import InboundMessage, MessageEdit, MessageWithdrawn, StatusUpdate
 from warehouse.store import Store
 from warehouse.tickets import ensure_agent, reply
 
 BSUID = "US.13491208655302741918"
+OTHER_BSUID = "US.98765432109876543210"
+THIRD_BSUID = "US.55555555555555555555"
+PHONE = "33612345678"
 
 
 def rows(store: Store, sql: str, *params: Any) -> list[tuple]:
@@ -66,6 +70,75 @@ def test_the_phone_alone_finds_a_user_first_known_by_both(store: Store) -> None:
     ingest(store, replace(msg(user=BSUID, text="First", at=later(0)), aliases=("33612345678",)))
     ingest(store, msg(user=BSUID, text="Again", at=later(1)))
     assert rows(store, "SELECT count(*) FROM tickets") == [(1,)]
+
+
+def one_round(store: Store, *messages: InboundMessage) -> list[IngestResult]:
+    """The messages as one round of the log gives them to ingestion: one transaction, one delivery each.
+    (Through the log a round that fails is split up and tried again, which would hide the failure.)"""
+    return store.write(lambda c: ingest_batch(c, [Delivery([m], "whatsapp") for m in messages]))
+
+
+def by(user: str, text: str, hours: float, *aliases: str) -> InboundMessage:
+    """A message from `user`, who names `aliases` as their other ids; each id comes with a profile of its own."""
+    return replace(msg(user=user, text=text, at=later(hours), name=f"Customer {user}"), aliases=aliases)
+
+
+def test_two_new_ids_naming_the_same_phone_in_one_round_are_one_customer_on_one_ticket(store: Store) -> None:
+    """As when they come in two rounds: the second id joins the user the phone belongs to by then."""
+    results = one_round(store, by(BSUID, "First", 0, PHONE), by(OTHER_BSUID, "Second", 1, PHONE))
+    assert sum(r.stored for r in results) == 2
+    assert rows(store, "SELECT count(*) FROM users WHERE role = 'end-user'") == [(1,)]
+    assert sorted(rows(store, "SELECT platform_user_id, user_id FROM identities")) == [
+        (PHONE, 1), (BSUID, 1), (OTHER_BSUID, 1)]
+    # One conversation, answered on the id the customer wrote from last.
+    assert rows(store, "SELECT status, recipient, end_user_messages FROM tickets") == [("open", OTHER_BSUID, 2)]
+    assert bodies(store) == ["First", "Second"]
+
+
+def snapshot(store: Store) -> dict[str, Any]:
+    """What agents and reports see of end users and their tickets, without times of processing."""
+    def q(sql: str) -> list[tuple]:
+        return rows(store, sql)
+    events = q("SELECT ticket_id, user_id, kind, actor_type, actor_id, data FROM events")
+    return {"users": q("SELECT id, role, name, phone, social_messaging_info::VARCHAR FROM users ORDER BY id"),
+            "identities": q("SELECT channel, account, platform_user_id, user_id, profile::VARCHAR FROM identities "
+                            "ORDER BY ALL"),
+            "tickets": q("SELECT id, status, requester_id, account, recipient, subject, end_user_messages, "
+                         "created_at, last_end_user_message_at, last_end_user_text, channel_info::VARCHAR "
+                         "FROM tickets ORDER BY id"),
+            "comments": q("SELECT id, ticket_id, author_id, body FROM comments ORDER BY id"),
+            "events": sorted(events, key=repr)}
+
+
+@pytest.mark.parametrize(("before", "batch"), [
+    pytest.param([], [(BSUID, 0, PHONE), (OTHER_BSUID, 1, PHONE)], id="two new ids naming the same phone"),
+    pytest.param([], [(BSUID, 0, PHONE), (OTHER_BSUID, 1, PHONE), (THIRD_BSUID, 2, PHONE)], id="three of them"),
+    pytest.param([(PHONE, -1)], [(BSUID, 0, PHONE), (OTHER_BSUID, 1, PHONE)], id="the phone known from before"),
+    pytest.param([(PHONE, -1)], [(BSUID, 0, PHONE), (PHONE, 1), (OTHER_BSUID, 2, PHONE)],
+                 id="the phone known from before and writing too"),
+    pytest.param([], [(PHONE, 0), (BSUID, 1, PHONE)], id="the phone writes, then an id naming it"),
+    pytest.param([], [(BSUID, 0, PHONE), (PHONE, 1)], id="an id naming the phone, then the phone"),
+    pytest.param([], [(BSUID, 0, PHONE), (OTHER_BSUID, 1, PHONE), (BSUID, 2, PHONE)],
+                 id="the first id writes again after the second"),
+])
+def test_one_round_stores_what_the_same_messages_store_one_round_each(
+        store: Store, tmp_path: Any, before: list[tuple[Any, ...]], batch: list[tuple[Any, ...]]) -> None:
+    """A round of the log is only a way to go faster: which messages happen to share one must not change
+    who the customers are, nor their tickets."""
+    apart = open_store(tmp_path / "apart.duckdb")
+    try:
+        register_accounts(apart, [{"channel": c, "account": a, "name": n, "info": json.loads(i)} for c, a, n, i in
+                                  rows(store, "SELECT channel, account, name, info FROM accounts ORDER BY ALL")])
+        for user, hours, *aliases in before:
+            one_round(store, by(user, f"before {hours}", hours, *aliases))
+            one_round(apart, by(user, f"before {hours}", hours, *aliases))
+        messages = [by(user, f"at {hours}", hours, *aliases) for user, hours, *aliases in batch]
+        one_round(store, *messages)
+        for m in messages:
+            one_round(apart, m)
+        assert snapshot(store) == snapshot(apart)
+    finally:
+        apart.close()
 
 
 # -- reactions and referrals -----------------------------------------------------------------------

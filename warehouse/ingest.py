@@ -166,144 +166,190 @@ def _store_messages(con: duckdb.DuckDBPyConnection, stored: list[tuple[int, Inbo
     record_events(con, events)
 
 
+@dataclass(slots=True)
+class _Senders:
+    """Who a batch's senders are, decided before anything is written."""
+
+    users: dict[Key, int] = field(default_factory=dict)  # sender -> user id (a founder's once created)
+    profiles: dict[Key, str] = field(default_factory=dict)  # sender -> the profile its identity has in the store
+    founders: list[Key] = field(default_factory=list)  # senders making a user of their own, first writer first
+    joining: dict[Key, Key] = field(default_factory=dict)  # id new to the store -> the founder whose user it is
+    linked: dict[Key, int] = field(default_factory=dict)  # sender new to the store -> the stored user it is
+    new: set[Key] = field(default_factory=set)  # senders whose user is made by this batch
+
+
 def _store_senders(con: duckdb.DuckDBPyConnection, messages: list[InboundMessage], now: datetime,
-                   events: list[dict[str, Any]]) -> tuple[dict[Key, int], list[Key]]:
+                   events: list[dict[str, Any]]) -> tuple[dict[Key, int], set[Key]]:
     """End users: one per (channel, business account, platform user) (R4), created on first sight.
 
-    Returns each sender's user id and the senders new to the store; their events go into `events`.
+    Returns each sender's user id and the senders whose user is new to the store; their events go into `events`.
     """
-    idents = sorted({_identity_key(m) for m in messages})
-    wanted = set(idents)
-    aliases = {(m.channel, m.account, a): _identity_key(m) for m in messages for a in m.aliases}
-    known, stored_profiles = _known_senders(con, idents, wanted, aliases)
-    _link_new_ids(con, aliases, known, stored_profiles, now)
-    latest: dict[Key, InboundMessage] = {}
+    latest: dict[Key, InboundMessage] = {}  # in the order of each sender's first message
+    aliases: dict[Key, dict[Key, None]] = {}  # each sender's other ids on the account, in the order named
     for m in sorted(messages, key=lambda m: m.sent_at):
-        latest[_identity_key(m)] = m
-    missing = [k for k in idents if k not in known]
-    _create_users(con, missing, latest, wanted, known, now, events)
-    _update_profiles(con, latest, known, missing, stored_profiles, now)
-    return known, missing
+        key = _identity_key(m)
+        latest[key] = m
+        aliases.setdefault(key, {}).update(dict.fromkeys((m.channel, m.account, a) for a in m.aliases
+                                                         if a != m.user_id))
+    senders = _identify_senders(latest, aliases, _known_ids(con, set(latest).union(*aliases.values())))
+    _create_users(con, senders, latest, now, events)
+    _update_profiles(con, latest, senders, now)
+    return senders.users, senders.new
 
 
-def _known_senders(con: duckdb.DuckDBPyConnection, idents: list[Key], wanted: set[Key],
-                   aliases: Mapping[Key, Key]) -> tuple[dict[Key, int], dict[Key, str]]:
-    """The user id and stored profile of the senders known by the id they write from."""
-    known: dict[Key, int] = {}
-    stored_profiles: dict[Key, str] = {}
-    for c, a, u, uid, profile in con.execute(
-            "SELECT channel, account, platform_user_id, user_id, profile FROM identities "
-            f"WHERE platform_user_id IN {sql_list({k[2] for k in idents} | {k[2] for k in aliases})}").fetchall():
-        if (c, a, u) in wanted:
-            known[(c, a, u)] = uid
-            stored_profiles[(c, a, u)] = profile
-    return known, stored_profiles
+def _known_ids(con: duckdb.DuckDBPyConnection, ids: set[Key]) -> dict[Key, tuple[int, str]]:
+    """The user and stored profile of each of `ids` the store knows."""
+    # The senders and the other ids they name, in one round trip: both are looked up by platform id.
+    return {(c, a, u): (uid, profile) for c, a, u, uid, profile in con.execute(
+        "SELECT channel, account, platform_user_id, user_id, profile FROM identities "
+        f"WHERE platform_user_id IN {sql_list({k[2] for k in ids})}").fetchall() if (c, a, u) in ids}
 
 
-def _link_new_ids(con: duckdb.DuckDBPyConnection, aliases: Mapping[Key, Key], known: dict[Key, int],
-                  stored_profiles: dict[Key, str], now: datetime) -> None:
-    """Senders known by another id of theirs (`aliases`) get the id they write from as an identity too, and
-    join `known`."""
-    # A user first known by one id who now writes with another (a WhatsApp phone number, then the
-    # business-scoped user id beside it) is the same user: the new id becomes another identity of theirs.
-    linked: list[dict[str, Any]] = []
-    for c, a, u, uid, _ in con.execute(
-            "SELECT channel, account, platform_user_id, user_id, profile FROM identities "
-            f"WHERE platform_user_id IN {sql_list({k[2] for k in aliases})}").fetchall() if aliases else []:
-        key = aliases.get((c, a, u))
-        if key is not None and key not in known:
-            known[key] = uid
-            linked.append({"channel": key[0], "account": key[1], "platform_user_id": key[2], "user_id": uid,
-                           "profile": "{}", "created_at": now})
-            stored_profiles[key] = "{}"
-    insert(con, "identities", linked)
+def _identify_senders(latest: Mapping[Key, InboundMessage], aliases: Mapping[Key, Mapping[Key, None]],
+                      stored: Mapping[Key, tuple[int, str]]) -> _Senders:
+    """Each sender's user, deciding in the order they first wrote, as batches of one message each would.
+
+    A user first known by one id who writes with another (a WhatsApp phone number, then the business-scoped
+    user id beside it) is the same user: an id new to the store that names another id of theirs joins the user
+    that id belongs to, whether the store knows it or an earlier sender of this batch made it. Any other new
+    id makes a user, whose ids are it and the ids it names. So two new senders naming the same phone are one
+    user, whether their messages share a batch or not, and no id is given to two users.
+    """
+    s = _Senders()
+    in_store = {k: uid for k, (uid, _) in stored.items()}  # and, as they are linked, the new ids of those users
+    for key in latest:
+        if key in stored:
+            s.users[key], s.profiles[key] = stored[key]
+            continue
+        if key in s.joining:  # an earlier sender named it: it is an id of their user already
+            s.new.add(key)
+        else:
+            via = next((a for a in aliases[key] if a in in_store or a in s.joining), None)
+            if via is None:
+                s.founders.append(key)
+                s.new.add(key)
+                s.joining.update(dict.fromkeys([key, *aliases[key]], key))
+                continue
+            if via in in_store:
+                s.users[key] = s.linked[key] = in_store[key] = in_store[via]
+            else:
+                s.joining[key] = s.joining[via]
+                s.new.add(key)
+        # Made as another id of a user's, without a profile: the sender's latest message gives it one.
+        s.profiles[key] = "{}"
+    return s
 
 
-def _create_users(con: duckdb.DuckDBPyConnection, missing: list[Key], latest: Mapping[Key, InboundMessage],
-                  wanted: set[Key], known: dict[Key, int], now: datetime, events: list[dict[str, Any]]) -> None:
-    """A user with their identities for each sender never seen (`missing`), from their latest message; they
-    join `known`."""
+def _create_users(con: duckdb.DuckDBPyConnection, s: _Senders, latest: Mapping[Key, InboundMessage],
+                  now: datetime, events: list[dict[str, Any]]) -> None:
+    """A user for each founder, from their latest message, and every identity new to the store; the users'
+    ids go into `s.users`."""
     new_users: list[dict[str, Any]] = []
     new_idents: list[dict[str, Any]] = []
-    for uid, key in zip(next_ids(con, "user_ids", len(missing)), missing, strict=True):
+    for uid, key in zip(next_ids(con, "user_ids", len(s.founders)), s.founders, strict=True):
         m = latest[key]
-        known[key] = uid
+        s.users[key] = uid
         new_users.append({"id": uid, "role": "end-user", "name": _display_name(m),
                           "phone": to_e164(m.profile.get("phone")), "social_messaging_info": dumps(_social_info(m)),
                           "created_at": now, "updated_at": now})
         new_idents.append({"channel": key[0], "account": key[1], "platform_user_id": key[2], "user_id": uid,
                            "profile": dumps(m.profile), "created_at": now})
-        # Known by another id too (the phone beside a WhatsApp business-scoped id): a later message
-        # that shows only that id is the same user.
-        new_idents += [{"channel": key[0], "account": key[1], "platform_user_id": alias, "user_id": uid,
-                        "profile": "{}", "created_at": now}
-                       for alias in dict.fromkeys(m.aliases) if (key[0], key[1], alias) not in wanted]
         events.append(event(None, "user_created", "system", user_id=uid, at=now, channel=key[0], account=key[1]))
+    # A user's other ids are identities too (the phone beside a WhatsApp business-scoped id): a later message
+    # that shows only one of them is the same user. Their profiles come with the messages sent from them.
+    others = [(key, s.users[founder]) for key, founder in s.joining.items() if key != founder]
+    for key, uid in [*others, *s.linked.items()]:
+        if key in latest:
+            s.users[key] = uid
+        new_idents.append({"channel": key[0], "account": key[1], "platform_user_id": key[2], "user_id": uid,
+                           "profile": "{}", "created_at": now})
     insert(con, "users", new_users)
     insert(con, "identities", new_idents)
 
 
-def _update_profiles(con: duckdb.DuckDBPyConnection, latest: Mapping[Key, InboundMessage], known: Mapping[Key, int],
-                     missing: list[Key], stored_profiles: Mapping[Key, str], now: datetime) -> None:
-    """Returning senders' users and identities take the profile of their latest message."""
+def _update_profiles(con: duckdb.DuckDBPyConnection, latest: Mapping[Key, InboundMessage], s: _Senders,
+                     now: datetime) -> None:
+    """Senders' users and identities take the profile of their latest message (a founder's user has it already)."""
+    founders = set(s.founders)
     # Returning users mostly send the same profile again: only a changed one is written.
     updates: list[dict[str, Any]] = [
-        {"id": known[k], "patch": dumps(_social_info(m)), "phone": to_e164(m.profile.get("phone")),
+        {"id": s.users[k], "patch": dumps(_social_info(m)), "phone": to_e164(m.profile.get("phone")),
          "name": m.profile.get("name"), "profile": dumps(m.profile), "channel": k[0], "account": k[1],
-         "platform_user_id": k[2]}
-               for k, m in latest.items()
-               if k not in missing and m.profile and _changes(stored_profiles.get(k), m.profile)]
-    if updates:
-        _updates = arrow(updates)  # noqa: F841
-        con.execute(f"UPDATE users SET social_messaging_info = json_merge_patch(users.social_messaging_info, "
-                    f"u.patch::JSON), phone = coalesce(users.phone, u.phone), "
-                    f"name = coalesce(u.name, users.name), updated_at = ? FROM _updates u "
-                    f"WHERE users.id = u.id AND users.id IN {sql_list(u['id'] for u in updates)}", [now])
-        con.execute(f"UPDATE identities SET profile = json_merge_patch(identities.profile, u.profile::JSON) "
-                    f"FROM _updates u WHERE identities.channel = u.channel AND identities.account = u.account "
-                    f"AND identities.platform_user_id = u.platform_user_id "
-                    f"AND identities.platform_user_id IN {sql_list(u['platform_user_id'] for u in updates)}")
+         "platform_user_id": k[2], "seq": seq}
+        for seq, (k, m) in enumerate(latest.items())
+        if k not in founders and m.profile and _changes(s.profiles.get(k), m.profile)]
+    if not updates:
+        return
+    _updates = arrow(updates)  # noqa: F841
+    # A user who wrote from several ids takes their profiles in the order the ids first wrote, as batches of one
+    # message each would: UPDATE ... FROM would take any one row of a user's, so theirs are folded first.
+    con.execute("UPDATE users SET social_messaging_info = list_reduce(list_prepend(users.social_messaging_info, "
+                "u.patches), lambda a, b: json_merge_patch(a, b)), phone = coalesce(users.phone, u.phone), "
+                "name = coalesce(u.name, users.name), updated_at = ? "
+                "FROM (SELECT id, list(patch::JSON ORDER BY seq) AS patches, "
+                "arg_min(phone, seq) FILTER (WHERE phone IS NOT NULL) AS phone, "
+                "arg_max(name, seq) FILTER (WHERE name IS NOT NULL) AS name FROM _updates GROUP BY id) u "
+                f"WHERE users.id = u.id AND users.id IN {sql_list({u['id'] for u in updates})}", [now])
+    con.execute("UPDATE identities SET profile = json_merge_patch(identities.profile, u.profile::JSON) "
+                "FROM _updates u WHERE identities.channel = u.channel AND identities.account = u.account "
+                "AND identities.platform_user_id = u.platform_user_id "
+                f"AND identities.platform_user_id IN {sql_list(u['platform_user_id'] for u in updates)}")
 
 
 def _store_tickets(con: duckdb.DuckDBPyConnection, stored: list[tuple[int, InboundMessage]],
-                   known: Mapping[Key, int], new_users: list[Key], results: list[IngestResult], now: datetime,
+                   known: Mapping[Key, int], new_users: set[Key], results: list[IngestResult], now: datetime,
                    events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Tickets: the end user's unsolved ticket on that business account, else a new one (R1, R2).
 
     `results` learn the tickets created and continued, `events` their events. Returns the comment rows of the
     messages, ids to be given.
     """
-    groups = _conversations(stored)
-    open_tickets = _open_tickets(con, groups, known, set(new_users))
+    open_tickets = _open_tickets(con, {_identity_key(m) for _, m in stored}, known, new_users)
+    groups = _conversations(stored, open_tickets, known)
+    statuses = dict(open_tickets.values())
     account_info = {(c, a): json.loads(info) for c, a, info in con.execute(
         "SELECT channel, account, info FROM accounts").fetchall()}
 
     quotes = _quoted(con, [m for _, m in stored if m.reaction is not None and m.reply_to])
-    to_create = [k for k in groups if k not in open_tickets]
+    to_create = [c for c in groups if not isinstance(c, int)]
     new_ids = dict(zip(to_create, next_ids(con, "ticket_ids", len(to_create)), strict=True))
     new_tickets: list[dict[str, Any]] = []
     ticket_updates: list[dict[str, Any]] = []
     comments: list[dict[str, Any]] = []
-    for key, items in groups.items():
-        if key in new_ids:
-            tid = new_ids[key]
+    for conversation, items in groups.items():
+        # Replies go to the id the customer wrote from last.
+        key = _identity_key(items[-1][1])
+        if isinstance(conversation, int):
+            tid = conversation
+            ticket_updates.append(_continued_ticket(tid, statuses[tid], key, items, known[key], quotes, now,
+                                                    events))
+            results[items[0][0]].updated_tickets.append(tid)
+        else:
+            tid = new_ids[conversation]
             new_tickets.append(_new_ticket(tid, key, items, known[key], account_info, quotes, now, events))
             results[items[0][0]].created_tickets.append(tid)
-        else:
-            tid, status = open_tickets[key]
-            ticket_updates.append(_continued_ticket(tid, status, items, known[key], quotes, now, events))
-            results[items[0][0]].updated_tickets.append(tid)
         _add_comments(tid, known[key], items, quotes, now, comments, events)
     insert(con, "tickets", new_tickets)
     _update_continued_tickets(con, ticket_updates, now)
     return comments
 
 
-def _conversations(stored: list[tuple[int, InboundMessage]]) -> dict[Key, list[tuple[int, InboundMessage]]]:
-    """Each sender's messages, oldest first, with the number of the delivery that brought each."""
-    groups: dict[Key, list[tuple[int, InboundMessage]]] = defaultdict(list)
+# The unsolved ticket a conversation continues, or (channel, business account, user) for one it opens.
+Conversation = int | tuple[str, str, int]
+
+
+def _conversations(stored: list[tuple[int, InboundMessage]], open_tickets: Mapping[Key, tuple[int, str]],
+                   users: Mapping[Key, int]) -> dict[Conversation, list[tuple[int, InboundMessage]]]:
+    """Each conversation's messages, oldest first, with the number of the delivery that brought each.
+
+    A sender with no unsolved ticket shares a new one with the user's other ids that have none on that
+    account, as batches of one message each would: the first opens it, the next find it by the first's id.
+    """
+    groups: dict[Conversation, list[tuple[int, InboundMessage]]] = defaultdict(list)
     for n, m in sorted(stored, key=lambda nm: nm[1].sent_at):
-        groups[_identity_key(m)].append((n, m))
+        key = _identity_key(m)
+        found = open_tickets.get(key)
+        groups[found[0] if found is not None else (m.channel, m.account, users[key])].append((n, m))
     return groups
 
 
@@ -334,17 +380,17 @@ def _new_ticket(tid: int, key: Key, items: list[tuple[int, InboundMessage]], req
     return row
 
 
-def _continued_ticket(tid: int, status: str, items: list[tuple[int, InboundMessage]], requester: int,
+def _continued_ticket(tid: int, status: str, key: Key, items: list[tuple[int, InboundMessage]], requester: int,
                       quotes: dict[Key, str], now: datetime, events: list[dict[str, Any]]) -> dict[str, Any]:
-    """What a sender's messages change on the unsolved ticket they continue (it opens again); its events go
-    into `events`."""
+    """What a customer's messages change on the unsolved ticket they continue (it opens again, and is answered
+    on the id `key` of their latest); its events go into `events`."""
     info_patch: dict[str, Any] = {}
     for _, m in items:
         info_patch.update(m.channel_info)
     if status != "open":
         events.append(event(tid, "status_changed", "end-user", requester, at=now, previous=status,
                             status="open"))
-    return {"id": tid, "count": len(items), "first": _naive(items[0][1].sent_at),
+    return {"id": tid, "recipient": key[2], "count": len(items), "first": _naive(items[0][1].sent_at),
             "last": _naive(items[-1][1].sent_at), "text": _preview(items[-1][1], quotes),
             "info": dumps(info_patch) if info_patch else None}
 
@@ -372,11 +418,12 @@ def _add_comments(tid: int, author: int, items: list[tuple[int, InboundMessage]]
 
 def _update_continued_tickets(con: duckdb.DuckDBPyConnection, ticket_updates: list[dict[str, Any]],
                               now: datetime) -> None:
-    """The tickets the messages continue, in one statement: open, with the new messages counted."""
+    """The tickets the messages continue, in one statement: open, with the new messages counted, answered on
+    the id the customer wrote from last."""
     if ticket_updates:
         _ticket_updates = arrow(ticket_updates)  # noqa: F841
         con.execute(
-            f"UPDATE tickets SET status = 'open', "
+            f"UPDATE tickets SET status = 'open', recipient = u.recipient, "
             f"status_changed_at = CASE WHEN tickets.status <> 'open' THEN ?::TIMESTAMP "
             f"ELSE tickets.status_changed_at END, end_user_messages = end_user_messages + u.count, "
             f"last_end_user_text = CASE WHEN tickets.last_end_user_message_at IS NULL "
@@ -401,7 +448,7 @@ def _store_comments(con: duckdb.DuckDBPyConnection, comments: list[dict[str, Any
     insert(con, "comments", comments, _COMMENT_SCHEMA)
 
 
-def _open_tickets(con: duckdb.DuckDBPyConnection, groups: Mapping[Key, Any], users: Mapping[Key, int],
+def _open_tickets(con: duckdb.DuckDBPyConnection, senders: set[Key], users: Mapping[Key, int],
                   new_users: set[Key]) -> dict[Key, tuple[int, str]]:
     """(ticket id, status) of the unsolved ticket each sender continues on its business account (R1, R2).
 
@@ -412,30 +459,29 @@ def _open_tickets(con: duckdb.DuckDBPyConnection, groups: Mapping[Key, Any], use
     found: dict[Key, tuple[int, str]] = {}
     for c, a, r, tid, status in con.execute(
             f"SELECT channel, account, recipient, id, status FROM tickets WHERE status IN {UNSOLVED} "
-            f"AND recipient IN {sql_list({k[2] for k in groups})} ORDER BY id").fetchall():
-        if (c, a, r) in groups:
+            f"AND recipient IN {sql_list({k[2] for k in senders})} ORDER BY id").fetchall():
+        if (c, a, r) in senders:
             found[(c, a, r)] = (tid, status)  # the newest unsolved one wins
-    returning = {users[k]: k for k in groups if k not in found and k not in new_users}
+    returning = [k for k in senders if k not in found and k not in new_users]
     if not returning:
         return found
-    others: dict[Key, Key] = {}  # another id of the sender's on the same account -> the sender
+    # Keyed by user and account: several ids of one user may write in one batch.
+    ids: dict[Key, tuple[str, str, int]] = {}  # an id of a returning user's -> (channel, account, user)
     for c, a, pid, uid in con.execute(
             "SELECT channel, account, platform_user_id, user_id FROM identities "
-            f"WHERE user_id IN {sql_list(returning)}").fetchall():
-        key = returning[uid]
-        if (c, a) == key[:2] and pid != key[2]:
-            others[(c, a, pid)] = key
-    readdressed: dict[int, str] = {}
+            f"WHERE user_id IN {sql_list({users[k] for k in returning})}").fetchall():
+        ids[(c, a, pid)] = (c, a, uid)
+    newest: dict[tuple[str, str, int], tuple[int, str]] = {}
     for c, a, r, tid, status in con.execute(
             f"SELECT channel, account, recipient, id, status FROM tickets WHERE status IN {UNSOLVED} "
-            f"AND recipient IN {sql_list({k[2] for k in others})} ORDER BY id").fetchall() if others else []:
-        sender = others.get((c, a, r))
-        if sender is not None:
-            found[sender] = (tid, status)
-            readdressed[tid] = sender[2]
-    if readdressed:
-        _readdressed = arrow([{"id": t, "recipient": r} for t, r in readdressed.items()])  # noqa: F841
-        con.execute("UPDATE tickets SET recipient = r.recipient FROM _readdressed r WHERE tickets.id = r.id")
+            f"AND recipient IN {sql_list({k[2] for k in ids})} ORDER BY id").fetchall() if ids else []:
+        owner = ids.get((c, a, r))
+        if owner is not None:
+            newest[owner] = (tid, status)
+    for k in returning:
+        ticket = newest.get((k[0], k[1], users[k]))
+        if ticket is not None:
+            found[k] = ticket
     return found
 
 
