@@ -389,6 +389,16 @@ class WithAccounts(Generic[AccountT]):
         public = {key: value for key, value in account.public().items() if value not in (None, "", False)}
         return {"channel": self.channel, "account_name": account.name, **public}
 
+    def sender(self, reply: OutboundReply) -> AccountT | DeliveryResult:
+        """The account a reply goes out from, or why it cannot go (a failure the agent sees): no account with its
+        id is configured any more, or it carries nothing to send (no text, file or template)."""
+        account = self.accounts.by_id.get(reply.account)
+        if account is None:
+            return DeliveryResult.failed(self.accounts.unknown(reply.account) + " is configured")
+        if not reply.text.strip() and reply.file is None and reply.template is None:
+            return DeliveryResult.failed("nothing to send: the reply has no text, file or template")
+        return account
+
     def named(self, request: Incoming) -> AccountT:
         """The account a per-account webhook URL names (`/webhooks/<channel>/{name}`)."""
         account = self.accounts.by_name.get(request.name or "")

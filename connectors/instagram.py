@@ -15,7 +15,7 @@ closed, 4/32/613 rate limits, 551 "This person isn't available right now" perman
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import aiohttp
@@ -52,28 +52,21 @@ CHANNEL = Channel(
                      user_ids=DemoUserIds(start=6000000000000000), reply_hours=1.5))
 
 
-@dataclass(frozen=True, slots=True)
-class Account:
-    name: str
-    account_id: str  # the Instagram professional account id (IG_ID): `entry[].id` and the send path
-    app_secret: str = field(repr=False)
-    verify_token: str = field(repr=False)
-    access_token: str = field(repr=False)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Account(meta.MessagingAccount):
+    """An Instagram professional account: webhooks name it by `entry[].id`, its IG_ID (`account_id`), which
+    is the send path too."""
+
     username: str = ""
     api_url: str = API_URL
-    # The account has Meta's Human Agent permission: a human may answer up to 7 days after the
-    # customer's last message, with the HUMAN_AGENT tag.
-    human_agent_tag: bool = False
 
     @classmethod
     def from_table(cls, table: Mapping[str, Any]) -> Account:
         base.check_table(table, SECTION, KEYS, OPTIONAL)
-        secrets = {key: base.text_value(table, key, SECTION) for key in ("app_secret", "verify_token", "access_token")}
-        return cls(base.text_value(table, "name", SECTION),
-                   base.text_value(table, "account_id", SECTION, allow_int=True),
+        return cls(account_id=base.text_value(table, "account_id", SECTION, allow_int=True),
                    username=str(table.get("username") or "").strip().lstrip("@"),
                    api_url=base.url_value(table, SECTION, API_URL),
-                   human_agent_tag=meta.human_agent_value(table, SECTION), **secrets)
+                   human_agent_tag=meta.human_agent_value(table, SECTION), **meta.AppAccount.secrets(table, SECTION))
 
     def public(self) -> dict[str, Any]:
         """Its id and @username; `human_agent_tag` when the 7 days apply (the desk's window check reads it
@@ -90,7 +83,6 @@ class Connector(meta.MessagingConnector[Account]):
     channel: ClassVar[str] = CHANNEL.name
     platform: ClassVar[meta.Platform] = PLATFORM
     account_type = Account
-    id_key: ClassVar[str] = "account_id"
 
     async def attachment(self, session: aiohttp.ClientSession, account: Account,
                          file: base.OutboundFile) -> dict[str, Any] | base.DeliveryResult:

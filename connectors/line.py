@@ -68,6 +68,9 @@ CHANNEL = Channel(
 
 @dataclass(frozen=True, slots=True)
 class Account:
+    """A LINE Official Account's channel: one webhook URL per channel, signed with its channel secret;
+    its channel access token sends. Secrets stay out of repr, so no log shows them."""
+
     name: str
     bot_user_id: str
     channel_secret: str = field(repr=False)
@@ -99,6 +102,7 @@ def signature(channel_secret: str, body: bytes) -> str:
 
 
 def _load(body: bytes) -> dict[str, Any]:
+    """The webhook body: the bot it is for (`destination`) and its `events`, else MalformedPayload."""
     payload = base.json_object(body, "LINE webhook body")
     if not isinstance(payload.get("events"), list):
         raise base.MalformedPayload("LINE webhook body has no 'events' list")
@@ -184,9 +188,9 @@ class Connector(base.WithAccounts[Account]):
     # -- sending --------------------------------------------------------------------------------
 
     async def send(self, session: aiohttp.ClientSession, reply: base.OutboundReply) -> base.DeliveryResult:
-        account = self.accounts.by_id.get(reply.account)
-        if account is None:
-            return base.DeliveryResult.failed(f"no LINE account with bot user id {reply.account!r} is configured")
+        account = self.sender(reply)
+        if isinstance(account, base.DeliveryResult):
+            return account
         if not reply.text:
             if reply.file is not None:
                 return base.DeliveryResult.failed(FILE_REASON)

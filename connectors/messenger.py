@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import aiohttp
@@ -48,55 +48,39 @@ CHANNEL = Channel(
                      user_ids=DemoUserIds(start=7000000000000000), reply_hours=1.5))
 
 
-@dataclass(frozen=True, slots=True)
-class Account:
-    name: str
-    page_id: str
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Account(meta.MessagingAccount):
+    """A Facebook Page: webhooks name it by `entry[].id` (its `account_id`), replies go out with its Page
+    token."""
+
     page_name: str
-    app_secret: str = field(repr=False)
-    verify_token: str = field(repr=False)
-    page_access_token: str = field(repr=False)
-    api_url: str = meta.GRAPH_API_URL
-    # The Page has Meta's Human Agent permission: a human may answer up to 7 days after the
-    # customer's last message, with the HUMAN_AGENT tag.
-    human_agent_tag: bool = False
 
     @classmethod
     def from_table(cls, table: Mapping[str, Any]) -> Account:
         base.check_table(table, SECTION, KEYS, OPTIONAL)
-        return cls(
-            name=base.text_value(table, "name", SECTION),
-            page_id=base.text_value(table, "page_id", SECTION, allow_int=True),
-            page_name=base.text_value(table, "page_name", SECTION),
-            app_secret=base.text_value(table, "app_secret", SECTION),
-            verify_token=base.text_value(table, "verify_token", SECTION),
-            page_access_token=base.text_value(table, "page_access_token", SECTION),
-            api_url=meta.api_url_value(table, SECTION),
-            human_agent_tag=meta.human_agent_value(table, SECTION),
-        )
+        return cls(account_id=base.text_value(table, "page_id", SECTION, allow_int=True),
+                   page_name=base.text_value(table, "page_name", SECTION), api_url=meta.api_url_value(table, SECTION),
+                   human_agent_tag=meta.human_agent_value(table, SECTION),
+                   **meta.AppAccount.secrets(table, SECTION, "page_access_token"))
 
     def public(self) -> dict[str, Any]:
         # human_agent_tag: agents (and the desk's window check) should know a 7-day window applies.
-        return {"page_id": self.page_id, "page_name": self.page_name, "human_agent_tag": self.human_agent_tag}
+        return {"page_id": self.account_id, "page_name": self.page_name, "human_agent_tag": self.human_agent_tag}
 
     @property
-    def account_id(self) -> str:
-        return self.page_id
-
-    @property
-    def access_token(self) -> str:
-        return self.page_access_token
+    def page_id(self) -> str:
+        return self.account_id
 
     def auth(self) -> dict[str, Any]:
         # Meta documents the page token as a query parameter; never log or echo the URL it ends up in.
-        return {"params": {"access_token": self.page_access_token}}
+        return {"params": {"access_token": self.access_token}}
 
 
 class Connector(meta.MessagingConnector[Account]):
     channel: ClassVar[str] = CHANNEL.name
     platform: ClassVar[meta.Platform] = PLATFORM
     account_type = Account
-    id_key: ClassVar[str] = "page_id"
+    id_source: ClassVar[str] = "page_id"
 
     async def attachment(self, session: aiohttp.ClientSession, account: Account,
                          file: base.OutboundFile) -> dict[str, Any] | base.DeliveryResult:

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import Any, ClassVar, Self, TypeVar
 
 import aiohttp
 from aiohttp import web
@@ -205,25 +205,47 @@ class Platform:
     metadata: bool = True  # the Send API takes `message.metadata` and echoes it back
 
 
-class MessagingAccount(base.NamedAccount, Protocol):
-    """A configured business account of the Messenger Platform, as the shared code reads it."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AppAccount:
+    """A business account of a Meta app (a WhatsApp number, a Facebook Page, an Instagram account): the app's
+    secret signs its webhooks, the verify token answers Meta's subscription check, the access token sends.
+    Secrets stay out of repr, so no log shows them. Each product's `Account` adds its ids and reads its own
+    configuration keys (`from_table`)."""
 
-    @property
-    def account_id(self) -> str: ...
-    @property
-    def app_secret(self) -> str: ...
-    @property
-    def verify_token(self) -> str: ...
-    @property
-    def access_token(self) -> str: ...
-    @property
-    def api_url(self) -> str: ...
-    @property
-    def human_agent_tag(self) -> bool: ...
+    name: str
+    app_secret: str = field(repr=False)
+    verify_token: str = field(repr=False)
+    access_token: str = field(repr=False)
+    api_url: str = GRAPH_API_URL
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any]) -> Self:
+        raise NotImplementedError
+
+    def public(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @staticmethod
+    def secrets(table: Mapping[str, Any], section: str, token_key: str = "access_token") -> dict[str, str]:
+        """The name and the three secrets of an account's table, as keyword arguments."""
+        return {"name": base.text_value(table, "name", section),
+                "app_secret": base.text_value(table, "app_secret", section),
+                "verify_token": base.text_value(table, "verify_token", section),
+                "access_token": base.text_value(table, token_key, section)}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MessagingAccount(AppAccount):
+    """A business account of the Messenger Platform (a Page, an Instagram account), as the shared code reads it."""
+
+    account_id: str  # `entry[].id` in its webhooks and the Send API's path
+    # Meta's Human Agent permission: a human may answer up to 7 days after the customer's last message, with
+    # the HUMAN_AGENT tag.
+    human_agent_tag: bool = False
 
     def auth(self) -> dict[str, Any]:
         """How a request authenticates: `call_api` keyword arguments (`params` or `headers`)."""
-        ...
+        raise NotImplementedError
 
 
 A = TypeVar("A", bound=MessagingAccount)
@@ -234,6 +256,7 @@ class MessagingConnector(base.WithAccounts[A]):
     accounts from configuration and describe them (`account_info`)."""
 
     platform: ClassVar[Platform]
+    id_key: ClassVar[str] = "account_id"
 
     # Webhook ----------------------------------------------------------------------------------
 
@@ -277,9 +300,9 @@ class MessagingConnector(base.WithAccounts[A]):
     # Send -------------------------------------------------------------------------------------
 
     async def send(self, session: aiohttp.ClientSession, reply: base.OutboundReply) -> base.DeliveryResult:
-        account = self.accounts.by_id.get(reply.account)
-        if account is None:
-            return base.DeliveryResult.failed(self.accounts.unknown(reply.account) + " is configured")
+        account = self.sender(reply)
+        if isinstance(account, base.DeliveryResult):
+            return account
         if reply.template is not None:
             return base.DeliveryResult.failed(f"message templates are a WhatsApp feature; {self.platform.label} "
                                               "cannot send one")

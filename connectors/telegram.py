@@ -85,6 +85,9 @@ CHANNEL = Channel(
 
 @dataclass(frozen=True, slots=True)
 class Account:
+    """A Telegram bot: one webhook URL per bot, proven by its secret token; its bot token (which is in
+    every Bot API URL) sends. Secrets stay out of repr, so no log shows them."""
+
     name: str
     bot_id: str
     bot_token: str = field(repr=False)
@@ -113,13 +116,6 @@ class Account:
     def method_url(self, method: str) -> str:
         """A Bot API method's URL: it carries the token, so it is never logged nor shown."""
         return f"{self.api_url}/bot{self.bot_token}/{method}"
-
-
-def _load(body: bytes) -> dict[str, Any]:
-    payload = base.json_object(body, "Telegram webhook body")
-    if not isinstance(payload.get("update_id"), int):
-        raise base.MalformedPayload("Telegram webhook body is not an Update (no 'update_id')")
-    return payload
 
 
 class Connector(base.WithAccounts[Account]):
@@ -159,11 +155,9 @@ class Connector(base.WithAccounts[Account]):
     # -- sending --------------------------------------------------------------------------------
 
     async def send(self, session: aiohttp.ClientSession, reply: base.OutboundReply) -> base.DeliveryResult:
-        account = self.accounts.by_id.get(reply.account)
-        if account is None:
-            return base.DeliveryResult.failed(f"no Telegram bot with id {reply.account!r} is configured")
-        if not reply.text.strip() and reply.file is None:
-            return base.DeliveryResult.failed("nothing to send: Telegram refuses an empty message")
+        account = self.sender(reply)
+        if isinstance(account, base.DeliveryResult):
+            return account
         caption = reply.text if reply.file is not None and len(reply.text) <= CAPTION_LIMIT else ""
         texts = base.split_text(reply.text, TEXT_LIMIT) if reply.text.strip() and not caption else []
         parts: list[base.Part] = [
@@ -266,6 +260,14 @@ def _result(account: Account, status: int, body: dict[str, Any], retry_header: s
         return base.DeliveryResult.failed(f"Telegram will not deliver it: {description} (the customer has to "
                                           "start the bot again before it can write to them)")
     return base.DeliveryResult.failed(f"Telegram refused the message: {description}")
+
+
+def _load(body: bytes) -> dict[str, Any]:
+    """The webhook body: one Update (its `update_id` is what Telegram retries by), else MalformedPayload."""
+    payload = base.json_object(body, "Telegram webhook body")
+    if not isinstance(payload.get("update_id"), int):
+        raise base.MalformedPayload("Telegram webhook body is not an Update (no 'update_id')")
+    return payload
 
 
 def _message(bot_id: str, msg: Any, *, edited: bool) -> base.Parsed | None:

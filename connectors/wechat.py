@@ -391,11 +391,9 @@ class Connector(base.WithAccounts[Account]):
         return base.DeliveryResult.failed(f"WeChat error {code}: {errmsg}" if errmsg else f"WeChat error {code}")
 
     async def send(self, session: aiohttp.ClientSession, reply: base.OutboundReply) -> base.DeliveryResult:
-        account = self.accounts.by_id.get(reply.account)
-        if account is None:
-            return base.DeliveryResult.failed(f"no WeChat account with original ID {reply.account!r} is configured")
-        if not reply.text and reply.file is None:
-            return base.DeliveryResult.failed("nothing to send: the reply has neither text nor a file")
+        account = self.sender(reply)
+        if isinstance(account, base.DeliveryResult):
+            return account
         if reply.file is not None:
             # Checked before anything leaves, so a refused file never follows a delivered text.
             if reply.file.mime_type.lower() not in IMAGE_TYPES:

@@ -17,7 +17,7 @@ import json
 import logging
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -77,28 +77,20 @@ CHANNEL = Channel(
                      reply_hours=0.8, phones=True))
 
 
-@dataclass(frozen=True, slots=True)
-class Account:
-    name: str
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Account(meta.AppAccount):
+    """A WhatsApp Business phone number: webhooks name it by `metadata.phone_number_id`, replies go out from
+    it."""
+
     phone_number_id: str
     display_phone_number: str
-    app_secret: str = field(repr=False)
-    verify_token: str = field(repr=False)
-    access_token: str = field(repr=False)
-    api_url: str = meta.GRAPH_API_URL
 
     @classmethod
     def from_table(cls, table: Mapping[str, Any]) -> Account:
         base.check_table(table, SECTION, KEYS)
-        return cls(
-            name=base.text_value(table, "name", SECTION),
-            phone_number_id=base.text_value(table, "phone_number_id", SECTION, allow_int=True),
-            display_phone_number=base.text_value(table, "display_phone_number", SECTION, allow_int=True),
-            app_secret=base.text_value(table, "app_secret", SECTION),
-            verify_token=base.text_value(table, "verify_token", SECTION),
-            access_token=base.text_value(table, "access_token", SECTION),
-            api_url=meta.api_url_value(table, SECTION),
-        )
+        return cls(phone_number_id=base.text_value(table, "phone_number_id", SECTION, allow_int=True),
+                   display_phone_number=base.text_value(table, "display_phone_number", SECTION, allow_int=True),
+                   api_url=meta.api_url_value(table, SECTION), **meta.AppAccount.secrets(table, SECTION))
 
     def public(self) -> dict[str, Any]:
         return {"phone_number_id": self.phone_number_id, "display_phone_number": self.display_phone_number}
@@ -147,9 +139,9 @@ class Connector(base.WithAccounts[Account]):
     # Send -------------------------------------------------------------------------------------
 
     async def send(self, session: aiohttp.ClientSession, reply: base.OutboundReply) -> base.DeliveryResult:
-        account = self.accounts.by_id.get(reply.account)
-        if account is None:
-            return base.DeliveryResult.failed(self.accounts.unknown(reply.account) + " is configured")
+        account = self.sender(reply)
+        if isinstance(account, base.DeliveryResult):
+            return account
         address = _address(reply.to)
         if reply.template is not None:
             template: dict[str, Any] = {"name": reply.template.name, "language": {"code": reply.template.language}}

@@ -71,6 +71,9 @@ CHANNEL = Channel(
 
 @dataclass(frozen=True, slots=True)
 class Account:
+    """An X account the app acts for: webhooks name it by `for_user_id`; its app's consumer secret signs
+    them and answers the CRC, its user token sends. Secrets stay out of repr, so no log shows them."""
+
     name: str
     user_id: str
     screen_name: str
@@ -288,11 +291,9 @@ class Connector(base.WithAccounts[Account]):
     # -- sending --------------------------------------------------------------------------------
 
     async def send(self, session: aiohttp.ClientSession, reply: base.OutboundReply) -> base.DeliveryResult:
-        account = self.accounts.by_id.get(reply.account)
-        if account is None:
-            return base.DeliveryResult.failed(f"no X account with user id {reply.account!r} is configured")
-        if not reply.text and reply.file is None:
-            return base.DeliveryResult.failed("nothing to send: X direct messages need text or a file")
+        account = self.sender(reply)
+        if isinstance(account, base.DeliveryResult):
+            return account
         if len(reply.text) > TEXT_LIMIT:
             # One reply is one DM: sent in parts, a failure half-way would leave the customer half an answer.
             return base.DeliveryResult.failed(f"X direct messages take at most {TEXT_LIMIT:,} characters; this reply "
