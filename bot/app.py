@@ -3,9 +3,10 @@ and the shared state they use (`Bot`).
 
 Bolt verifies each request's signature and refuses timestamps more than five minutes off; a global
 middleware refuses requests from any other workspace than ours (`[slack] team_id`, else the
-bot token's own team from auth.test). Every listener acks first and works after the ack (Slack
-waits 3 seconds at most), except what must be decided before the ack (a modal's field errors);
-`Bot.track` remembers that work so tests can wait for it (`Bot.idle`).
+bot token's own team from auth.test), and another lets a person's command, click or submission reach
+its listener only from an agent (`context["agent"]` is their store id). Every listener acks first and
+works after the ack (Slack waits 3 seconds at most), except what must be decided before the ack (a
+modal's field errors); `Bot.track` remembers that work so tests can wait for it (`Bot.idle`).
 """
 
 from __future__ import annotations
@@ -89,6 +90,13 @@ class Bot:
         except SlackApiError as exc:
             log.warning("could not tell %s by DM: %s", user_id, exc.response.get("error"))
 
+    def after_ack(self, work: Awaitable[None]) -> None:
+        """Run `work` after Slack has its answer, awaitable by idle() like a listener's."""
+        async def run() -> None:
+            self.track()
+            await work
+        asyncio.get_running_loop().create_task(run())
+
     async def card_channel(self, ticket_id: int) -> str | None:
         return await self.desk.read(lambda con: slack_state.card_channel(con, ticket_id))
 
@@ -115,7 +123,44 @@ def build(cfg: SlackConfig, desk: Desk, *, notifier_options: dict[str, Any] | No
             return BoltResponse(status=403, body="This app answers its own workspace only.")
         return await next()
 
+    @app.middleware
+    async def agents_only(body: dict[str, Any], context: Any, respond: Any, next: Any) -> BoltResponse | None:
+        """A person's request to the app (a command, a click, a modal submitted) reaches its listener from an
+        agent only, who finds their store id in `context["agent"]`; anyone else is told why, here. Events
+        keep their own check: most are not addressed to the app (any message in a channel it is in), so
+        only their listener knows when a refusal is due."""
+        user = _person(body)
+        if user is None:
+            return await next()
+        if await access.is_agent(user):
+            context["agent"] = await access.agent_id(user)
+            return await next()
+        bot.after_ack(_refuse(bot, body, user, respond))
+        return BoltResponse(status=200, body="")
+
     from bot.listeners import actions, commands, events, views
     for module in (commands, actions, views, events):
         module.register(bot)
     return bot
+
+
+# The requests a person makes of the app, and who made them (commands carry `user_id`, interactions `user`).
+PERSON_REQUESTS = ("block_actions", "view_submission", "shortcut", "message_action")
+
+
+def _person(body: dict[str, Any]) -> str | None:
+    if "command" in body:
+        return str(body.get("user_id") or "")
+    if body.get("type") in PERSON_REQUESTS:
+        return str((body.get("user") or {}).get("id") or "")
+    return None
+
+
+async def _refuse(bot: Bot, body: dict[str, Any], user: str, respond: Any) -> None:
+    """Tell a non-agent why nothing happened: under the command they typed, in the channel they clicked in,
+    or by direct message for a modal (it has no channel)."""
+    if "command" in body:
+        await respond(text=REFUSAL, response_type="ephemeral")
+        return
+    channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
+    await bot.tell(user, REFUSAL, channel)

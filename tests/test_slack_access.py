@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
+from bot.blocks import ids
 from socialdesk.fakes import slack_api as fake
 from socialdesk.fakes.slack_api import sign
 from tests import test_slack_harness as harness
-from tests.test_slack_harness import AGENT, GROUP_AGENT, STRANGER, World
+from tests.test_slack_harness import AGENT, GROUP_AGENT, STRANGER, TRIAGE, World
 
 world = harness.world  # the fixture
 
@@ -69,3 +72,14 @@ async def test_listeners_ack_before_their_slow_work(world: World) -> None:
     release.set()
     await world.bot.idle()
     assert "Search: Amélie" in str(world.response())
+
+
+@pytest.mark.parametrize("action_id", [ids.CLAIM, ids.REASSIGN, ids.UNASSIGN, ids.STATUS, ids.REPLY, ids.NOTE,
+                                       ids.FIELDS, ids.EVENTS, ids.MERGE, f"{ids.HOME_TAB}_unassigned"])
+async def test_whatever_a_non_agent_clicks_they_are_told_once_and_nothing_opens(world: World,
+                                                                               action_id: str) -> None:
+    """One check for every listener (Bolt middleware), not one a listener may forget."""
+    await world.click(STRANGER, action_id, "1", channel=TRIAGE)
+    [refusal] = world.api.called("chat.postEphemeral")
+    assert refusal["user"] == STRANGER and "only support agents" in refusal["text"]
+    assert not world.api.called("views.open") and not world.api.called("views.publish")

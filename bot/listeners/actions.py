@@ -87,9 +87,6 @@ async def ticket_view(bot: Bot, ticket_id: int) -> dict[str, Any]:
 def register(bot: Bot) -> None:
     app = bot.app
 
-    async def agent_or_none(body: dict[str, Any]) -> int | None:
-        return await bot.agent(body["user"]["id"], _channel(body))
-
     async def tell(body: dict[str, Any], text: str, content: dict[str, Any] | None = None) -> None:
         await bot.tell(body["user"]["id"], text, _channel(body), content)
 
@@ -97,8 +94,6 @@ def register(bot: Bot) -> None:
     async def home_tab(ack: Any, body: dict[str, Any]) -> None:
         bot.track()
         await ack()
-        if await agent_or_none(body) is None:
-            return
         tab = _action(body).get("value")
         await bot.notifier.publish_home(body["user"]["id"], tab if tab in TAB_VIEWS else "assigned")
 
@@ -106,8 +101,6 @@ def register(bot: Bot) -> None:
     async def open_ticket(ack: Any, body: dict[str, Any]) -> None:
         bot.track()
         await ack()
-        if await agent_or_none(body) is None:
-            return
         try:
             ticket_id = int(_action(body)["value"])
             view = await ticket_view(bot, ticket_id)
@@ -122,8 +115,6 @@ def register(bot: Bot) -> None:
     async def load_more(ack: Any, body: dict[str, Any]) -> None:
         bot.track()
         await ack()
-        if await agent_or_none(body) is None:
-            return
         value = _action(body).get("value", "assigned")
         try:
             result = await bot.desk.view(TAB_VIEWS.get(value, value), body["user"]["id"])
@@ -136,16 +127,13 @@ def register(bot: Bot) -> None:
     async def view_page(ack: Any, body: dict[str, Any]) -> None:
         bot.track()
         await ack()
-        if await agent_or_none(body) is None:
-            return
         title = read_meta(body.get("view")).get("view", TAB_VIEWS["assigned"])
         result = await bot.desk.view(title, body["user"]["id"], max(1, int(_action(body)["value"])))
         await update(bot, body, view_modal(result))
 
-    async def ticket_action(body: dict[str, Any]) -> tuple[int, int] | None:
-        agent = await agent_or_none(body)
-        if agent is None:
-            return None
+    def ticket_action(body: dict[str, Any], context: Any) -> tuple[int, int] | None:
+        """The ticket an action is about and the agent acting (the middleware let only agents through)."""
+        agent = int(context["agent"])
         value = _action(body).get("value") or read_meta(body.get("view")).get("ticket")
         block_id = _action(body).get("block_id", "")
         if value is None and block_id.startswith("card-"):
@@ -157,12 +145,12 @@ def register(bot: Bot) -> None:
             await update(bot, body, await ticket_view(bot, ticket_id))
 
     @app.action(ids.CLAIM)
-    async def claim(ack: Any, body: dict[str, Any]) -> None:
+    async def claim(ack: Any, body: dict[str, Any], context: Any) -> None:
         """A ticket someone else has is not taken silently: the clicker is told who has it (and may
         take it over on purpose); of two simultaneous clicks one wins and the other is told."""
         bot.track()
         await ack()
-        found = await ticket_action(body)
+        found = ticket_action(body, context)
         if not found:
             return
         ticket_id, agent = found
@@ -179,11 +167,11 @@ def register(bot: Bot) -> None:
         await refresh_ticket_modal(body, ticket_id)
 
     @app.action(ids.REASSIGN)
-    async def reassign(ack: Any, body: dict[str, Any]) -> None:
+    async def reassign(ack: Any, body: dict[str, Any], context: Any) -> None:
         """Take over a ticket on purpose; the agent who had it hears it."""
         bot.track()
         await ack()
-        found = await ticket_action(body)
+        found = ticket_action(body, context)
         if not found:
             return
         ticket_id, agent = found
@@ -203,10 +191,10 @@ def register(bot: Bot) -> None:
         await refresh_ticket_modal(body, ticket_id)
 
     @app.action(ids.UNASSIGN)
-    async def unassign(ack: Any, body: dict[str, Any]) -> None:
+    async def unassign(ack: Any, body: dict[str, Any], context: Any) -> None:
         bot.track()
         await ack()
-        found = await ticket_action(body)
+        found = ticket_action(body, context)
         if not found:
             return
         ticket_id, agent = found
@@ -218,10 +206,10 @@ def register(bot: Bot) -> None:
         await refresh_ticket_modal(body, ticket_id)
 
     @app.action(ids.STATUS)
-    async def status(ack: Any, body: dict[str, Any]) -> None:
+    async def status(ack: Any, body: dict[str, Any], context: Any) -> None:
         bot.track()
         await ack()
-        found = await ticket_action(body)
+        found = ticket_action(body, context)
         chosen = (_action(body).get("selected_option") or {}).get("value")
         if not found or not chosen:
             return
@@ -233,34 +221,34 @@ def register(bot: Bot) -> None:
         await refresh_ticket_modal(body, found[0])
 
     @app.action(ids.REPLY)
-    async def reply(ack: Any, body: dict[str, Any]) -> None:
+    async def reply(ack: Any, body: dict[str, Any], context: Any) -> None:
         bot.track()
         await ack()
-        found = await ticket_action(body)
+        found = ticket_action(body, context)
         if found:
             await show(bot, body, await reply_view(bot, *found))
 
     @app.action(ids.NOTE)
-    async def note(ack: Any, body: dict[str, Any]) -> None:
+    async def note(ack: Any, body: dict[str, Any], context: Any) -> None:
         bot.track()
         await ack()
-        found = await ticket_action(body)
+        found = ticket_action(body, context)
         if found:
             await show(bot, body, note_modal(await bot.desk.ticket(found[0], history=False)))
 
     @app.action(ids.FIELDS)
-    async def fields(ack: Any, body: dict[str, Any]) -> None:
+    async def fields(ack: Any, body: dict[str, Any], context: Any) -> None:
         bot.track()
         await ack()
-        found = await ticket_action(body)
+        found = ticket_action(body, context)
         if found:
             await show(bot, body, fields_modal(await bot.desk.ticket(found[0], history=False)))
 
     @app.action(ids.EVENTS)
-    async def events(ack: Any, body: dict[str, Any]) -> None:
+    async def events(ack: Any, body: dict[str, Any], context: Any) -> None:
         bot.track()
         await ack()
-        found = await ticket_action(body)
+        found = ticket_action(body, context)
         if found:
             await show(bot, body, events_modal(await bot.desk.ticket(found[0])))
 
@@ -268,16 +256,14 @@ def register(bot: Bot) -> None:
     async def events_page(ack: Any, body: dict[str, Any]) -> None:
         bot.track()
         await ack()
-        if await agent_or_none(body) is None:
-            return
         ticket_id = int(read_meta(body.get("view"))["ticket"])  # the button's value is the page
         await update(bot, body, events_modal(await bot.desk.ticket(ticket_id), int(_action(body)["value"])))
 
     @app.action(ids.MERGE)
-    async def merge(ack: Any, body: dict[str, Any]) -> None:
+    async def merge(ack: Any, body: dict[str, Any], context: Any) -> None:
         bot.track()
         await ack()
-        found = await ticket_action(body)
+        found = ticket_action(body, context)
         if found:
             ticket = await bot.desk.ticket(found[0], history=False)
             source = await bot.desk.user(ticket["requester"]["id"])
@@ -287,8 +273,6 @@ def register(bot: Bot) -> None:
     async def merge_search(ack: Any, body: dict[str, Any]) -> None:
         bot.track()
         await ack()
-        if await agent_or_none(body) is None:
-            return
         m = read_meta(body["view"])
         query = (_action(body).get("value") or "").strip()
         source = await bot.desk.user(int(m["source"]))
@@ -299,21 +283,17 @@ def register(bot: Bot) -> None:
     async def merge_pick(ack: Any, body: dict[str, Any]) -> None:
         bot.track()
         await ack()
-        if await agent_or_none(body) is None:
-            return
         m = read_meta(body["view"])
         source = await bot.desk.user(int(m["source"]))
         target = await bot.desk.user(int(_action(body)["value"]))
         await update(bot, body, merge_confirm_modal(int(m["ticket"]), source, target))
 
     @app.action(ids.REPLY_MACRO)
-    async def reply_macro(ack: Any, body: dict[str, Any]) -> None:
+    async def reply_macro(ack: Any, body: dict[str, Any], context: Any) -> None:
         """A macro fills the reply's text and status (R21); its other actions apply on submit."""
         bot.track()
         await ack()
-        agent = await agent_or_none(body)
-        if agent is None:
-            return
+        agent = int(context["agent"])
         m = read_meta(body["view"])
         picked = (_action(body).get("selected_option") or {}).get("value")
         macro_id = macros.macro_id(bot.desk, picked) if picked else None

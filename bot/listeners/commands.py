@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.access import REFUSAL
 from bot.app import Bot
 from bot.blocks.home import TAB_VIEWS
 from bot.blocks.modals import help_answer, list_answer, search_answer, ticket_answer
@@ -56,10 +55,6 @@ def register(bot: Bot) -> None:
         bot.track()
         await ack()
         user = body.get("user_id", "")
-        if not await bot.access.is_agent(user):
-            await respond(text=REFUSAL, response_type="ephemeral")
-            return
-        await bot.access.agent_id(user)
         parsed = parse(body.get("text", ""))
         if parsed is None:
             await respond(text=usage(command), response_type="ephemeral")

@@ -114,7 +114,7 @@ def register(bot: Bot) -> None:
     app = bot.app
 
     @app.view(ids.CB_REPLY)
-    async def reply_submit(ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
+    async def reply_submit(ack: Any, body: dict[str, Any], view: dict[str, Any], context: Any) -> None:
         bot.track()
         m = read_meta(view)
         version = m.get("v", 0)
@@ -141,16 +141,12 @@ def register(bot: Bot) -> None:
             errors[status_block] = f"Submit as {', '.join(STATUS_LABELS[s] for s in SUBMIT_STATUSES)}."
         if errors:
             await ack(response_action="errors", errors=errors)
-            user = body["user"]["id"]
-            if window_closed and await bot.access.is_agent(user):  # R22, R23: in the ticket's events too
-                await bot.desk.refused_reply(ticket_id, await bot.access.agent_id(user), window_closed,
-                                             window_closed=True)
+            if window_closed:  # R22, R23: in the ticket's events too
+                await bot.desk.refused_reply(ticket_id, int(context["agent"]), window_closed, window_closed=True)
             return
         await ack()
         user = body["user"]["id"]
-        agent = await bot.agent(user)
-        if agent is None:
-            return
+        agent = int(context["agent"])
         channel = await bot.card_channel(ticket_id)
         key = submission_key(view)
         try:
@@ -179,16 +175,14 @@ def register(bot: Bot) -> None:
         # agent and marks the card and the thread.
 
     @app.view(ids.CB_NOTE)
-    async def note_submit(ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
+    async def note_submit(ack: Any, body: dict[str, Any], view: dict[str, Any], context: Any) -> None:
         bot.track()
         text = (value_of(view, ids.NOTE_TEXT, "note_text").get("value") or "").strip()
         if not text:
             await ack(response_action="errors", errors={ids.NOTE_TEXT: "Write the note."})
             return
         await ack()
-        agent = await bot.agent(body["user"]["id"])
-        if agent is None:
-            return
+        agent = int(context["agent"])
         ticket_id = int(read_meta(view)["ticket"])
         try:
             await bot.desk.note(ticket_id, agent, text, once=submission_key(view))
@@ -196,22 +190,18 @@ def register(bot: Bot) -> None:
             await bot.tell(body["user"]["id"], f"⚠️ {exc}", await bot.card_channel(ticket_id))
 
     @app.view(ids.CB_FIELDS)
-    async def fields_submit(ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
+    async def fields_submit(ack: Any, body: dict[str, Any], view: dict[str, Any], context: Any) -> None:
         """Priority and subject, through the desk's one operation for ticket fields (triggers follow)."""
         bot.track()
         user = body["user"]["id"]
-        if not await bot.access.is_agent(user):
-            await ack()
-            await bot.agent(user)  # says why
-            return
         changes = changed_fields(view)
         errors = field_errors(changes)
         if errors:
             await ack(response_action="errors", errors=errors)
             return
         await ack()
-        agent = await bot.agent(user)
-        if agent is None or not changes:
+        agent = int(context["agent"])
+        if not changes:
             return
         ticket_id = int(read_meta(view)["ticket"])
         try:
@@ -224,10 +214,6 @@ def register(bot: Bot) -> None:
     async def merge_search(ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
         """Submitting the search step searches (the same as pressing Enter in the field)."""
         bot.track()
-        if not await bot.access.is_agent(body["user"]["id"]):
-            await ack()
-            await bot.agent(body["user"]["id"])
-            return
         m = read_meta(view)
         query = (value_of(view, "merge_query", ids.MERGE_SEARCH).get("value") or "").strip()
         source = await bot.desk.user(int(m["source"]))
@@ -235,13 +221,11 @@ def register(bot: Bot) -> None:
         await ack(response_action="update", view=merge_modal(int(m["ticket"]), source, results=results, query=query))
 
     @app.view(ids.CB_MERGE)
-    async def merge_submit(ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
+    async def merge_submit(ack: Any, body: dict[str, Any], view: dict[str, Any], context: Any) -> None:
         bot.track()
         await ack()
         user = body["user"]["id"]
-        agent = await bot.agent(user)
-        if agent is None:
-            return
+        agent = int(context["agent"])
         m = read_meta(view)
         ticket_id = int(m["ticket"])
         channel = await bot.card_channel(ticket_id)
