@@ -22,6 +22,7 @@ from aiohttp import web
 
 from bot.settings import SlackConfig
 from warehouse.desk import Desk
+from warehouse.read_models import Ticket
 
 log = logging.getLogger(__name__)
 PATH = "/slack/events"
@@ -50,7 +51,7 @@ def well_formed(body: object) -> bool:
 
 
 def install(web_app: web.Application, cfg: SlackConfig, desk: Desk, *,
-            on_open: Callable[[dict[str, Any]], Awaitable[None]] | None = None, **notifier_options: Any) -> Any:
+            on_open: Callable[[Ticket], Awaitable[None]] | None = None, **notifier_options: Any) -> Any:
     """Mount the Slack app on `web_app` and run its notifier while the app runs; returns the `Bot`.
     `on_open` is called with each ticket an agent opens."""
     from slack_bolt.adapter.aiohttp import to_aiohttp_response

@@ -28,6 +28,7 @@ from bot.pacing import PacedClient, Pacer, RealClock
 from bot.settings import SlackConfig
 from warehouse import slack_state
 from warehouse.desk import Desk
+from warehouse.read_models import Ticket
 
 log = logging.getLogger(__name__)
 # Slack cannot show an ephemeral message there: a DM from the app says it instead.
@@ -45,7 +46,7 @@ class Bot:
     work: set[asyncio.Task[Any]] = field(default_factory=set)
     # Called with a ticket an agent opens (after the ack): the channel may want to know (LINE marks the
     # customer's messages read). Set by the service, which holds the channels.
-    on_open: Callable[[dict[str, Any]], Awaitable[None]] | None = None
+    on_open: Callable[[Ticket], Awaitable[None]] | None = None
 
     def track(self) -> None:
         """Call first thing in a listener: its task (which runs on after the ack) becomes awaitable by idle()."""
@@ -102,7 +103,7 @@ class Bot:
 
 
 def build(cfg: SlackConfig, desk: Desk, *, notifier_options: dict[str, Any] | None = None,
-          on_open: Callable[[dict[str, Any]], Awaitable[None]] | None = None) -> Bot:
+          on_open: Callable[[Ticket], Awaitable[None]] | None = None) -> Bot:
     options = dict(notifier_options or {})
     clock = options.get("clock") or RealClock()
     options["clock"] = clock

@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -245,7 +246,7 @@ def run_operation(cfg: config_module.Config, op: str, kwargs: dict[str, Any]) ->
     desk = open_desk(cfg)
     try:
         async def run() -> dict[str, Any]:
-            return await OPERATIONS[op](desk, **kwargs)
+            return dict(await OPERATIONS[op](desk, **kwargs))
         return asyncio.run(run())
     finally:
         desk.store.close()
@@ -282,7 +283,7 @@ def _abbreviation(channel: str) -> str:
     return found.channel.abbreviation if found else channel
 
 
-def render(command: str, result: dict[str, Any]) -> str:
+def render(command: str, result: Mapping[str, Any]) -> str:
     """A person's reading of a result; --json prints it whole."""
     if command == "notifier":
         head = f"{'Assigned to you' if result['tab'] == 'assigned' else 'Unassigned'}" + (

@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import base64
 import mimetypes
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from warehouse.desk import Desk
 from warehouse.ingest import Delivery
 from warehouse.model import InboundMessage, InvalidMessage
+from warehouse.read_models import SearchResult, Ticket, User, ViewPage
 from warehouse.tickets import Actor
 
 CLI = Actor("system", "cli")
-Operation = Callable[..., Awaitable[dict[str, Any]]]
+Operation = Callable[..., Awaitable[Mapping[str, Any]]]  # a JSON-ready result (read models are TypedDicts)
 
 
 async def notifier(desk: Desk, agent: str, tab: str = "assigned", page: int = 1) -> dict[str, Any]:
@@ -26,19 +27,19 @@ async def notifier(desk: Desk, agent: str, tab: str = "assigned", page: int = 1)
     return {k: result[k] for k in ("tab", "red_dot", "has_more", "page", "tickets")}
 
 
-async def view(desk: Desk, name: str, agent: str | None = None, page: int = 1) -> dict[str, Any]:
+async def view(desk: Desk, name: str, agent: str | None = None, page: int = 1) -> ViewPage:
     return await desk.view(name, agent, page)
 
 
-async def search(desk: Desk, query: str) -> dict[str, Any]:
+async def search(desk: Desk, query: str) -> SearchResult:
     return await desk.search(query)
 
 
-async def ticket(desk: Desk, id: int) -> dict[str, Any]:
+async def ticket(desk: Desk, id: int) -> Ticket:
     return await desk.ticket(id)
 
 
-async def user(desk: Desk, id: int) -> dict[str, Any]:
+async def user(desk: Desk, id: int) -> User:
     return await desk.user(id)
 
 

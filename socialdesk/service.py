@@ -37,6 +37,7 @@ from warehouse import log as ingest_log
 from warehouse import outbox as box
 from warehouse.connect import serve_quack, stop_quack
 from warehouse.desk import Desk
+from warehouse.read_models import Ticket
 from warehouse.rules import load_rules, run_automations, trigger_runner
 from warehouse.store import Store
 from warehouse.tickets import OperationError
@@ -162,7 +163,7 @@ def build_app(cfg: Config, *, store: Store | None = None) -> web.Application:
     return app
 
 
-async def _ticket_opened(app: web.Application, ticket: dict[str, Any]) -> None:
+async def _ticket_opened(app: web.Application, ticket: Ticket) -> None:
     """An agent opened a ticket in Slack: its channel may act on it (LINE marks the messages read)."""
     opened = getattr(app[REGISTRY].get(ticket["channel"]), "ticket_opened", None)
     if opened is not None:

@@ -20,6 +20,7 @@ from warehouse import log as ingest_log
 from warehouse import queries, slack_state, tickets
 from warehouse.ingest import Delivery, IngestResult, ingest_batch
 from warehouse.log import Append, Entry, entry_of
+from warehouse.read_models import NotifierTab, SearchResult, Ticket, User, ViewPage
 from warehouse.rows import event, record_events, scalar
 from warehouse.store import Store
 from warehouse.tickets import Actor
@@ -213,19 +214,19 @@ class Desk:
 
     # -- reads -------------------------------------------------------------------------------------
 
-    async def notifier(self, slack_user_id: str, tab: str = "assigned", page: int = 1) -> dict[str, Any]:
+    async def notifier(self, slack_user_id: str, tab: str = "assigned", page: int = 1) -> NotifierTab:
         return await self.read(lambda con: queries.notifier(con, slack_user_id, tab, page))
 
-    async def view(self, title: str, slack_user_id: str | None = None, page: int = 1) -> dict[str, Any]:
+    async def view(self, title: str, slack_user_id: str | None = None, page: int = 1) -> ViewPage:
         return await self.read(lambda con: queries.view(con, title, slack_user_id, page))
 
-    async def search(self, query: str) -> dict[str, Any]:
+    async def search(self, query: str) -> SearchResult:
         return await self.read(lambda con: queries.search(con, query))
 
-    async def ticket(self, ticket_id: int, history: bool = True) -> dict[str, Any]:
+    async def ticket(self, ticket_id: int, history: bool = True) -> Ticket:
         return await self.read(lambda con: queries.ticket(con, ticket_id, history))
 
-    async def user(self, user_id: int) -> dict[str, Any]:
+    async def user(self, user_id: int) -> User:
         return await self.read(lambda con: queries.user(con, user_id))
 
     # -- the log (issue 15) ------------------------------------------------------------------------

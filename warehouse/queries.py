@@ -1,7 +1,7 @@
 """Reads: the notifier (R10-R16), views (R16, R18, R19), search (R25-R27), tickets and users.
 
-All take a cursor and return JSON-ready dicts. Social tickets are selected by their tags, through the
-view definitions (R9), never by a hidden flag.
+All take a cursor and return JSON-ready dicts; those the desk hands on are typed in warehouse.read_models.
+Social tickets are selected by their tags, through the view definitions (R9), never by a hidden flag.
 """
 
 from __future__ import annotations
@@ -9,13 +9,28 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 import duckdb
 
 from warehouse import clock
 from warehouse.conditions import Context, compile_conditions
 from warehouse.phones import looks_like_phone, to_e164
+from warehouse.read_models import (
+    Assignee,
+    Comment,
+    Event,
+    Identity,
+    MergeSuggestion,
+    NotifierTab,
+    SearchResult,
+    Ticket,
+    TicketRow,
+    User,
+    UserSummary,
+    ViewPage,
+    Window,
+)
 from warehouse.rows import scalar, sql_list
 from warehouse.tickets import OperationError, agent_id, window_state
 
@@ -79,7 +94,7 @@ PREVIEW = 200  # characters of the customer's last message a row carries
 
 
 def ticket_rows(cur: duckdb.DuckDBPyConnection, where: str, params: list[Any], limit: int,
-                offset: int = 0) -> list[dict[str, Any]]:
+                offset: int = 0) -> list[TicketRow]:
     rows = cur.execute(_ROW_SQL.format(where=where, limit=int(limit), offset=int(offset)), params).fetchall()
     if not rows:
         return []
@@ -105,8 +120,14 @@ def last_messages(cur: duckdb.DuckDBPyConnection, tickets: list[tuple[int, int, 
     return {int(t): body for t, body in found.fetchall() if body}
 
 
+def _window(ticket: dict[str, Any], now: datetime | None = None) -> Window:
+    """`window_state`, as the read models type it. The cast: window_state (warehouse.tickets, which the
+    writes share) returns a plain dict; read_models.Window spells out the keys it builds."""
+    return cast(Window, window_state(ticket, now))
+
+
 def ticket_row(r: tuple[Any, ...], preview: str | None = None, last_customer: datetime | None = None,
-               last_agent: datetime | None = None, now: datetime | None = None) -> dict[str, Any]:
+               last_agent: datetime | None = None, now: datetime | None = None) -> TicketRow:
     tid, status, channel, account, rid, name, subject, updated_at, assignee, account_name = r
     waiting = None
     if last_customer is not None and (last_agent is None or last_agent < last_customer) and status in ("new", "open"):
@@ -119,11 +140,11 @@ def ticket_row(r: tuple[Any, ...], preview: str | None = None, last_customer: da
             # What the ticket is about, how long the customer has waited for an agent (New or Open, no
             # agent action since their last message), and the window's time left (B1).
             "preview": preview, "waiting_seconds": waiting,
-            "window": window_state({"channel": channel, "last_end_user_message_at": last_customer}, now)}
+            "window": _window({"channel": channel, "last_end_user_message_at": last_customer}, now)}
 
 
 def run_view(cur: duckdb.DuckDBPyConnection, view: dict[str, Any], agent: int | None, page: int = 1,
-             per_page: int = PAGE_SIZE, now: datetime | None = None) -> dict[str, Any]:
+             per_page: int = PAGE_SIZE, now: datetime | None = None) -> ViewPage:
     """One page of a view, in its fixed order (R14), and whether more follow (R16)."""
     if page < 1:
         raise OperationError("pages start at 1")
@@ -134,7 +155,7 @@ def run_view(cur: duckdb.DuckDBPyConnection, view: dict[str, Any], agent: int | 
 
 
 def view(cur: duckdb.DuckDBPyConnection, title: str, slack_user_id: str | None = None,
-         page: int = 1) -> dict[str, Any]:
+         page: int = 1) -> ViewPage:
     agent = agent_id(cur, slack_user_id) if slack_user_id else None
     return run_view(cur, find_view(cur, title, agent), agent, page)
 
@@ -148,7 +169,7 @@ def red_dot(cur: duckdb.DuckDBPyConnection, unassigned: dict[str, Any] | None = 
 
 
 def notifier(cur: duckdb.DuckDBPyConnection, slack_user_id: str, tab: str = "assigned",
-             page: int = 1) -> dict[str, Any]:
+             page: int = 1) -> NotifierTab:
     """R10-R16: one tab of the notifier, 20 rows, fixed order, `has_more` for "Load more tickets"."""
     if tab not in TABS:
         raise OperationError(f"unknown tab {tab!r} (assigned or unassigned)")
@@ -162,7 +183,7 @@ def notifier(cur: duckdb.DuckDBPyConnection, slack_user_id: str, tab: str = "ass
 
 # -- search (R25-R27) ------------------------------------------------------------------------------
 
-def _user_summaries(cur: duckdb.DuckDBPyConnection, where: str, params: list[Any]) -> list[dict[str, Any]]:
+def _user_summaries(cur: duckdb.DuckDBPyConnection, where: str, params: list[Any]) -> list[UserSummary]:
     users = cur.execute(f"SELECT id, name, phone FROM users u WHERE role = 'end-user' AND merged_into IS NULL "
                         f"AND ({where}) ORDER BY id LIMIT 50", params).fetchall()
     if not users:
@@ -174,7 +195,7 @@ def _user_summaries(cur: duckdb.DuckDBPyConnection, where: str, params: list[Any
     return [{"id": i, "name": n, "phone": p, "ticket_ids": tickets.get(i, [])} for i, n, p in users]
 
 
-def search(cur: duckdb.DuckDBPyConnection, query: str) -> dict[str, Any]:
+def search(cur: duckdb.DuckDBPyConnection, query: str) -> SearchResult:
     """End users by phone (any common format, R25) or by their social messaging info (R26); tickets by
     their channel info (R27)."""
     q = query.strip()
@@ -217,7 +238,7 @@ def _iso(v: Any) -> Any:
     return v.isoformat() if isinstance(v, datetime) else v
 
 
-def ticket(cur: duckdb.DuckDBPyConnection, ticket_id: int, history: bool = True) -> dict[str, Any]:
+def ticket(cur: duckdb.DuckDBPyConnection, ticket_id: int, history: bool = True) -> Ticket:
     """The ticket; with `history`, its comments (with delivery states) and events too."""
     c = cur.execute("SELECT * FROM tickets WHERE id = ?", [ticket_id])
     row = c.fetchone()
@@ -228,7 +249,7 @@ def ticket(cur: duckdb.DuckDBPyConnection, ticket_id: int, history: bool = True)
         f"SELECT id, name, phone, slack_user_id FROM users WHERE id IN "
         f"{sql_list({t['requester_id'], t['assignee_id'] or t['requester_id']})}").fetchall()}
     requester = (t["requester_id"], *people[t["requester_id"]][:2])
-    assignee = None
+    assignee: Assignee | None = None
     if t["assignee_id"] is not None:
         a = people.get(t["assignee_id"], (None, None, None))
         assignee = {"id": t["assignee_id"], "name": a[0], "slack_user_id": a[2]}
@@ -240,13 +261,13 @@ def ticket(cur: duckdb.DuckDBPyConnection, ticket_id: int, history: bool = True)
         "assignee": assignee, "priority": t["priority"], "group_id": t["group_id"],
         "fields": {"social_messaging_channel_info": json.loads(t["channel_info"]),
                    **json.loads(t["custom_fields"])},
-        "window": window_state(t), "created_at": _iso(t["created_at"]), "updated_at": _iso(t["updated_at"]),
+        "window": _window(t), "created_at": _iso(t["created_at"]), "updated_at": _iso(t["updated_at"]),
         "last_end_user_message_at": _iso(t["last_end_user_message_at"]),
         "comments": comments, "events": events,
     }
 
 
-def _history(cur: duckdb.DuckDBPyConnection, ticket_id: int, since: datetime) -> tuple[list[Any], list[Any]]:
+def _history(cur: duckdb.DuckDBPyConnection, ticket_id: int, since: datetime) -> tuple[list[Comment], list[Event]]:
     """Comments and events of one ticket. Nothing of a ticket predates it, and both tables are appended
     in time order, so `>= since` lets DuckDB skip the older row groups by their min/max."""
     rows = cur.execute(
@@ -257,16 +278,17 @@ def _history(cur: duckdb.DuckDBPyConnection, ticket_id: int, since: datetime) ->
     delivery = {cid: (oid, st, err) for cid, oid, st, err in cur.execute(
         "SELECT comment_id, id, state, last_error FROM outbox WHERE ticket_id = ? AND created_at >= ?",
         [ticket_id, since]).fetchall()}
-    events = [{"id": i, "kind": k, "actor": {"type": at, "id": aid}, "data": json.loads(d), "created_at": _iso(ts)}
-              for i, k, at, aid, d, ts in cur.execute(
-        "SELECT id, kind, actor_type, actor_id, data, created_at FROM events WHERE ticket_id = ? "
-        "AND created_at >= ? ORDER BY id", [ticket_id, since]).fetchall()]
+    events: list[Event] = [
+        {"id": i, "kind": k, "actor": {"type": at, "id": aid}, "data": json.loads(d), "created_at": _iso(ts)}
+        for i, k, at, aid, d, ts in cur.execute(
+            "SELECT id, kind, actor_type, actor_id, data, created_at FROM events WHERE ticket_id = ? "
+            "AND created_at >= ? ORDER BY id", [ticket_id, since]).fetchall()]
     # The customer's edits, in order: the comment keeps its original text, the agent sees both.
     edits: dict[int, list[str]] = {}
     for e in events:
         if e["kind"] == "comment_edited":
             edits.setdefault(int(e["data"]["comment_id"]), []).append(str(e["data"].get("text") or ""))
-    comments = []
+    comments: list[Comment] = []
     for i, a, p, b, att, pm, at, withdrawn, origin in rows:
         name, role = authors.get(a, (None, None))
         d = delivery.get(i)
@@ -277,14 +299,14 @@ def _history(cur: duckdb.DuckDBPyConnection, ticket_id: int, since: datetime) ->
     return comments, events
 
 
-def user(cur: duckdb.DuckDBPyConnection, user_id: int) -> dict[str, Any]:
+def user(cur: duckdb.DuckDBPyConnection, user_id: int) -> User:
     row = cur.execute("SELECT id, role, name, phone, social_messaging_info, slack_user_id, merged_into, created_at "
                       "FROM users WHERE id = ?", [user_id]).fetchone()
     if row is None:
         raise OperationError(f"user {user_id} not found")
     uid, role, name, phone, info, slack, merged_into, created = row
-    identities = [{"channel": c, "account": a, "platform_user_id": p, "profile": json.loads(pr)}
-                  for c, a, p, pr in cur.execute(
+    identities: list[Identity] = [{"channel": c, "account": a, "platform_user_id": p, "profile": json.loads(pr)}
+                                  for c, a, p, pr in cur.execute(
         "SELECT channel, account, platform_user_id, profile FROM identities WHERE user_id = ? "
         "ORDER BY created_at, channel", [user_id]).fetchall()]
     ticket_ids = [r[0] for r in cur.execute("SELECT id FROM tickets WHERE requester_id = ? ORDER BY id",
@@ -296,7 +318,7 @@ def user(cur: duckdb.DuckDBPyConnection, user_id: int) -> dict[str, Any]:
             if role == "end-user" and merged_into is None else []}
 
 
-def merge_suggestions(cur: duckdb.DuckDBPyConnection, user_id: int, phone: str | None) -> list[dict[str, Any]]:
+def merge_suggestions(cur: duckdb.DuckDBPyConnection, user_id: int, phone: str | None) -> list[MergeSuggestion]:
     """B5: other live accounts that share this user's phone number."""
     if not phone:
         return []

@@ -35,6 +35,7 @@ from bot.blocks.common import (
     when,
     window_text,
 )
+from warehouse.read_models import Assignee, Ticket, TicketRow, User
 
 DELIVERY_LABELS = {"queued": "📤 Sent to channel", "sent": "✅ Sent to channel", "delivered": "✅✅ Delivered",
                    "read": "👀 Read", "failed": "❌ Not delivered", "retry": "🔁 Channel unreachable, retrying"}
@@ -43,7 +44,7 @@ CARD_MESSAGE_BLOCKS = 30
 GENERIC_SUBJECT = " conversation with "  # the subject ingestion gives every new ticket
 
 
-def account_label(ticket: dict[str, Any]) -> str:
+def account_label(ticket: Ticket) -> str:
     """The business account as agents know it: its name and number where the channel has one (R20)."""
     info = ticket.get("fields", {}).get("social_messaging_channel_info") or {}
     name = info.get("account_name") or info.get("name")
@@ -52,11 +53,11 @@ def account_label(ticket: dict[str, Any]) -> str:
     return " · ".join(parts) if parts else ticket.get("account", "")
 
 
-def social_info_lines(user: dict[str, Any]) -> list[str]:
+def social_info_lines(user: User) -> list[str]:
     """R6: the requester's phone and what each channel sent about them, one line per identity."""
     lines = []
-    if user.get("phone"):
-        lines.append(f"📞 {escape(user['phone'])}")
+    if phone := user.get("phone"):
+        lines.append(f"📞 {escape(phone)}")
     for ident in user.get("identities", []):
         profile = ident.get("profile") or {}
         shown = ", ".join(f"{k}: {v}" for k, v in profile.items() if v and not isinstance(v, (dict, list)))
@@ -65,7 +66,7 @@ def social_info_lines(user: dict[str, Any]) -> list[str]:
     return lines
 
 
-def headline(ticket: dict[str, Any], preview: str | None = None) -> str:
+def headline(ticket: Ticket | TicketRow, preview: str | None = None) -> str:
     """What a ticket is about in one line: its subject, unless that is the generic one ingestion gives,
     then the customer's words."""
     subject = ticket.get("subject") or ""
@@ -74,15 +75,15 @@ def headline(ticket: dict[str, Any], preview: str | None = None) -> str:
     return subject
 
 
-def who_has_it(assignee: dict[str, Any] | None) -> str:
+def who_has_it(assignee: Assignee | None) -> str:
     if not assignee:
         return "_Unassigned_"
-    if assignee.get("slack_user_id"):
-        return f"<@{escape(assignee['slack_user_id'])}>"
+    if slack_user_id := assignee.get("slack_user_id"):
+        return f"<@{escape(slack_user_id)}>"
     return escape(assignee.get("name") or f"agent {assignee.get('id')}")
 
 
-def comment_blocks(name: str, comment: dict[str, Any], links: list[str | None] | None = None,
+def comment_blocks(name: str, comment: Mapping[str, Any], links: list[str | None] | None = None,
                    icon: str = "💬") -> list[dict[str, Any]]:
     """One end-user message: who and when, then the whole text in as many sections as it takes."""
     head = f"{icon} *{escape(name)}* · {when(comment.get('created_at'))}\n"
@@ -93,7 +94,7 @@ def comment_blocks(name: str, comment: dict[str, Any], links: list[str | None] |
     return blocks
 
 
-def card_blocks(ticket: dict[str, Any], requester: dict[str, Any], *, messages: Sequence[dict[str, Any]] = (),
+def card_blocks(ticket: Ticket, requester: User, *, messages: Sequence[dict[str, Any]] = (),
                 links: Mapping[int, list[str | None] | None] | None = None, last_reply: dict[str, Any] | None = None
                 ) -> list[dict[str, Any]]:
     """The card; `messages` are the customer's messages it shows (those waiting when it was posted)."""
@@ -135,7 +136,7 @@ def card_blocks(ticket: dict[str, Any], requester: dict[str, Any], *, messages: 
     return blocks
 
 
-def card_room(requester: dict[str, Any], waiting: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def card_room(requester: User, waiting: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The waiting messages a new card shows whole, oldest first, within its room; the rest go to the
     thread (a message too long for the card goes there whole)."""
     shown, used = [], 0
@@ -147,7 +148,7 @@ def card_room(requester: dict[str, Any], waiting: list[dict[str, Any]]) -> list[
     return shown
 
 
-def card_message(ticket: dict[str, Any], requester: dict[str, Any], *, messages: Sequence[dict[str, Any]] = (),
+def card_message(ticket: Ticket, requester: User, *, messages: Sequence[dict[str, Any]] = (),
                  links: Mapping[int, list[str | None] | None] | None = None, last_reply: dict[str, Any] | None = None
                  ) -> dict[str, Any]:
     words = first_words(messages[-1].get("body") or "", 120) if messages else ""
@@ -221,12 +222,12 @@ def note_posts(comment: dict[str, Any]) -> list[dict[str, Any]]:
     return posts(blocks, f"Internal note: {comment.get('body') or ''}")
 
 
-def notification_message(text: str, ticket: dict[str, Any] | None) -> dict[str, Any]:
+def notification_message(text: str, ticket: Ticket | None) -> dict[str, Any]:
     head = f"*#{ticket['id']}* {status_badge(ticket['status'])} {channel_badge(ticket['channel'])}\n" if ticket else ""
     return posts(text_sections(text, head), text)[0]
 
 
-def failure_dm(ticket: dict[str, Any], reply: dict[str, Any], card: tuple[str, str] | None) -> dict[str, Any]:
+def failure_dm(ticket: Ticket, reply: dict[str, Any], card: tuple[str, str] | None) -> dict[str, Any]:
     """R22: a reply the channel refused after the modal closed, told to the agent who wrote it (an
     update of the thread line notifies no one)."""
     where = f" on ticket #{ticket['id']} ({channel_badge(ticket['channel'])})"
@@ -238,8 +239,11 @@ def failure_dm(ticket: dict[str, Any], reply: dict[str, Any], card: tuple[str, s
 
 
 def claim_refusal(ticket_id: int, assignee: dict[str, Any]) -> dict[str, Any]:
-    """A claim on a ticket someone else has: who has it, and a deliberate way to take it over."""
-    text = (f"⚠️ Ticket #{ticket_id} is already assigned to {who_has_it(assignee)}. "
+    """A claim on a ticket someone else has: who has it, and a deliberate way to take it over.
+    `assignee` is `tickets.AssignedElsewhere.assignee`: a ticket's assignee, untyped there."""
+    who = who_has_it(Assignee(id=assignee["id"], name=assignee.get("name"),
+                              slack_user_id=assignee.get("slack_user_id")))
+    text = (f"⚠️ Ticket #{ticket_id} is already assigned to {who}. "
             "Take it over only if you agreed on it.")
     return message([section(text), actions(button("Reassign to me", ids.REASSIGN, str(ticket_id)),
                                            block_id=f"take-{ticket_id}")],

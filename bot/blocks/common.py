@@ -18,6 +18,7 @@ from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
 from warehouse import channels
+from warehouse.read_models import Window
 
 MAX_BLOCKS = {"message": 50, "modal": 100, "home": 100}
 SECTION_TEXT = 3000
@@ -103,7 +104,7 @@ def duration(seconds: int | float | None) -> str:
     return f"{hours} h {rest // 60:02d} min" if hours else f"{rest // 60} min"
 
 
-def window_text(window: dict[str, Any]) -> str:
+def window_text(window: Window) -> str:
     """B1: the time left to answer freely, in words."""
     if not window.get("has_window"):
         return "No messaging window on this channel: replies are always delivered."
@@ -127,7 +128,7 @@ def _span(hours: int) -> str:
     return f"{hours // 24} days" if hours > 24 and hours % 24 == 0 else f"{hours} hours"
 
 
-def window_short(window: dict[str, Any]) -> str:
+def window_short(window: Window) -> str:
     """B1 in a row: the window's time left in a few characters."""
     if not window.get("has_window"):
         return "no window"

@@ -30,12 +30,13 @@ from bot.blocks.common import (
     section,
     window_short,
 )
+from warehouse.read_models import NotifierTab, TicketRow, ViewPage
 
 TAB_LABELS = {"assigned": "Assigned to you", "unassigned": "Unassigned"}
 TAB_VIEWS = {"assigned": "Your social messaging tickets", "unassigned": "Unassigned social messaging tickets"}
 
 
-def row_details(t: dict[str, Any]) -> str:
+def row_details(t: TicketRow) -> str:
     """What the ticket is about, how long the customer has waited, the window's time left."""
     parts = []
     about = headline(t, t.get("preview"))
@@ -48,7 +49,7 @@ def row_details(t: dict[str, Any]) -> str:
     return " · ".join(parts)
 
 
-def ticket_row(t: dict[str, Any], action_id: str = ids.OPEN_TICKET) -> dict[str, Any]:
+def ticket_row(t: TicketRow, action_id: str = ids.OPEN_TICKET) -> dict[str, Any]:
     icon = STATUS_ICONS.get(t["status"], "❔")
     name = escape(t["requester"]["name"] or f"User {t['requester']['id']}")
     details = row_details(t)
@@ -66,7 +67,7 @@ def tab_buttons(tab: str, red_dot: bool) -> dict[str, Any]:
         block_id="tabs")
 
 
-def home_blocks(result: dict[str, Any]) -> list[dict[str, Any]]:
+def home_blocks(result: NotifierTab) -> list[dict[str, Any]]:
     """One tab of the notifier from `queries.notifier(...)`: header (red dot, R15), tabs, 20 rows, load more."""
     tab = result["tab"]
     title = "Social messaging" + (f"  {RED_DOT}" if result["red_dot"] else "")
@@ -83,7 +84,7 @@ def home_blocks(result: dict[str, Any]) -> list[dict[str, Any]]:
     return blocks
 
 
-def home_view(result: dict[str, Any]) -> dict[str, Any]:
+def home_view(result: NotifierTab) -> dict[str, Any]:
     return home(home_blocks(result), meta(tab=result["tab"]))
 
 
@@ -91,7 +92,7 @@ def refused_home(reason: str) -> dict[str, Any]:
     return home([header("Social messaging"), section(escape(reason))])
 
 
-def view_modal(result: dict[str, Any]) -> dict[str, Any]:
+def view_modal(result: ViewPage) -> dict[str, Any]:
     """A page of a view (R16, R18, R19) in a modal, with paging; rows open the ticket in place (R17)."""
     blocks = [header(result["view"]), context(f"Page {result['page']}")]
     if not result["tickets"]:

@@ -46,6 +46,17 @@ from bot.blocks.common import (
 from bot.blocks.home import ticket_row
 from warehouse import channels
 from warehouse.conditions import PRIORITIES
+from warehouse.read_models import (
+    Comment,
+    Event,
+    MergeSuggestion,
+    NotifierTab,
+    SearchResult,
+    Ticket,
+    User,
+    UserSummary,
+    ViewPage,
+)
 from warehouse.tickets import SUBJECT_MAX
 
 # Room a modal keeps for the conversation: Slack allows 100 blocks and about 250 kB a view.
@@ -56,7 +67,7 @@ EVENTS_PER_SECTION = 2900
 EVENT_SECTIONS_PER_PAGE = 30
 
 
-def conversation_blocks(ticket: dict[str, Any], budget_blocks: int = MODAL_CONVERSATION_BLOCKS,
+def conversation_blocks(ticket: Ticket, budget_blocks: int = MODAL_CONVERSATION_BLOCKS,
                         budget_chars: int = MODAL_CONVERSATION_CHARS) -> list[dict[str, Any]]:
     """The latest messages, newest kept first within the budget, shown oldest first; each whole (split
     across sections), or its start with a word that the rest is in the card's thread."""
@@ -82,16 +93,16 @@ def conversation_blocks(ticket: dict[str, Any], budget_blocks: int = MODAL_CONVE
     return [b for group in reversed(shown) for b in group]
 
 
-def conversation_notes(comment: dict[str, Any]) -> list[str]:
+def conversation_notes(comment: Comment) -> list[str]:
     """What happened to a message after it came: sent from elsewhere, edited, unsent."""
-    notes = [f"Sent by the business from {escape(comment['origin'])}"] if comment.get("origin") else []
+    notes = [f"Sent by the business from {escape(origin)}"] if (origin := comment.get("origin")) else []
     notes += [truncate(f"✏️ Edited to: {escape(text)}", 2000) for text in comment.get("edits") or []]
     if comment.get("withdrawn_at"):
         notes.append("↩️ Unsent by the customer (kept for the record)")
     return notes
 
 
-def ticket_modal(ticket: dict[str, Any], requester: dict[str, Any],
+def ticket_modal(ticket: Ticket, requester: User,
                  last_reply: dict[str, Any] | None = None) -> dict[str, Any]:
     """R17: the ticket opened from the notifier, with its card's actions and the latest messages."""
     blocks = (card_blocks(ticket, requester, last_reply=last_reply) + [divider(), context("Latest messages")]
@@ -116,7 +127,7 @@ def _title(rule: Any) -> str:
     return str(getattr(rule, "title", rule))
 
 
-def reply_modal(ticket: dict[str, Any], requester: dict[str, Any], *, macros: Sequence[tuple[str, str]] = (),
+def reply_modal(ticket: Ticket, requester: User, *, macros: Sequence[tuple[str, str]] = (),
                 templates: Sequence[dict[str, Any]] = (), affecting: dict[str, list[Any]] | None = None,
                 prefill: dict[str, Any] | None = None, version: int = 0, macro: str | None = None,
                 origin: str = "") -> dict[str, Any]:
@@ -174,7 +185,7 @@ def reply_modal(ticket: dict[str, Any], requester: dict[str, Any], *, macros: Se
                  private_metadata=meta(ticket=tid, mode=mode, macro=macro, v=version, origin=origin))
 
 
-def note_modal(ticket: dict[str, Any]) -> dict[str, Any]:
+def note_modal(ticket: Ticket) -> dict[str, Any]:
     blocks = [section(f"*#{ticket['id']}* · internal note: agents only, never sent to the customer."),
               input_block(ids.NOTE_TEXT, "Note", text_input("note_text", multiline=True, max_length=TEXT_INPUT_MAX))]
     return modal("Internal note", blocks, callback_id=ids.CB_NOTE, submit="Add note",
@@ -186,7 +197,7 @@ def digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def fields_modal(ticket: dict[str, Any]) -> dict[str, Any]:
+def fields_modal(ticket: Ticket) -> dict[str, Any]:
     """The ticket's priority and subject, as they are now. The metadata keeps what the modal showed, so
     that saving writes only what the agent changed, not over a rule's change made meanwhile."""
     priority = ticket.get("priority") or ids.NO_PRIORITY
@@ -201,12 +212,12 @@ def fields_modal(ticket: dict[str, Any]) -> dict[str, Any]:
                                        subject=digest(subject.get("initial_value") or "")))
 
 
-def _user_line(u: dict[str, Any]) -> str:
-    count = u.get("tickets") if isinstance(u.get("tickets"), int) else len(u.get("ticket_ids", []))
+def _user_line(u: User | UserSummary | MergeSuggestion, count: int) -> str:
+    """An account in one line; `count`: its tickets."""
     return f"*{escape(u.get('name') or '')}* (#{u['id']}) · {escape(u.get('phone') or 'no phone')} · {count} ticket(s)"
 
 
-def merge_modal(ticket_id: int, source: dict[str, Any], *, results: list[dict[str, Any]] | None = None,
+def merge_modal(ticket_id: int, source: User, *, results: list[UserSummary] | None = None,
                 query: str = "") -> dict[str, Any]:
     """R5, B5: find the account to merge into (name or phone); suggestions first, each account once."""
     blocks: list[dict[str, Any]] = [
@@ -223,7 +234,7 @@ def merge_modal(ticket_id: int, source: dict[str, Any], *, results: list[dict[st
             suggestions.append(s)
     if suggestions:
         blocks.append(context("🔗 Suggested: same phone number"))
-        blocks += [section(_user_line(s), accessory=button("Pick", ids.MERGE_PICK, str(s["id"])))
+        blocks += [section(_user_line(s, s["tickets"]), accessory=button("Pick", ids.MERGE_PICK, str(s["id"])))
                    for s in suggestions[:10]]
     if results is not None:
         found = []
@@ -232,18 +243,19 @@ def merge_modal(ticket_id: int, source: dict[str, Any], *, results: list[dict[st
                 listed.add(u["id"])
                 found.append(u)
         blocks.append(context(f"{len(found)} other account(s) found for “{escape(query)}”"))
-        blocks += [section(_user_line(u), accessory=button("Pick", ids.MERGE_PICK, str(u["id"]))) for u in found[:30]]
+        blocks += [section(_user_line(u, len(u.get("ticket_ids", []))),
+                           accessory=button("Pick", ids.MERGE_PICK, str(u["id"]))) for u in found[:30]]
     return modal("Merge user", blocks, callback_id=ids.CB_MERGE_SEARCH, submit="Search",
                  private_metadata=meta(ticket=ticket_id, source=source["id"]))
 
 
-def profile_blocks(title: str, user: dict[str, Any]) -> list[dict[str, Any]]:
+def profile_blocks(title: str, user: User) -> list[dict[str, Any]]:
     lines = social_info_lines(user)
-    return [section(f"*{title}*\n{_user_line({**user, 'tickets': len(user.get('ticket_ids', []))})}"),
+    return [section(f"*{title}*\n{_user_line(user, len(user.get('ticket_ids', [])))}"),
             *([context(truncate("\n".join(lines), 3000))] if lines else [])]
 
 
-def merge_confirm_modal(ticket_id: int, source: dict[str, Any], target: dict[str, Any]) -> dict[str, Any]:
+def merge_confirm_modal(ticket_id: int, source: User, target: User) -> dict[str, Any]:
     blocks = [*profile_blocks("Merge this account", source), divider(),
               *profile_blocks("into this one (it stays)", target),
               context(f"After the merge {len(source.get('ticket_ids', [])) + len(target.get('ticket_ids', []))} "
@@ -257,7 +269,7 @@ EVENT_LABELS = {"sent_to_channel": "Sent to the social messaging channel", "repl
                 "reply_retry": "Channel unreachable, will retry", "reply_refused": "Reply refused before sending"}
 
 
-def event_line(e: dict[str, Any]) -> str:
+def event_line(e: Event) -> str:
     who = e["actor"]["type"] + (f" {e['actor']['id']}" if e["actor"].get("id") else "")
     data = e.get("data") or {}
     detail = ", ".join(f"{k}={v}" for k, v in data.items() if v not in (None, "", [], {}) and k != "comment_id")
@@ -266,7 +278,7 @@ def event_line(e: dict[str, Any]) -> str:
                     + (f": {escape(detail)}" if detail else ""), 1000)
 
 
-def event_pages(events: list[dict[str, Any]]) -> list[list[str]]:
+def event_pages(events: list[Event]) -> list[list[str]]:
     """The log packed into sections, and the sections into pages; page 0 holds the newest events."""
     sections: list[str] = []
     current = ""
@@ -282,7 +294,7 @@ def event_pages(events: list[dict[str, Any]]) -> list[list[str]]:
     return pages or [[]]
 
 
-def events_modal(ticket: dict[str, Any], page: int = 1) -> dict[str, Any]:
+def events_modal(ticket: Ticket, page: int = 1) -> dict[str, Any]:
     """R23, B2: the ticket's event log, oldest first on each page; page 1 is the newest, older pages
     follow (a long-lived ticket's log is far over one view's size)."""
     pages = event_pages(ticket["events"])
@@ -304,20 +316,20 @@ def events_modal(ticket: dict[str, Any], page: int = 1) -> dict[str, Any]:
 
 # -- /social answers --------------------------------------------------------------------------------
 
-def ticket_answer(ticket: dict[str, Any], requester: dict[str, Any]) -> dict[str, Any]:
+def ticket_answer(ticket: Ticket, requester: User) -> dict[str, Any]:
     blocks = card_blocks(ticket, requester) + [divider()]
     blocks += conversation_blocks(ticket, min(ANSWER_CONVERSATION_BLOCKS, 50 - len(blocks)), 60_000)
     return message(blocks, f"Ticket #{ticket['id']}")
 
 
-def list_answer(title: str, result: dict[str, Any]) -> dict[str, Any]:
+def list_answer(title: str, result: NotifierTab | ViewPage, more: str) -> dict[str, Any]:
+    """A notifier tab or a view's page; `more`: what "Load more tickets" opens (the tab, or the view's title)."""
     blocks = [header(title)]
     if not result["tickets"]:
         blocks.append(section("_No tickets._"))
     blocks += [ticket_row(t) for t in result["tickets"]]
     if result.get("has_more"):
-        blocks.append(actions(button("Load more tickets", ids.LOAD_MORE, result.get("tab") or result.get("view", "")),
-                              block_id="more"))
+        blocks.append(actions(button("Load more tickets", ids.LOAD_MORE, more), block_id="more"))
     return message(blocks[:50], title)
 
 
@@ -326,12 +338,12 @@ def ticket_buttons(ticket_ids: list[int]) -> dict[str, Any]:
     return actions(*[button(f"#{t}", f"{ids.OPEN_TICKET}-{t}", str(t)) for t in ticket_ids[-25:]])
 
 
-def search_answer(result: dict[str, Any]) -> dict[str, Any]:
+def search_answer(result: SearchResult) -> dict[str, Any]:
     """R25-R27: end users (with all their tickets, each a button that opens it) and tickets found by
     channel info (rows that open them)."""
     blocks = [header(f"Search: {truncate(result['query'], 100)}")]
-    if result.get("phone"):
-        blocks.append(context(f"Phone number {escape(result['phone'])}"))
+    if phone := result.get("phone"):
+        blocks.append(context(f"Phone number {escape(phone)}"))
     for u in result["users"][:10]:
         count = len(u["ticket_ids"])
         blocks.append(section(f"👤 *{escape(u['name'] or '')}* (user #{u['id']}) · {escape(u['phone'] or '')}\n"

@@ -185,8 +185,8 @@ def register(bot: Bot) -> None:
             await tell(body, f"Ticket #{ticket_id} is already yours.")
         elif previous is not None:
             before = await bot.desk.user(previous)
-            if before.get("slack_user_id"):
-                await bot.tell(before["slack_user_id"],
+            if slack_user_id := before.get("slack_user_id"):
+                await bot.tell(slack_user_id,
                                f"Ticket #{ticket_id} was reassigned from you to {await _name(bot, agent)}.")
         await refresh_ticket_modal(body, ticket_id)
 

@@ -36,14 +36,15 @@ async def answer(bot: Bot, user: str, sub: str, arg: str) -> dict[str, Any]:
     if sub in ("assigned", "unassigned"):
         result = await desk.notifier(user, sub)
         title = {"assigned": "Assigned to you", "unassigned": "Unassigned"}[sub]
-        return list_answer(f"{title}: {TAB_VIEWS[sub]}", result)
+        return list_answer(f"{title}: {TAB_VIEWS[sub]}", result, result["tab"])
     if sub == "ticket":
         ticket = await desk.ticket(int(arg))
         return ticket_answer(ticket, await desk.user(ticket["requester"]["id"]))
     if sub == "search":
         return search_answer(await desk.search(arg))
     if sub == "view":
-        return list_answer(arg, await desk.view(arg, user))
+        page = await desk.view(arg, user)
+        return list_answer(arg, page, page["view"])
     return help_answer(bot.cfg.command)
 
 

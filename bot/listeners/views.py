@@ -24,6 +24,7 @@ from bot.app import Bot
 from bot.blocks import ids
 from bot.blocks.common import STATUS_LABELS, SUBMIT_STATUSES, read_meta
 from bot.blocks.modals import digest, merge_modal
+from warehouse.read_models import Ticket
 from warehouse.tickets import Actor, OperationError, checked_fields
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ def field_errors(changes: dict[str, Any]) -> dict[str, str]:
     return errors
 
 
-def window_refusal(ticket: dict[str, Any]) -> str:
+def window_refusal(ticket: Ticket) -> str:
     hours = ticket["window"].get("window_hours", 24)
     extra = " Close this and press Reply again to send an approved template." if ticket["window"].get("templates") \
         else " The channel allows no message until the customer writes again."
