@@ -6,6 +6,8 @@ search (R5), and paging (views, the event log).
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Callable
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
@@ -26,6 +28,7 @@ from bot.blocks.modals import (
     ticket_modal,
 )
 from warehouse import slack_state
+from warehouse.read_models import Ticket
 from warehouse.tickets import Actor, AssignedElsewhere, OperationError
 
 log = logging.getLogger(__name__)
@@ -228,29 +231,19 @@ def register(bot: Bot) -> None:
         if found:
             await show(bot, body, await reply_view(bot, *found))
 
-    @app.action(ids.NOTE)
-    async def note(ack: Any, body: dict[str, Any], context: Any) -> None:
-        bot.track()
-        await ack()
-        found = ticket_action(body, context)
-        if found:
-            await show(bot, body, note_modal(await bot.desk.ticket(found[0], history=False)))
+    # The card's buttons whose modal is built from the ticket alone: (builder, with its history).
+    ticket_modals: dict[str, tuple[Callable[[Ticket], dict[str, Any]], bool]] = {
+        ids.NOTE: (note_modal, False), ids.FIELDS: (fields_modal, False), ids.EVENTS: (events_modal, True)}
 
-    @app.action(ids.FIELDS)
-    async def fields(ack: Any, body: dict[str, Any], context: Any) -> None:
+    @app.action(re.compile("^(" + "|".join(map(re.escape, ticket_modals)) + ")$"))
+    async def ticket_modal_button(ack: Any, body: dict[str, Any], context: Any) -> None:
+        """Internal note, Edit fields, Events."""
         bot.track()
         await ack()
         found = ticket_action(body, context)
         if found:
-            await show(bot, body, fields_modal(await bot.desk.ticket(found[0], history=False)))
-
-    @app.action(ids.EVENTS)
-    async def events(ack: Any, body: dict[str, Any], context: Any) -> None:
-        bot.track()
-        await ack()
-        found = ticket_action(body, context)
-        if found:
-            await show(bot, body, events_modal(await bot.desk.ticket(found[0])))
+            build, history = ticket_modals[_action(body)["action_id"]]
+            await show(bot, body, build(await bot.desk.ticket(found[0], history=history)))
 
     @app.action(ids.prefixed(ids.EVENTS_PAGE))
     async def events_page(ack: Any, body: dict[str, Any]) -> None:
