@@ -16,13 +16,15 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from bot.settings import SlackConfig
-from warehouse.desk import Desk
 from warehouse.read_models import Ticket
+
+if TYPE_CHECKING:  # the config (and so a webhook worker) imports bot.settings: no store behind it
+    from warehouse.desk import Desk
 
 log = logging.getLogger(__name__)
 PATH = "/slack/events"

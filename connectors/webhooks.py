@@ -20,7 +20,7 @@ from aiohttp import web
 
 from connectors import registry as channel_registry
 from connectors.base import Connector, Incoming, Skipped, WebhookError
-from warehouse.ingest import Delivery
+from warehouse.model import Delivery
 
 log = logging.getLogger(__name__)
 Observer = Callable[[str, int, float, int], None]  # (channel, HTTP status, seconds, entries skipped) for metrics

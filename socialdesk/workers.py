@@ -6,7 +6,7 @@ With `[server] webhook_workers = N`, `socialdesk serve` starts N worker processe
 public port together (SO_REUSEPORT) while the store process listens only on Unix sockets beside the
 store, which only the service's user can connect to. A worker answers `/webhooks/...` itself: size
 limit, signature, parsing, then each delivery is encoded as the store's log keeps it
-(`warehouse.log.Entry`: the raw body and the parsed items as msgpack, never pickle) and the entries go
+(`warehouse.entries.Entry`: the raw body and the parsed items as msgpack, never pickle) and the entries go
 to the store process in batches (one request carries every delivery that arrived while the previous
 one was being logged), which appends them to its log as they are; each webhook is answered once its
 entry is committed to the log, as in one process, and the store process builds the tickets behind.
@@ -33,7 +33,7 @@ import urllib.parse
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import msgspec
@@ -46,9 +46,11 @@ from connectors import webhooks
 from connectors.webhooks import StoreUnavailable
 from socialdesk import logs
 from socialdesk.config import Config, load
-from warehouse.desk import Desk
-from warehouse.ingest import Delivery
-from warehouse.log import Entry, entry_of
+from warehouse.entries import Entry, entry_of
+from warehouse.model import Delivery
+
+if TYPE_CHECKING:  # a webhook worker never opens the store: DuckDB stays out of its memory
+    from warehouse.desk import Desk
 
 log = logging.getLogger(__name__)
 SOCKET_ENV = "SOCIALDESK_STORE_SOCKET"

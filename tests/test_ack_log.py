@@ -28,8 +28,9 @@ from socialdesk.service import DESK, STORE, build_app
 from tests.conftest import later, msg
 from warehouse import open_store
 from warehouse.desk import Desk
+from warehouse.entries import entry_of
 from warehouse.ingest import Delivery
-from warehouse.log import Append, entry_of
+from warehouse.log import Append
 from warehouse.rows import sql_list
 from warehouse.store import Store
 from warehouse.tickets import Actor

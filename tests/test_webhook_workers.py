@@ -42,7 +42,7 @@ from tests.test_resilience import (
     kill_9_mid_load,
 )
 from warehouse import owner
-from warehouse.log import Entry
+from warehouse.entries import Entry
 
 
 def _workers_of(pid: int) -> list[int]:

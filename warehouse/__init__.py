@@ -6,21 +6,35 @@ announce) is recorded here (an outbox row, an event) and the service's tasks act
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from warehouse.connect import connect
 from warehouse.model import dumps
-from warehouse.queries import shipped_views
-from warehouse.store import Store, StoreBusy
-from warehouse.views import sync_shared_views
+
+if TYPE_CHECKING:
+    from warehouse.connect import connect
+    from warehouse.store import Store, StoreBusy
 
 __all__ = ["Store", "StoreBusy", "connect", "open_store", "register_accounts"]
+# Imported when first asked for: `warehouse.model` and `warehouse.channels` (what a webhook worker
+# needs) must not load DuckDB, pyarrow and numpy (about 60 MiB a process) through this package.
+_LAZY = {"Store": "warehouse.store", "StoreBusy": "warehouse.store", "connect": "warehouse.connect"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'warehouse' has no attribute {name!r}")
 
 
 def open_store(path: str | Path, *, memory_limit: str = "1GB", threads: int = 2,
                views: list[dict[str, Any]] | None = None) -> Store:
     """Open (creating or upgrading) the store and sync the shared views."""
+    from warehouse.queries import shipped_views
+    from warehouse.store import Store
+    from warehouse.views import sync_shared_views
+
     store = Store(path, memory_limit=memory_limit, threads=threads)
     store.write(lambda con: sync_shared_views(con, views if views is not None else shipped_views()))
     return store

@@ -18,8 +18,9 @@ import duckdb
 
 from warehouse import log as ingest_log
 from warehouse import queries, slack_state, tickets
+from warehouse.entries import Entry, entry_of
 from warehouse.ingest import Delivery, IngestResult, ingest_batch
-from warehouse.log import Append, Entry, entry_of
+from warehouse.log import Append
 from warehouse.read_models import NotifierTab, SearchResult, Ticket, User, ViewPage
 from warehouse.rows import event, record_events, scalar
 from warehouse.store import Store

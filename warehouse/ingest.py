@@ -24,6 +24,7 @@ from warehouse import channels, clock
 from warehouse.model import (
     SOCIAL_TAG,
     UNSOLVED,
+    Delivery,
     InboundMessage,
     Item,
     MessageEdit,
@@ -38,16 +39,6 @@ from warehouse.rows import arrow, event, insert, next_ids, record_events, scalar
 log = logging.getLogger(__name__)
 DELIVERY_RANK = {"queued": 0, "sent": 1, "delivered": 2, "read": 3, "played": 4}
 QUOTE_CHARS = 200  # how much of a message a reaction to it quotes
-
-
-@dataclass(slots=True)
-class Delivery:
-    """What one webhook request (or one line of an import) carried."""
-
-    items: list[Item]
-    channel: str = ""
-    raw: bytes | None = None
-    skipped: int = 0  # entries of the body the connector did not understand (the raw body is kept for them)
 
 
 @dataclass(slots=True)

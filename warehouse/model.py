@@ -175,3 +175,13 @@ def from_unix_ms(ms: float | str) -> datetime:
 
 def dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+@dataclass(slots=True)
+class Delivery:
+    """What one webhook request (or one line of an import) carried."""
+
+    items: list[Item]
+    channel: str = ""
+    raw: bytes | None = None
+    skipped: int = 0  # entries of the body the connector did not understand (the raw body is kept for them)
