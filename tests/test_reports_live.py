@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 from socialdesk.reporting import NOTEBOOKS_DIR, run_report
-from warehouse import connect, owner
+from warehouse import owner
+from warehouse.connect import connect
 
 
 def _free_port() -> int:

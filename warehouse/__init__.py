@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING, Any
 from warehouse.model import dumps
 
 if TYPE_CHECKING:
-    from warehouse.connect import connect
     from warehouse.store import Store, StoreBusy
 
-__all__ = ["Store", "StoreBusy", "connect", "open_store", "register_accounts"]
+__all__ = ["Store", "StoreBusy", "open_store", "register_accounts"]
 # Imported when first asked for: `warehouse.model` and `warehouse.channels` (what a webhook worker
 # needs) must not load DuckDB, pyarrow and numpy (about 60 MiB a process) through this package.
-_LAZY = {"Store": "warehouse.store", "StoreBusy": "warehouse.store", "connect": "warehouse.connect"}
+# (A notebook's `connect` is `warehouse.connect.connect`: the package's attribute of that name is the
+# module, once anything imported it.)
+_LAZY = {"Store": "warehouse.store", "StoreBusy": "warehouse.store"}
 
 
 def __getattr__(name: str) -> Any:
