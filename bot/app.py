@@ -93,10 +93,9 @@ class Bot:
 
     def after_ack(self, work: Awaitable[None]) -> None:
         """Run `work` after Slack has its answer, awaitable by idle() like a listener's."""
-        async def run() -> None:
-            self.track()
-            await work
-        asyncio.get_running_loop().create_task(run())
+        task = asyncio.ensure_future(work)  # kept in `work` until done: the loop holds tasks only weakly
+        self.work.add(task)
+        task.add_done_callback(self.work.discard)
 
     async def card_channel(self, ticket_id: int) -> str | None:
         return await self.desk.read(lambda con: slack_state.card_channel(con, ticket_id))

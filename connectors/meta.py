@@ -17,6 +17,7 @@ Channel specifics (payload shapes, send formats, error codes) stay in the channe
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -206,7 +207,7 @@ class Platform:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class AppAccount:
+class AppAccount(ABC):
     """A business account of a Meta app (a WhatsApp number, a Facebook Page, an Instagram account): the app's
     secret signs its webhooks, the verify token answers Meta's subscription check, the access token sends.
     Secrets stay out of repr, so no log shows them. Each product's `Account` adds its ids and reads its own
@@ -219,11 +220,13 @@ class AppAccount:
     api_url: str = GRAPH_API_URL
 
     @classmethod
+    @abstractmethod
     def from_table(cls, table: Mapping[str, Any]) -> Self:
-        raise NotImplementedError
+        """The product's account from its `[[section]]` table (`base.NamedAccount`)."""
 
+    @abstractmethod
     def public(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """What agents may know of it beside its name (`base.NamedAccount`)."""
 
     @staticmethod
     def secrets(table: Mapping[str, Any], section: str, token_key: str = "access_token") -> dict[str, str]:
@@ -243,9 +246,9 @@ class MessagingAccount(AppAccount):
     # the HUMAN_AGENT tag.
     human_agent_tag: bool = False
 
+    @abstractmethod
     def auth(self) -> dict[str, Any]:
         """How a request authenticates: `call_api` keyword arguments (`params` or `headers`)."""
-        raise NotImplementedError
 
 
 A = TypeVar("A", bound=MessagingAccount)
