@@ -448,9 +448,7 @@ def _open_tickets(con: duckdb.DuckDBPyConnection, senders: set[Key], users: Mapp
     goes on, and replies now go to the id the customer writes from.
     """
     found: dict[Key, tuple[int, str]] = {}
-    for c, a, r, tid, status in con.execute(
-            f"SELECT channel, account, recipient, id, status FROM tickets WHERE status IN {UNSOLVED} "
-            f"AND recipient IN {sql_list({k[2] for k in senders})} ORDER BY id").fetchall():
+    for c, a, r, tid, status in _unsolved_tickets(con, {k[2] for k in senders}):
         if (c, a, r) in senders:
             found[(c, a, r)] = (tid, status)  # the newest unsolved one wins
     returning = [k for k in senders if k not in found and k not in new_users]
@@ -463,9 +461,7 @@ def _open_tickets(con: duckdb.DuckDBPyConnection, senders: set[Key], users: Mapp
             f"WHERE user_id IN {sql_list({users[k] for k in returning})}").fetchall():
         ids[(c, a, pid)] = (c, a, uid)
     newest: dict[tuple[str, str, int], tuple[int, str]] = {}
-    for c, a, r, tid, status in con.execute(
-            f"SELECT channel, account, recipient, id, status FROM tickets WHERE status IN {UNSOLVED} "
-            f"AND recipient IN {sql_list({k[2] for k in ids})} ORDER BY id").fetchall() if ids else []:
+    for c, a, r, tid, status in _unsolved_tickets(con, {k[2] for k in ids}):
         owner = ids.get((c, a, r))
         if owner is not None:
             newest[owner] = (tid, status)
@@ -474,6 +470,20 @@ def _open_tickets(con: duckdb.DuckDBPyConnection, senders: set[Key], users: Mapp
         if ticket is not None:
             found[k] = ticket
     return found
+
+
+def _unsolved_tickets(con: duckdb.DuckDBPyConnection, recipients: set[str]) -> list[tuple[str, str, str, int, str]]:
+    """(channel, account, recipient, id, status) of the unsolved tickets answered on these ids, oldest first.
+
+    Looked up by recipient alone, and the solved ones dropped here: DuckDB uses the recipient index for an
+    IN list by itself, but a status filter beside it makes it scan every ticket (18 ms a round at a million
+    tickets, against 1 to 7 ms).
+    """
+    if not recipients:
+        return []
+    rows = con.execute("SELECT channel, account, recipient, id, status FROM tickets "
+                       f"WHERE recipient IN {sql_list(recipients)} ORDER BY id").fetchall()
+    return [row for row in rows if row[4] in UNSOLVED]
 
 
 def _user_ids(con: duckdb.DuckDBPyConnection, keys: set[tuple[str, str, str]]) -> dict[tuple[str, str, str], int]:

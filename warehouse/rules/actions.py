@@ -30,7 +30,7 @@ from warehouse.conditions import (
 )
 from warehouse.model import STATUSES
 from warehouse.rows import event, one, record_events
-from warehouse.rules.placeholders import render, unknown_placeholders, values, values_many
+from warehouse.rules.placeholders import TicketFacts, facts_many, render, unknown_placeholders, values
 from warehouse.tickets import Actor, OperationError
 
 TEXT_ACTIONS = ("comment_value", "comment_value_html", "comment_value_internal")
@@ -406,17 +406,13 @@ def notify_many(con: duckdb.DuckDBPyConnection, ticket_ids: list[int], actor: Ac
                 value: list[str], current_user: int | None) -> list[dict[str, Any]]:
     """`notification_slack` on many tickets at once: the announcement of a whole ingest batch is one
     query and one insert, not a round trip per ticket."""
-    from warehouse.rows import sql_list
     target, text = value
-    known = values_many(con, ticket_ids, current_user)
-    assignees = {tid: (aid, slack) for tid, aid, slack in con.execute(
-        "SELECT t.id, t.assignee_id, u.slack_user_id FROM tickets t LEFT JOIN users u ON u.id = t.assignee_id "
-        f"WHERE t.id IN {sql_list(ticket_ids)}").fetchall()}
-    out = []
+    facts = facts_many(con, ticket_ids, current_user)
+    out: list[dict[str, Any]] = []
     for tid in ticket_ids:
-        aid, slack = assignees.get(tid, (None, None))
-        out.append({"target": target, "text": render(text, known.get(tid, {})), "rule": rule_title,
-                    "assignee_id": aid, "assignee_slack_id": slack})
+        f = facts.get(tid) or TicketFacts({}, None, None)
+        out.append({"target": target, "text": render(text, f.values), "rule": rule_title,
+                    "assignee_id": f.assignee_id, "assignee_slack_id": f.assignee_slack_id})
     record_events(con, [event(tid, "slack_notification", actor.type, actor.id, **data)
                         for tid, data in zip(ticket_ids, out, strict=True)])
     return out

@@ -7,6 +7,7 @@ and a customer reading "Hello ," is worse than an admin reading an error.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import duckdb
@@ -27,27 +28,54 @@ def _first(name: str | None) -> str:
     return (name or "").split(" ")[0]
 
 
-_VALUES_SQL = (
-    "SELECT t.id, t.subject, t.status, t.channel, coalesce(t.channel_info->>'account_name', a.name, t.account), "
-    "r.name, s.name, (SELECT name FROM users WHERE id = ?) "
-    "FROM tickets t JOIN users r ON r.id = t.requester_id LEFT JOIN users s ON s.id = t.assignee_id "
-    "LEFT JOIN accounts a ON a.channel = t.channel AND a.account = t.account WHERE t.id IN {ids}")
+@dataclass(frozen=True, slots=True)
+class TicketFacts:
+    """What rules say about a ticket: its placeholders' values, and who it is assigned to."""
+
+    values: dict[str, str]
+    assignee_id: int | None
+    assignee_slack_id: str | None
+
+
+def facts_many(con: duckdb.DuckDBPyConnection, ticket_ids: list[int],
+               current_user: int | None) -> dict[int, TicketFacts]:
+    """Each ticket's facts for this current user, in three lookups whatever the number of tickets.
+
+    The tickets, then their people by id, then the accounts: joined in SQL, DuckDB would scan every user
+    for each batch of tickets (7 ms a round at a million tickets); looked up by id it reads only theirs.
+    """
+    from warehouse.rows import sql_list
+    if not ticket_ids:
+        return {}
+    tickets = con.execute("SELECT id, subject, status, channel, account, channel_info->>'account_name', "
+                          f"requester_id, assignee_id FROM tickets WHERE id IN {sql_list(ticket_ids)}").fetchall()
+    people = {uid for t in tickets for uid in t[6:8] if uid is not None}
+    if current_user is not None:
+        people.add(current_user)
+    names = {uid: (name, slack) for uid, name, slack in con.execute(
+        f"SELECT id, name, slack_user_id FROM users WHERE id IN {sql_list(people)}").fetchall()} if people else {}
+    accounts = {(c, a): name for c, a, name in con.execute("SELECT channel, account, name FROM accounts").fetchall()}
+    current = names.get(current_user, (None, None))[0] if current_user is not None else None
+    current = current or "SocialDesk"
+    out = {}
+    for tid, subject, status, channel, account, account_name, requester_id, assignee_id in tickets:
+        requester = names.get(requester_id, (None, None))[0]
+        assignee, assignee_slack = names.get(assignee_id, (None, None))
+        shown = next((a for a in (account_name, accounts.get((channel, account)), account) if a is not None), "")
+        out[tid] = TicketFacts({
+            "ticket.id": str(tid), "ticket.title": subject or "", "ticket.status": status,
+            "ticket.channel": channels.label(channel), "ticket.account": shown,
+            "ticket.requester.name": requester or "", "ticket.requester.first_name": _first(requester),
+            "ticket.assignee.name": assignee or "", "ticket.assignee.first_name": _first(assignee),
+            "current_user.name": current, "current_user.first_name": _first(current)},
+            assignee_id, assignee_slack)
+    return out
 
 
 def values_many(con: duckdb.DuckDBPyConnection, ticket_ids: list[int],
                 current_user: int | None) -> dict[int, dict[str, str]]:
-    """What each placeholder stands for on each ticket, for this current user: one query for them all."""
-    from warehouse.rows import sql_list
-    out = {}
-    for tid, subject, status, channel, account, requester, assignee, current in con.execute(
-            _VALUES_SQL.format(ids=sql_list(ticket_ids)), [current_user]).fetchall():
-        out[tid] = {"ticket.id": str(tid), "ticket.title": subject or "", "ticket.status": status,
-                    "ticket.channel": channels.label(channel), "ticket.account": account or "",
-                    "ticket.requester.name": requester or "", "ticket.requester.first_name": _first(requester),
-                    "ticket.assignee.name": assignee or "", "ticket.assignee.first_name": _first(assignee),
-                    "current_user.name": current or "SocialDesk",
-                    "current_user.first_name": _first(current or "SocialDesk")}
-    return out
+    """What each placeholder stands for on each ticket, for this current user."""
+    return {tid: f.values for tid, f in facts_many(con, ticket_ids, current_user).items()}
 
 
 def values(con: duckdb.DuckDBPyConnection, ticket_id: int, current_user: int | None) -> dict[str, str]:
