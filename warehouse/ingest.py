@@ -69,11 +69,7 @@ def ingest_batch(con: duckdb.DuckDBPyConnection, deliveries: list[Delivery]) -> 
             seen.add(key)
             fresh.append((n, item))
     if fresh:
-        keys = [dict(zip(("channel", "account", "message_id"), _key(item) or (), strict=True)) for _, item in fresh]
-        # Row sets are local Arrow tables DuckDB finds by name (replacement scans; see rows.insert).
-        _keys = arrow(keys)  # noqa: F841
-        new = set(con.execute("INSERT INTO inbound_keys SELECT * FROM _keys ON CONFLICT DO NOTHING "
-                              "RETURNING channel, account, message_id").fetchall())
+        new = _record_keys(con, list(seen))
         stored: list[tuple[int, Item]] = []
         for n, item in fresh:
             if _key(item) in new:
@@ -103,6 +99,19 @@ def ingest_batch(con: duckdb.DuckDBPyConnection, deliveries: list[Delivery]) -> 
     # The raw bodies are in the log already (the inbox, warehouse.log), which keeps a body once: when
     # what it carried brought something.
     return results
+
+
+def _record_keys(con: duckdb.DuckDBPyConnection, keys: list[tuple[str, str, str]]) -> set[tuple[str, str, str]]:
+    """Record `keys` (distinct) in inbound_keys; returns those seen for the first time.
+
+    Looked up by message id (its index: migration 014), then only the new ones inserted. The store has one
+    writer, so nothing comes between the two. (INSERT ... ON CONFLICT scans the whole table.)
+    """
+    known = set(con.execute("SELECT channel, account, message_id FROM inbound_keys "
+                            f"WHERE message_id IN {sql_list({k[2] for k in keys})}").fetchall())
+    new = [k for k in keys if k not in known]
+    insert(con, "inbound_keys", [{"channel": c, "account": a, "message_id": m} for c, a, m in new])
+    return set(new)
 
 
 def _key(item: Item) -> tuple[str, str, str] | None:
