@@ -244,6 +244,7 @@ def serve(cfg: Config) -> None:
         sockets.append(owner.workers_socket(store_path))
         listen = {}
         _run_workers(app, cfg, sockets[-1])
+        app[STORE].build_behind_acknowledgements()
     _claim_sockets(*sockets)
 
     async def remove_sockets(app: web.Application) -> None:

@@ -115,6 +115,21 @@ def test_the_service_starts_the_configured_number_of_workers(served: Served) -> 
     assert len(_workers_of(served.proc.pid)) == 2
 
 
+def _thread_nices(pid: int) -> dict[int, int]:
+    """Each thread's nice value (field 19 of its /proc stat), by thread id."""
+    return {int(task.name): int((task / "stat").read_text().rsplit(") ", 1)[1].split()[16])
+            for task in Path(f"/proc/{pid}/task").iterdir()}
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a thread's own nice value is Linux's")
+def test_with_workers_ticket_building_yields_the_cpu_to_acknowledgements_issue_15(served: Served) -> None:
+    # Acknowledging is the promise to the platforms; the log holds what building has not reached.
+    nices = _thread_nices(served.proc.pid)
+    assert nices[served.proc.pid] == 0  # the event loop
+    assert sorted(nices.values()).count(10) == 1  # the ticket builder alone
+    assert all(n in (0, 10) for n in nices.values())
+
+
 def test_a_signed_webhook_is_answered_after_the_store_process_commits_it_b4(served: Served) -> None:
     assert served.webhook("Bonjour via a worker", "wamid.workers.1")[0] == 200
     assert served.webhook("Bonjour via a worker", "wamid.workers.1")[0] == 200  # a redelivery: stored once

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import queue
 import re
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
@@ -296,6 +298,19 @@ class Store:
         self._writer.start()
         self._appender.start()
         self.drain_seconds = 30.0  # at close, how long the log may take to catch up
+
+    def build_behind_acknowledgements(self, nice: int = 10) -> None:
+        """Give ticket building (the writer's thread) a lower CPU priority than the rest of the process.
+
+        For a service whose webhook workers can take the whole machine in a burst: acknowledging is the
+        promise to the platforms (Meta, LINE and X retry and then disable webhooks that time out), and the
+        log holds whatever the builder has not reached yet. When the CPU is free it changes nothing. In one
+        process it only slowed building (the HTTP side shares the builder's GIL rather than competing for a
+        core), so the service asks for it only with workers. Linux only (a thread's own nice value).
+        """
+        tid = self._writer.thread.native_id
+        if sys.platform == "linux" and tid is not None:
+            os.setpriority(os.PRIO_PROCESS, tid, nice)
 
     @property
     def commits(self) -> int:
