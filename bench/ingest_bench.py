@@ -3,7 +3,8 @@ Lua script, pre-signed requests) through verification and the durable append to 
 tickets built right behind, beside a bare aiohttp handler measured in the same run, each at 128 to
 2,048 connections (a fresh store for every run), peak against peak: the bare handler peaks at few
 connections, the store at many, where group commit gathers more messages per commit. SocialDesk runs
-as one process and with one webhook worker.
+as one process, with one and two webhook workers, and with two and its ticket builder at
+nice 10 (`[store] build_nice`).
 
 Then, for each: the acknowledgement's p50/p99 at a fixed 1,000 webhooks/s (WhatsApp's highest
 per-number rate) and, in the same run, how long until the ticket is visible to a reader (the
@@ -76,7 +77,9 @@ BURST_SECONDS = 60
 FIXED = 10_000  # webhooks sent at 1,000/s
 RATE = 1000
 POLL_SECONDS = 0.02  # how often the visibility probe reads the live store
-SERVICES = {"socialdesk, 1 process": 0, "socialdesk + 1 webhook worker": 1, "socialdesk + 2 webhook workers": 2}
+# name: (webhook workers, [store] build_nice)
+SERVICES = {"socialdesk, 1 process": (0, 0), "socialdesk + 1 webhook worker": (1, 0),
+            "socialdesk + 2 webhook workers": (2, 0), "socialdesk + 2 webhook workers, build_nice 10": (2, 10)}
 
 
 # The webhooks go to the busiest channel's first two demo accounts, alternately.
@@ -354,10 +357,10 @@ def main(argv: list[str]) -> None:
     script = work / "post.lua"
     script.write_text(LUA.replace("SIGNATURE_HEADER", _signature_header(sandbox)))
     configs = {}
-    for name, workers in SERVICES.items():
-        configs[name] = work / f"bench-{workers}.toml"
+    for name, (workers, nice) in SERVICES.items():
+        configs[name] = work / f"bench-{workers}-{nice}.toml"
         configs[name].write_text(toml(sandbox.channels, '[store]\nmemory_limit = "1GB"\nthreads = 2\n'
-                                                        f'[server]\nwebhook_workers = {workers}\n'))
+                                      f'build_nice = {nice}\n[server]\nwebhook_workers = {workers}\n'))
 
     results: dict[str, Any] = {"levels": levels, "seconds": args.seconds, "burst_seconds": args.burst_seconds,
                                "runs": {}}

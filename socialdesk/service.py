@@ -244,7 +244,8 @@ def serve(cfg: Config) -> None:
         sockets.append(owner.workers_socket(store_path))
         listen = {}
         _run_workers(app, cfg, sockets[-1])
-        app[STORE].build_behind_acknowledgements()
+    if cfg.store.build_nice:
+        app[STORE].build_behind_acknowledgements(cfg.store.build_nice)
     _claim_sockets(*sockets)
 
     async def remove_sockets(app: web.Application) -> None:

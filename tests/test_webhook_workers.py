@@ -78,8 +78,8 @@ class Served:
         slack = (f'[slack]\nbot_token = "{slack_api.BOT_TOKEN}"\nsigning_secret = "{slack_api.SIGNING_SECRET}"\n'
                  f'api_url = "{self.sandbox.slack.api_url}"\nteam_id = "{slack_api.TEAM_ID}"\n')
         self.config = tmp / "c.toml"
-        self.config.write_text('[server]\nwebhook_workers = 2\nmedia_secret = "workers-media"\n' + slack
-                               + _toml(self.sandbox.channels))
+        self.config.write_text('[store]\nbuild_nice = 10\n[server]\nwebhook_workers = 2\n'
+                               'media_secret = "workers-media"\n' + slack + _toml(self.sandbox.channels))
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = _serve(tmp, self.config, self.port)
@@ -122,7 +122,7 @@ def _thread_nices(pid: int) -> dict[int, int]:
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="a thread's own nice value is Linux's")
-def test_with_workers_ticket_building_yields_the_cpu_to_acknowledgements_issue_15(served: Served) -> None:
+def test_build_nice_lets_acknowledgements_take_the_cpu_from_ticket_building_issue_15(served: Served) -> None:
     # Acknowledging is the promise to the platforms; the log holds what building has not reached.
     nices = _thread_nices(served.proc.pid)
     assert nices[served.proc.pid] == 0  # the event loop

@@ -299,14 +299,16 @@ class Store:
         self._appender.start()
         self.drain_seconds = 30.0  # at close, how long the log may take to catch up
 
-    def build_behind_acknowledgements(self, nice: int = 10) -> None:
+    def build_behind_acknowledgements(self, nice: int) -> None:
         """Give ticket building (the writer's thread) a lower CPU priority than the rest of the process.
 
         For a service whose webhook workers can take the whole machine in a burst: acknowledging is the
         promise to the platforms (Meta, LINE and X retry and then disable webhooks that time out), and the
-        log holds whatever the builder has not reached yet. When the CPU is free it changes nothing. In one
-        process it only slowed building (the HTTP side shares the builder's GIL rather than competing for a
-        core), so the service asks for it only with workers. Linux only (a thread's own nice value).
+        log holds whatever the builder has not reached yet. Measured (`python -m bench ingest`), it is a
+        trade: with two workers the peak rose by a fifth, but at 1,000 webhooks/s tickets became visible
+        later (the builder loses the CPU to anything else runnable) and a long burst left more to drain; in
+        one process it only slowed building. Hence a setting (`[store] build_nice`), off by default. An
+        unprivileged process cannot raise a thread's priority back, so it is set once. Linux only.
         """
         tid = self._writer.thread.native_id
         if sys.platform == "linux" and tid is not None:
