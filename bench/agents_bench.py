@@ -57,7 +57,7 @@ def _queries(path: Path, runs: int) -> dict[str, Any]:
         store.close()
 
 
-WARMUP_SECONDS = 3  # the start of the load, measured apart: a freshly opened store reads its indexes cold
+WARMUP_SECONDS = 3  # the start of the load, measured apart (see _social_during_ingest)
 
 
 async def _social_during_ingest(port: int, sandbox: Sandbox, seconds: int) -> dict[str, Any]:
@@ -65,8 +65,8 @@ async def _social_during_ingest(port: int, sandbox: Sandbox, seconds: int) -> di
     customer's first message, whose ticket the agent's App Home (on its Unassigned tab) must show.
 
     The first WARMUP_SECONDS of the load are reported apart (their worst wait), not in the percentiles: right
-    after start the store's indexes are read from disk as ingest first touches them, and one run in three
-    had its first App Home waits at 1.1-1.8 s there, against under a second once warm."""
+    after the service starts, two runs in four had their first App Home waits at 1.1-1.8 s, against about a
+    second at most afterwards (cold indexes, we think; not profiled)."""
     base = f"http://127.0.0.1:{port}"
     latencies: list[float] = []
     warmup: list[float] = []  # /social during the warm-up
