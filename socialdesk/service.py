@@ -15,6 +15,7 @@ import logging
 import os
 import secrets
 import socket
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -53,6 +54,7 @@ SESSION = web.AppKey("session", aiohttp.ClientSession)
 MEDIA_SESSION = web.AppKey("media_session", aiohttp.ClientSession)  # guarded: URLs from webhooks
 REGISTRY = web.AppKey("registry", dict)
 LIVE = web.AppKey("live", dict)  # the Quack URI and token readers attach, while it is served
+GIL_SWITCH_SECONDS = 0.001  # see serve()
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -255,6 +257,9 @@ def serve(cfg: Config) -> None:
     # collector run thousands of times a second under load. Start-up objects never need scanning.
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
+    # The log's appends and the event loop take the GIL from ticket building as they need it: after 1 ms
+    # rather than Python's 5 (about 4 % more acknowledgements a second at the peak, `python -m bench ingest`).
+    sys.setswitchinterval(GIL_SWITCH_SECONDS)
     log.info("SocialDesk listening on %s:%d (store %s, config %s%s)", cfg.server.host, cfg.server.port,
              store_path, cfg.source, f", {cfg.server.webhook_workers} webhook workers"
              if cfg.server.webhook_workers else "")
