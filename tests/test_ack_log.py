@@ -248,3 +248,19 @@ def test_a_listener_hears_of_each_batch_that_became_tickets(store: Store) -> Non
     store.log.subscribe(lambda: heard.append(sql(store, "SELECT count(*) FROM tickets", fresh=False)[0][0]))
     Desk(store).ingest_sync(Delivery([msg(message_id="m1")], "whatsapp", b"{}"))
     assert heard == [1]  # told after the commit: the ticket is there to read
+
+
+def test_a_workers_batch_is_one_append_its_ids_in_order_and_a_failed_append_fails_each_entry(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = open_store(tmp_path / "batch.duckdb")
+    entries = [entry_of(Delivery([msg(user=f"u{i}", message_id=f"m{i}")], "whatsapp", b"{}")) for i in range(3)]
+    ids = asyncio.run(store.aappend_all([Append(e) for e in entries]))
+    assert ids == [ids[0], ids[0] + 1, ids[0] + 2]
+    assert sql(store, f"SELECT count(*) FROM inbox WHERE id IN {sql_list(ids)}") == [(3,)]
+
+    def broken(con: Any, payloads: list[Append]) -> list[int]:
+        raise OSError("disk full")
+    monkeypatch.setattr(store.log, "append_batch", broken)
+    failed = asyncio.run(store.aappend_all([Append(e) for e in entries]))
+    assert [type(f) for f in failed] == [OSError] * 3  # each webhook of the batch is answered 503
+    store.close()

@@ -175,6 +175,11 @@ class IngestLog:
             self._uncommitted.extend(ids)
         return ids
 
+    def append_groups(self, con: Con, groups: list[list[Append]]) -> list[list[int]]:
+        """`append_batch` for jobs that each carry several entries: one append, each job's ids in its order."""
+        ids = iter(self.append_batch(con, [p for group in groups for p in group]))
+        return [[next(ids) for _ in group] for group in groups]
+
     def committed(self) -> None:
         """The log lane committed: those entries are durable (acknowledged), and the processor is woken."""
         with self._cond:
