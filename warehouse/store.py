@@ -367,10 +367,11 @@ class Store:
         if not payloads:
             return []
         try:
-            ids: list[int] = await self._appender.run_async(_Job(None, self.log.append_groups, payloads))
+            ids: list[int | BaseException] = await self._appender.run_async(
+                _Job(None, self.log.append_groups, payloads))
         except Exception as exc:  # noqa: BLE001 (each entry gets the error: its webhook is answered 503)
             return [exc] * len(payloads)
-        return list(ids)
+        return ids
 
     def _process_log(self, con: duckdb.DuckDBPyConnection) -> None:
         self.log.run(con)

@@ -72,15 +72,10 @@ def facts_many(con: duckdb.DuckDBPyConnection, ticket_ids: list[int],
     return out
 
 
-def values_many(con: duckdb.DuckDBPyConnection, ticket_ids: list[int],
-                current_user: int | None) -> dict[int, dict[str, str]]:
-    """What each placeholder stands for on each ticket, for this current user."""
-    return {tid: f.values for tid, f in facts_many(con, ticket_ids, current_user).items()}
-
-
 def values(con: duckdb.DuckDBPyConnection, ticket_id: int, current_user: int | None) -> dict[str, str]:
     """What each placeholder stands for on this ticket, for this current user."""
-    return values_many(con, [ticket_id], current_user).get(ticket_id, {})
+    facts = facts_many(con, [ticket_id], current_user).get(ticket_id)
+    return facts.values if facts is not None else {}
 
 
 def render(text: str, known: dict[str, Any]) -> str:
