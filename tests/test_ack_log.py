@@ -258,9 +258,9 @@ def test_a_workers_batch_is_one_append_its_ids_in_order_and_a_failed_append_fail
     assert ids == [ids[0], ids[0] + 1, ids[0] + 2]
     assert sql(store, f"SELECT count(*) FROM inbox WHERE id IN {sql_list(ids)}") == [(3,)]
 
-    def broken(con: Any, payloads: list[Append]) -> list[int]:
+    def broken(con: Any, groups: list[list[Append]]) -> list[list[int]]:
         raise OSError("disk full")
-    monkeypatch.setattr(store.log, "append_batch", broken)
+    monkeypatch.setattr(store.log, "append", broken)
     failed = asyncio.run(store.aappend_all([Append(e) for e in entries]))
     assert [type(f) for f in failed] == [OSError] * 3  # each webhook of the batch is answered 503
     store.close()

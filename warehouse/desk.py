@@ -99,7 +99,7 @@ class Desk:
     def ingest_sync(self, delivery: Delivery) -> IngestResult:
         self.take_log()
         waiter: Future[IngestResult] = Future()
-        self.store.append(Append(entry_of(delivery), self._ingest_with_triggers, waiter)).result()
+        self.store.append(Append(entry_of(delivery), self._ingest_with_triggers, waiter))
         return waiter.result()
 
     def _change(self, ticket_id: int, actor: Actor, op: Callable[[Con], T],

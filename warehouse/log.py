@@ -66,8 +66,6 @@ STORE_ERRORS: tuple[type[BaseException], ...] = (duckdb.IOException, duckdb.OutO
 
 # -- the log ----------------------------------------------------------------------------------------
 
-_SCHEMA = pa.schema([("id", pa.int64()), ("channel", pa.string()), ("received_at", pa.timestamp("us")),
-                     ("body", pa.binary()), ("items", pa.binary()), ("skipped", pa.int32())])
 
 
 @dataclass(slots=True)
@@ -153,32 +151,31 @@ class IngestLog:
 
     # -- appending: the log's thread ---------------------------------------------------------------
 
-    def append_batch(self, con: Con, payloads: list[Append]) -> list[int]:
-        """One set-based append (the log lane's batch function); ids in the order of `payloads`."""
+    def append(self, con: Con, groups: list[list[Append]]) -> list[list[int]]:
+        """The log lane's batch function: every entry the lane's jobs carry (a job is one webhook's entry, or
+        a webhook worker's batch) in one set-based statement, which the lane commits by itself. Each
+        group's ids, in its order."""
         now = clock.now()
+        entries = [p.entry for group in groups for p in group]
         first = self._next_id
-        ids = list(range(first, first + len(payloads)))
-        self._next_id += len(payloads)
-        entries = [p.entry for p in payloads]
-        _log_rows = pa.table({  # noqa: F841 (DuckDB finds it by name)
-            "id": ids, "channel": [e.channel for e in entries], "received_at": [now] * len(entries),
-            "body": [e.raw for e in entries], "items": [e.items for e in entries],
-            "skipped": [e.skipped for e in entries]}, schema=_SCHEMA)
-        con.execute("INSERT INTO inbox BY NAME SELECT * FROM _log_rows")
-        # Registered before the commit: the processor may see these rows the moment it is done.
+        self._next_id += len(entries)
+        ids = list(range(first, first + len(entries)))
+        # Registered first: the statement commits, and the processor may see these rows the moment it has
+        # (the lane's rollback callback takes them back if it fails).
         with self._cond:
-            for i, p in zip(ids, payloads, strict=True):
+            for i, p in zip(ids, (p for group in groups for p in group), strict=True):
                 if p.waiter is not None:
                     self._waiters[i] = p.waiter
                 if p.process is not None and p.process != self._default:
                     self._others[i] = p.process
             self._uncommitted.extend(ids)
-        return ids
-
-    def append_groups(self, con: Con, groups: list[list[Append]]) -> list[list[int]]:
-        """`append_batch` for jobs that each carry several entries: one append, each job's ids in its order."""
-        ids = iter(self.append_batch(con, [p for group in groups for p in group]))
-        return [[next(ids) for _ in group] for group in groups]
+        con.execute("INSERT INTO inbox (id, channel, received_at, body, items, skipped) SELECT unnest($1::BIGINT[]), "
+                    "unnest($2::VARCHAR[]), $3::TIMESTAMP, unnest($4::BLOB[]), unnest($5::BLOB[]), "
+                    "unnest($6::INTEGER[])",
+                    [ids, [e.channel for e in entries], now, [e.raw for e in entries], [e.items for e in entries],
+                     [e.skipped for e in entries]])
+        by_group = iter(ids)
+        return [[next(by_group) for _ in group] for group in groups]
 
     def committed(self) -> None:
         """The log lane committed: those entries are durable (acknowledged), and the processor is woken."""
