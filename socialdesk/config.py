@@ -49,8 +49,9 @@ class StoreConfig:
     quack_host: str = "127.0.0.1"
     quack_token: str = ""
     report_memory_limit: Size = "512MB"  # each notebook's own DuckDB (warehouse.connect)
-    # The ticket builder's nice value (Linux). 0: as the rest. With webhook workers, 10 lets a burst beyond
-    # what building keeps up with be acknowledged faster, tickets following later (README, "Performance").
+    # The ticket builder's nice value during a burst (Linux). 0: as the rest. With webhook workers, 10 lets a
+    # burst beyond what building keeps up with be acknowledged faster, tickets following later (README,
+    # "Performance"); outside bursts tickets are built at the normal priority.
     build_nice: Annotated[int, msgspec.Meta(ge=0, le=19)] = 0
 
 

@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+import warehouse.log
+import warehouse.store
 from socialdesk.cli import main
 from socialdesk.config import Config
 from socialdesk.fakes.meta_api import WHATSAPP_PARIS
@@ -263,4 +265,27 @@ def test_a_workers_batch_is_one_append_its_ids_in_order_and_a_failed_append_fail
     monkeypatch.setattr(store.log, "append", broken)
     failed = asyncio.run(store.aappend_all([Append(e) for e in entries]))
     assert [type(f) for f in failed] == [OSError] * 3  # each webhook of the batch is answered 503
+    store.close()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a thread's own nice value is Linux's")
+def test_with_build_nice_a_burst_is_built_at_the_lower_priority_and_a_steady_flow_at_the_normal_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 15: acknowledgements take the CPU from building while a burst waits in the log; at a steady rate
+    building keeps its priority, so tickets are not visible later than without the setting."""
+    monkeypatch.setattr(warehouse.log, "MAX_ROUND", 20)
+    monkeypatch.setattr(warehouse.store, "BURST_BACKLOG", 10)
+    store = open_store(tmp_path / "burst.duckdb")
+    store.build_behind_acknowledgements(10)
+    entries = [entry_of(Delivery([msg(user=f"u{i}", message_id=f"m{i}")], "whatsapp", b"{}")) for i in range(30)]
+    asyncio.run(store.aappend_all([Append(e) for e in entries]))  # acknowledged while nobody builds: a burst
+    desk = Desk(store)
+    rounds: list[tuple[int, int]] = []
+
+    def building(con: Any, deliveries: list[Delivery]) -> list[Any]:
+        rounds.append((len(deliveries), os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
+        return desk._ingest_with_triggers(con, deliveries)
+    store.log.adopt(building)
+    assert sql(store, "SELECT count(*) FROM tickets") == [(30,)]  # the read waits for the log
+    assert rounds == [(20, 10), (10, 0)]  # 30 waiting: a burst; then 10, not more than BURST_BACKLOG
     store.close()

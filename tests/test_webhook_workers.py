@@ -126,7 +126,7 @@ def test_build_nice_lets_acknowledgements_take_the_cpu_from_ticket_building_issu
     # Acknowledging is the promise to the platforms; the log holds what building has not reached.
     nices = _thread_nices(served.proc.pid)
     assert nices[served.proc.pid] == 0  # the event loop
-    assert sorted(nices.values()).count(10) == 1  # the ticket builder alone
+    assert sorted(nices.values()).count(10) == 1  # the thread that builds tickets during bursts, alone
     assert all(n in (0, 10) for n in nices.values())
 
 

@@ -56,7 +56,9 @@ ProcessFn = Callable[[Con, list[Delivery]], list[IngestResult]]
 
 MAX_ROUND = 2000  # entries processed in one transaction at most: writes agents make wait at most one round
 READ_WAIT_SECONDS = 5.0  # a read waits at most this long for acknowledged webhooks to become tickets
-READ_WAIT_BACKLOG = 1000  # and not at all while more entries than this wait (a burst): agents are not held
+# More entries than this waiting is a burst: reads do not wait for it (agents are not held), and with
+# `[store] build_nice` it is built at the lower priority (`Store.build_behind_acknowledgements`).
+BURST_BACKLOG = 1000
 RETRY_STORE_SECONDS = 1.0  # after the store itself failed a round
 # Errors of the store, not of the data: the round is tried again later, nothing is dead-lettered.
 STORE_ERRORS: tuple[type[BaseException], ...] = (duckdb.IOException, duckdb.OutOfMemoryException,
@@ -234,7 +236,7 @@ class IngestLog:
 
     def _done_waiting(self, target: int) -> bool:
         """Whether a reader waiting for `target` may go (call holding `_cond`)."""
-        return self._default is None or self.processed >= target or target - self.processed > READ_WAIT_BACKLOG
+        return self._default is None or self.processed >= target or target - self.processed > BURST_BACKLOG
 
     def _wake_readers(self) -> None:
         """Wake the readers on event loops that may go now (call holding `_cond`)."""

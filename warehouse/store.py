@@ -23,7 +23,7 @@ import re
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from importlib import resources
@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 import duckdb
 
 from warehouse import clock
-from warehouse.log import Append, IngestLog
+from warehouse.log import BURST_BACKLOG, Append, IngestLog
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -293,6 +293,7 @@ class Store:
         # few seconds under load. A larger WAL costs only a longer replay after a crash.
         self._con.execute("SET checkpoint_threshold = '256MB'")
         migrate(self._con)
+        self._burst_builder: ThreadPoolExecutor | None = None  # see build_behind_acknowledgements
         self._writer = _Lane("store-writer", self._con, idle=self._process_log, on_stop=self._drain_log)
         self.log = IngestLog(self._con, wake=self._writer.wake, retry_later=self._retry_log)
         # The log has a connection and a thread of its own: an append touches only the inbox, so it
@@ -310,19 +311,27 @@ class Store:
         self.drain_seconds = 30.0  # at close, how long the log may take to catch up
 
     def build_behind_acknowledgements(self, nice: int) -> None:
-        """Give ticket building (the writer's thread) a lower CPU priority than the rest of the process.
+        """While a burst is worked off, build tickets at a lower CPU priority than the rest of the process.
 
         For a service whose webhook workers can take the whole machine in a burst: acknowledging is the
         promise to the platforms (Meta, LINE and X retry and then disable webhooks that time out), and the
-        log holds whatever the builder has not reached yet. Measured (`python -m bench ingest`), it is a
-        trade: with two workers the peak rose by a fifth, but at 1,000 webhooks/s tickets became visible
-        later (the builder loses the CPU to anything else runnable) and a long burst left more to drain; in
-        one process it only slowed building. Hence a setting (`[store] build_nice`), off by default. An
-        unprivileged process cannot raise a thread's priority back, so it is set once. Linux only.
+        log holds whatever the builder has not reached yet. While more than BURST_BACKLOG entries wait, the
+        writer hands each round of building to a thread of its own at `nice` and waits for it (the
+        connection is still used by one thread at a time); below that it builds at the process's priority.
+        Measured (`python -m bench ingest`): with two workers the peak rose by a fifth, and a builder niced
+        for good made tickets visible later at a steady 1,000 webhooks/s (it lost the CPU to anything else
+        runnable), which building at the normal priority outside bursts avoids. An unprivileged process
+        cannot raise a thread's priority back, hence a second thread rather than renicing the writer. In one
+        process it only slows building: a setting (`[store] build_nice`), off by default. Linux only.
         """
-        tid = self._writer.thread.native_id
-        if sys.platform == "linux" and tid is not None:
-            os.setpriority(os.PRIO_PROCESS, tid, nice)
+        if sys.platform != "linux":
+            return
+
+        def lower() -> None:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+            self.log.lanes.add(threading.current_thread())  # it builds for the writer: never waits for the log
+        self._burst_builder = ThreadPoolExecutor(1, "store-burst-builder", initializer=lower)
+        self._burst_builder.submit(lambda: None).result()  # started and niced now, not in the first burst
 
     @property
     def commits(self) -> int:
@@ -386,7 +395,10 @@ class Store:
         return ids
 
     def _process_log(self, con: duckdb.DuckDBPyConnection) -> None:
-        self.log.run(con)
+        if self._burst_builder is not None and self.log.backlog > BURST_BACKLOG:
+            self._burst_builder.submit(self.log.run, con).result()
+        else:
+            self.log.run(con)
 
     def _drain_log(self, con: duckdb.DuckDBPyConnection) -> None:
         self.log.drain(con, self.drain_seconds)
@@ -430,6 +442,8 @@ class Store:
         `drain_seconds`; the rest is processed at the next start), then close."""
         self._appender.stop()
         self._writer.stop()
+        if self._burst_builder is not None:
+            self._burst_builder.shutdown()
         self._appender.con.close()
         self._side.close()
         self._con.close()
