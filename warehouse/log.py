@@ -69,7 +69,6 @@ STORE_ERRORS: tuple[type[BaseException], ...] = (duckdb.IOException, duckdb.OutO
 # -- the log ----------------------------------------------------------------------------------------
 
 
-
 @dataclass(slots=True)
 class Append:
     """An append job's payload: the entry, who processes it (None: the store's desk), who waits for that."""
