@@ -157,14 +157,15 @@ class IngestLog:
         a webhook worker's batch) in one set-based statement, which the lane commits by itself. Each
         group's ids, in its order."""
         now = clock.now()
-        entries = [p.entry for group in groups for p in group]
+        payloads = [p for group in groups for p in group]
+        entries = [p.entry for p in payloads]
         first = self._next_id
         self._next_id += len(entries)
         ids = list(range(first, first + len(entries)))
         # Registered first: the statement commits, and the processor may see these rows the moment it has
         # (the lane's rollback callback takes them back if it fails).
         with self._cond:
-            for i, p in zip(ids, (p for group in groups for p in group), strict=True):
+            for i, p in zip(ids, payloads, strict=True):
                 if p.waiter is not None:
                     self._waiters[i] = p.waiter
                 if p.process is not None and p.process != self._default:
