@@ -139,15 +139,19 @@ def _serve(tmp: Path, config: Path, port: int) -> subprocess.Popen[bytes]:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def _wait_up(port: int, proc: subprocess.Popen[bytes]) -> None:
+def _wait_up(port: int, proc: subprocess.Popen[bytes], store: Path) -> None:
+    """Until the public port and the store's admin socket both answer: aiohttp opens the port first, so
+    an admin call made as soon as the port answers can find no socket yet."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         assert proc.poll() is None, "the service died"
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
+                if owner.is_running(store):
+                    return
         except OSError:
-            time.sleep(0.1)
+            pass
+        time.sleep(0.1)
     raise AssertionError("the service did not start")
 
 
@@ -224,7 +228,7 @@ def assert_redelivery_stores_each_once(tmp: Path, config: Path, port: int, reque
     """Restart: every acknowledged message is a ticket's comment exactly once, from the log alone (issue 15).
     Restart again and redeliver everything: every message, acknowledged or not, is stored exactly once."""
     proc = _serve(tmp, config, port)
-    _wait_up(port, proc)
+    _wait_up(port, proc, tmp / "c.duckdb")
     try:
         _caught_up(tmp)
     finally:
@@ -233,7 +237,7 @@ def assert_redelivery_stores_each_once(tmp: Path, config: Path, port: int, reque
     stored = _stored(tmp)
     assert all(stored.get(mid) == 1 for mid in acked), "an acknowledged message was lost or duplicated"
     proc = _serve(tmp, config, port)
-    _wait_up(port, proc)
+    _wait_up(port, proc, tmp / "c.duckdb")
     try:
         redelivered: list[str] = []
         asyncio.run(_send_all(port, requests, redelivered, stop_after=None))
@@ -252,6 +256,6 @@ def test_kill_9_under_load_loses_no_acknowledged_message_and_redelivery_adds_not
     config.write_text(_toml(sandbox.channels))
     port = _free_port()
     proc = _serve(tmp_path, config, port)
-    _wait_up(port, proc)
+    _wait_up(port, proc, tmp_path / "c.duckdb")
     acked = kill_9_mid_load(proc, port, requests)
     assert_redelivery_stores_each_once(tmp_path, config, port, requests, acked)

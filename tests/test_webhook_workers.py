@@ -83,7 +83,7 @@ class Served:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = _serve(tmp, self.config, self.port)
-        _wait_up(self.port, self.proc)
+        _wait_up(self.port, self.proc, tmp / "c.duckdb")
 
     def admin(self, op: str, kwargs: dict[str, Any]) -> tuple[int, Any]:
         """An operation through the store process's admin socket, as the CLI calls it."""
@@ -264,7 +264,7 @@ def test_kill_9_of_the_store_process_loses_nothing_acknowledged_and_its_workers_
     config.write_text("[server]\nwebhook_workers = 1\n" + _toml(sandbox.channels))
     port = _free_port()
     proc = _serve(tmp_path, config, port)
-    _wait_up(port, proc)
+    _wait_up(port, proc, tmp_path / "c.duckdb")
     workers = _workers_of(proc.pid)
     assert workers
     acked = kill_9_mid_load(proc, port, requests)
